@@ -1,0 +1,42 @@
+# make demo / make test create .venv when missing and install the project with its test extras.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test slow soak chaos fuzz bench protos clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" tests
+
+slow: $(STAMP)
+	$(PY) -m pytest -q -m slow tests
+
+soak: $(STAMP)
+	$(PY) bench/soak.py
+
+chaos: $(STAMP)
+	$(PY) bench/chaos.py
+
+fuzz: $(STAMP)
+	$(PY) bench/fuzz.py
+
+bench: $(STAMP)
+	$(PY) bench/agent_bench.py
+	$(PY) bench/sim_bench.py
+
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

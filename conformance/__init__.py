@@ -1,0 +1,1 @@
+"""The conformance suite: any Agent implementation at an address, checked against PROTOCOL-V1."""

@@ -1,0 +1,1 @@
+"""pytest plugin of the fakes (fixture `fake_agent`)."""

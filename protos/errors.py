@@ -1,0 +1,128 @@
+"""Protocol errors, their gRPC status codes, and every wire-visible error text in one place."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import grpc
+
+
+class ProtocolError(Exception):
+    """An error the protocol answers with a non-OK status; `code` is that status."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, requirement: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.requirement = requirement
+
+    @property
+    def code_name(self) -> str:
+        return self.code.name
+
+
+class InvalidArgument(ProtocolError):
+    """The request is wrong on its own: UUID form, required field, python_version syntax."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class FailedPrecondition(ProtocolError):
+    """The request is well formed but the agent's state does not allow it."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AlreadyExists(ProtocolError):
+    """A repeat RunJob whose files or requirements differ from the submission (AGT-RUN-8)."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class ResourceExhausted(ProtocolError):
+    """A request over the size limit, or a full queue."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# The status-code table of docs/SPEC.md, condition -> status.
+STATUS_TABLE: dict[str, grpc.StatusCode] = {
+    "malformed UUID": grpc.StatusCode.INVALID_ARGUMENT,
+    "missing required field": grpc.StatusCode.INVALID_ARGUMENT,
+    "first RunJob without files": grpc.StatusCode.INVALID_ARGUMENT,
+    "malformed python_version": grpc.StatusCode.INVALID_ARGUMENT,
+    "RunJob with unstaged files": grpc.StatusCode.FAILED_PRECONDITION,
+    "unsatisfiable requirements": grpc.StatusCode.FAILED_PRECONDITION,
+    "StageInFiles after submission": grpc.StatusCode.FAILED_PRECONDITION,
+    "repeat RunJob with different files or requirements": grpc.StatusCode.ALREADY_EXISTS,
+    "request over the size limit": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "agent's queue full": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "unparseable bytes": grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """repr() of a value, cut so that a huge bad value cannot flood a status message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "...'"
+
+
+# --- wire-visible texts -------------------------------------------------------------------
+
+def bad_uuid(field: str, value: object) -> InvalidArgument:
+    return InvalidArgument(
+        f"{field} must be a UUID in canonical 8-4-4-4-12 hex form, got {_short(value)}",
+        "AGT-ID-1",
+    )
+
+
+def missing_field(field: str) -> InvalidArgument:
+    return InvalidArgument(f"required field {field} is missing", "AGT-ID-2")
+
+
+def bad_python_version(value: str, why: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"requirements python_version {_short(value)} is malformed: {why}", "AGT-RUN-4"
+    )
+
+
+def no_files(job: str) -> InvalidArgument:
+    return InvalidArgument(f"first RunJob for job {job} names no files: nothing to run", "AGT-RUN-2")
+
+
+def unstaged_files(job: str, uuids: Iterable[str]) -> FailedPrecondition:
+    names = ", ".join(uuids)
+    return FailedPrecondition(
+        f"files not staged for job {job}: {names}; call StageInFiles first", "AGT-RUN-3"
+    )
+
+
+def no_interpreter(requirements: Iterable[str], available: Iterable[str]) -> FailedPrecondition:
+    reqs = " AND ".join(repr(r) for r in requirements) or "any Python 3"
+    have = ", ".join(available) or "none"
+    return FailedPrecondition(
+        f"no interpreter on this agent satisfies python_version {reqs} (available: {have})",
+        "AGT-RUN-4",
+    )
+
+
+def stage_after_submit(job: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"job {job} is already submitted: its inputs are frozen, StageInFiles refused", "AGT-STAGE-4"
+    )
+
+
+def repeat_mismatch(job: str, what: str, sent: object, submitted: object) -> AlreadyExists:
+    return AlreadyExists(
+        f"job {job} already exists with other {what}: sent {_short(sent)}, "
+        f"submitted {_short(submitted)}",
+        "AGT-RUN-8",
+    )
+
+
+def too_large(size: int, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(f"request of {size} bytes is over this agent's limit of {limit} bytes", "AGT-ERR-2")
+
+
+def queue_full(limit: int) -> ResourceExhausted:
+    return ResourceExhausted(f"the agent's queue is full ({limit} jobs waiting)", None)

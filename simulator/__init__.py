@@ -1,0 +1,1 @@
+"""SimPy model of many agents for capacity planning."""
