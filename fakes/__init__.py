@@ -1,1 +1,14 @@
 """In-process fakes of the Agent protocol for client developers, and broken agents."""
+from __future__ import annotations
+
+from fakes.agent import METHODS, SERVICE, FakeAgent, full_method_name, serve, testing_server
+from fakes.backend import Call, FakeBackend, FakeJob
+from fakes.faults import Fault, FaultPlan
+from fakes.progression import AfterPolls, AfterSeconds, Immediate, Manual, ManualClock, Progression, Scripted
+from fakes.source import FakeFileSource
+
+__all__ = [
+    "AfterPolls", "AfterSeconds", "Call", "FakeAgent", "FakeBackend", "FakeFileSource", "FakeJob", "Fault",
+    "FaultPlan", "Immediate", "METHODS", "Manual", "ManualClock", "Progression", "SERVICE", "Scripted",
+    "full_method_name", "serve", "testing_server",
+]

@@ -1,1 +1,29 @@
-"""pytest plugin of the fakes (fixture `fake_agent`)."""
+"""pytest plugin of the fakes (fixture `fake_agent`), loaded through the pytest11 entry point."""
+from __future__ import annotations
+
+import pytest
+
+MARKER = "fake_agent"
+MARKER_HELP = (
+    "fake_agent(**config): configure the fake_agent fixture; keywords go to fakes.FakeBackend "
+    "(python_versions, progression, clock, source, sleep)"
+)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+@pytest.fixture
+def fake_agent(request):
+    """A fakes.FakeAgent serving on a free loopback port; `fake_agent.address` is 'host:port'.
+
+    Configure it with @pytest.mark.fake_agent(python_versions=[...], progression=...)."""
+    from fakes.agent import FakeAgent  # imported here so that loading the plugin costs nothing
+
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is not None and marker.args:
+        raise pytest.UsageError("@pytest.mark.fake_agent takes keyword arguments only")
+    agent = FakeAgent(**(marker.kwargs if marker is not None else {}))
+    with agent.serve():
+        yield agent

@@ -1,0 +1,177 @@
+"""FakeAgent: the thin gRPC servicer over a FakeBackend, and the ways to serve it."""
+from __future__ import annotations
+
+import contextlib
+from concurrent import futures
+from typing import Callable, Iterator, Sequence
+
+import grpc
+from google.protobuf import message_factory
+
+from fakes.backend import Call, FakeBackend
+from protos import AgentService_pb2, AgentService_pb2_grpc, Common_pb2, RunJob_pb2, StageInFile_pb2, validation
+from protos.errors import ProtocolError
+
+SERVICE = AgentService_pb2.DESCRIPTOR.services_by_name["Agent"]
+METHODS = {m.name: m for m in SERVICE.methods}
+
+
+def full_method_name(name: str) -> str:
+    """'/Agent/RunJob' for 'RunJob', from the descriptor (never retyped)."""
+    return f"/{SERVICE.full_name}/{METHODS[name].name}"
+
+
+class _Abort(Exception):
+    """Internal: carries a non-OK answer from a step of a call to the one place that sends it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, injected: bool = False):
+        super().__init__(details)
+        self.code, self.details, self.injected = code, details, injected
+
+
+class FakeAgent(AgentService_pb2_grpc.AgentServicer):
+    """An Agent servicer that follows PROTOCOL-V1 on its surface and runs nothing.
+
+    Each RPC is: injected faults and latency, validation with protos.validation
+    (INVALID_ARGUMENT texts from protos.errors), one call into `backend`, the response. Every
+    call is recorded in backend.calls with the status it got. Keyword arguments build the
+    backend (source, python_versions, progression, clock, sleep) when none is given.
+    Serve it with serve() (real loopback port), testing_server() (grpcio-testing), or the
+    pytest fixture `fake_agent`. Subclasses may override one step (validate_stage,
+    validate_run, stage_in, run_job, serialize_response) to make a broken agent.
+    """
+
+    def __init__(self, backend: FakeBackend | None = None, **config):
+        if backend is not None and config:
+            raise TypeError("give either a backend or backend keyword arguments, not both")
+        self.backend = backend if backend is not None else FakeBackend(**config)
+        self.address: str | None = None
+
+    # shortcuts to the state that tests use most
+    @property
+    def source(self):
+        return self.backend.source
+
+    @property
+    def calls(self) -> list[Call]:
+        return self.backend.calls
+
+    def reset(self) -> None:
+        self.backend.reset()
+
+    # --- RPCs -------------------------------------------------------------------------------------
+
+    def StageInFiles(self, request, context):
+        return self._handle("StageInFiles", request, context, self.stage_in)
+
+    def RunJob(self, request, context):
+        return self._handle("RunJob", request, context, self.run_job)
+
+    def stage_in(self, request) -> StageInFile_pb2.StageInFilesResponse:
+        req = self.validate_stage(request)
+        staged = self.backend.stage_in(req.job, req.files)
+        return StageInFile_pb2.StageInFilesResponse(
+            success_files=[StageInFile_pb2.StagedFile(file=Common_pb2.FileId(uuid=u)) for u in staged])
+
+    def run_job(self, request) -> RunJob_pb2.RunJobResponse:
+        state = self.backend.run_job(self.validate_run(request))
+        return RunJob_pb2.RunJobResponse(code=int(state))
+
+    def validate_stage(self, request) -> validation.StageRequest:
+        return validation.validate_stage_request(request)
+
+    def validate_run(self, request) -> validation.RunRequest:
+        return validation.validate_run_request(request)
+
+    # --- the one place where faults, recording and status codes happen ---------------------------
+
+    def _handle(self, method: str, request, context, step: Callable):
+        backend = self.backend
+        response, fault = None, None
+        try:
+            if not backend.connected:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE, "fake agent is disconnected (connected=False)", True)
+            delay = backend.faults.latency(method)
+            if delay:
+                backend.sleep(delay)
+            fault = backend.faults.take(method)
+            if fault is not None and not fault.after_apply:
+                raise _Abort(fault.code, fault.details, True)
+            try:
+                response = step(request)
+            except ProtocolError as exc:
+                raise _Abort(exc.code, exc.message) from None
+            if fault is not None:
+                raise _Abort(fault.code, fault.details, True)
+        except _Abort as abort:
+            backend.record(Call(method, _copy(request), abort.code, abort.details,
+                                _copy(response), backend.clock(), abort.injected))
+            context.abort(abort.code, abort.details)
+            raise  # context.abort raises; this line is never reached with grpc or grpc_testing
+        backend.record(Call(method, _copy(request), grpc.StatusCode.OK, "", _copy(response), backend.clock()))
+        return response
+
+    # --- serving ------------------------------------------------------------------------------
+
+    def serialize_response(self, method: str, message) -> bytes:
+        """Bytes on the wire for a response; SerializeToString refuses a missing required field."""
+        return message.SerializeToString()
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        handlers = {}
+        for name, desc in METHODS.items():
+            request_class = message_factory.GetMessageClass(desc.input_type)
+            handlers[name] = grpc.unary_unary_rpc_method_handler(
+                getattr(self, name), request_deserializer=request_class.FromString,
+                response_serializer=lambda message, _name=name: self.serialize_response(_name, message))
+        return handlers
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name,
+                                                                            self.method_handlers()),))
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs) -> contextlib.AbstractContextManager[str]:
+        """Context manager: serve on a real port (0 = any free one), yield 'host:port'."""
+        return serve(self, host, port, **kwargs)
+
+
+def _copy(message):
+    if message is None:
+        return None
+    clone = type(message)()
+    clone.CopyFrom(message)
+    return clone
+
+
+@contextlib.contextmanager
+def serve(agent: FakeAgent, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 8,
+          options: Sequence[tuple[str, object]] = ()) -> Iterator[str]:
+    """Serve `agent` on host:port (port 0 = any free port) until the block ends; yield the address."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0..65535, got {port!r}")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=list(options))
+    agent.add_to_server(server)
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    try:
+        bound = server.add_insecure_port(f"{shown}:{port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {shown}:{port}: {exc}") from None
+    if not bound:
+        raise OSError(f"cannot listen on {shown}:{port}")
+    server.start()
+    address = f"{shown}:{bound}"
+    previous, agent.address = agent.address, address
+    try:
+        yield address
+    finally:
+        agent.address = previous
+        server.stop(grace=None).wait()
+
+
+def testing_server(agent: FakeAgent, time=None):
+    """A grpc_testing server over `agent` (strict real time unless a grpc_testing time is given).
+
+    Invoke with server.invoke_unary_unary(METHODS['RunJob'], (), request, None).termination()."""
+    import grpc_testing
+
+    return grpc_testing.server_from_dictionary({SERVICE: agent}, time or grpc_testing.strict_real_time())

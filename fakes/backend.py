@@ -1,0 +1,235 @@
+"""FakeBackend: the state of one fake agent (staged files, jobs, calls, faults) behind one lock."""
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import grpc
+from packaging.version import InvalidVersion, Version
+
+from fakes.faults import FaultPlan
+from fakes.progression import AfterPolls, Clock, Progression
+from fakes.source import FakeFileSource
+from protos import errors, validation
+from protos.states import Event, JobState, JobStateMachine
+from protos.validation import RunRequest
+
+
+@dataclass
+class FakeJob:
+    """A submitted job: what was submitted, its state machine, and how many answers it got."""
+
+    uuid: str
+    files: tuple[str, ...]
+    requirement_texts: tuple[str, ...]
+    interpreter: str
+    inputs: dict[str, bytes]
+    progression: Progression
+    submitted_at: float
+    machine: JobStateMachine = field(default_factory=JobStateMachine)
+    answers: int = 0
+
+    @property
+    def state(self) -> JobState:
+        return self.machine.state
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call the fake received: the request (a copy), the status it answered and the response."""
+
+    method: str
+    request: object
+    code: grpc.StatusCode
+    details: str
+    response: object | None
+    at: float
+    injected: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.code is grpc.StatusCode.OK
+
+
+def _versions(values: Iterable[str]) -> list[str]:
+    out = []
+    for v in values:
+        try:
+            Version(str(v))
+        except InvalidVersion:
+            raise ValueError(f"not an interpreter version: {v!r} (use e.g. '3.11.7')") from None
+        out.append(str(v))
+    return out
+
+
+class FakeBackend:
+    """Everything a fake agent knows, guarded by `lock`; the servicer over it is stateless.
+
+    Follows PROTOCOL-V1 on the surface and runs nothing: jobs move through WAIT, RUN and DONE
+    as their Progression says (the default for every job is `progression`, a job may get its own
+    with set_progression()). Staging copies bytes from `source` (a FakeFileSource) at call time
+    and caches them by UUID (AGT-STAGE-5). `python_versions` are the interpreters the fake
+    pretends to have; RunJob picks with protos.validation.choose_interpreter. `connected=False`
+    makes every call fail with UNAVAILABLE; `faults` injects failures and latency. `reset()`
+    forgets jobs, staged files, calls and faults but keeps the configuration and the source.
+    """
+
+    def __init__(self, *, source: FakeFileSource | None = None, python_versions: Iterable[str] | None = None,
+                 progression: Progression | None = None, clock: Clock | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        if progression is not None and not isinstance(progression, Progression):
+            raise TypeError(f"progression must be a fakes.Progression, got {progression!r}")
+        self.lock = threading.RLock()
+        self.source = source if source is not None else FakeFileSource()
+        self.python_versions = _versions(python_versions if python_versions is not None
+                                         else [platform.python_version()])
+        self.progression = progression if progression is not None else AfterPolls()
+        self.clock: Clock = clock if clock is not None else time.monotonic
+        self.sleep = sleep
+        self.faults = FaultPlan()
+        self.connected = True
+        self._staged: dict[str, dict[str, bytes]] = {}
+        self._cache: dict[str, bytes] = {}
+        self._jobs: dict[str, FakeJob] = {}
+        self._progressions: dict[str, Progression] = {}
+        self._calls: list[Call] = []
+
+    # --- the protocol's two operations (requests already validated by the servicer) -----------
+
+    def stage_in(self, job: str, files: Iterable[str]) -> list[str]:
+        """Stage files for a job; return those staged, once each, in request order (AGT-STAGE-1..4)."""
+        with self.lock:
+            if job in self._jobs:
+                raise errors.stage_after_submit(job)
+            wanted = validation.dedupe(files)
+            staged = self._staged.setdefault(job, {})
+            for f in wanted:
+                if f not in staged:
+                    data = self._fetch(f)
+                    if data is not None:
+                        staged[f] = data
+            if not staged:
+                del self._staged[job]
+            return [f for f in wanted if f in staged]
+
+    def _fetch(self, file_uuid: str) -> bytes | None:
+        if file_uuid in self._cache:
+            return self._cache[file_uuid]
+        try:
+            data = bytes(self.source.read(file_uuid))
+        except Exception:  # absent or unreadable: left out of success_files (AGT-STAGE-1)
+            return None
+        self._cache[file_uuid] = data
+        return data
+
+    def run_job(self, request: RunRequest) -> JobState:
+        """Submit a job or answer a status query about it (AGT-RUN-1..9)."""
+        with self.lock:
+            job = self._jobs.get(request.job)
+            if job is not None:
+                self.check_repeat(job, request)
+                return self._answer(job)
+            return self._answer(self.submit(request))
+
+    def check_repeat(self, job: FakeJob, request: RunRequest) -> None:
+        """A repeat is a status query when files and requirements are each empty or equal (AGT-RUN-8)."""
+        if request.files and request.files != job.files:
+            raise errors.repeat_mismatch(job.uuid, "files", list(request.files), list(job.files))
+        if request.requirement_texts and request.requirement_texts != job.requirement_texts:
+            raise errors.repeat_mismatch(job.uuid, "requirements", list(request.requirement_texts),
+                                         list(job.requirement_texts))
+
+    def submit(self, request: RunRequest) -> FakeJob:
+        """Create the job after the first-RunJob checks (AGT-RUN-2..5); the caller holds the lock."""
+        if not request.files:
+            raise errors.no_files(request.job)
+        staged = self._staged.get(request.job, {})
+        missing = [f for f in validation.dedupe(request.files) if f not in staged]
+        if missing:
+            raise errors.unstaged_files(request.job, missing)
+        interpreter = validation.choose_interpreter(request.requirements, self.python_versions)
+        if interpreter is None:
+            raise errors.no_interpreter(request.requirement_texts, self.python_versions)
+        job = FakeJob(request.job, request.files, request.requirement_texts, interpreter,
+                      dict(staged), self._progressions.get(request.job, self.progression), self.clock())
+        self._jobs[request.job] = job
+        return job
+
+    def _answer(self, job: FakeJob) -> JobState:
+        job.answers += 1
+        return job.progression.apply(job.machine, job.answers, self.clock() - job.submitted_at)
+
+    # --- what a test reads and steers ------------------------------------------------------------
+
+    def set_progression(self, job: str, progression: Progression) -> None:
+        """Give one job its own progression; before or after its submission."""
+        if not isinstance(progression, Progression):
+            raise TypeError(f"progression must be a fakes.Progression, got {progression!r}")
+        job = validation.parse_uuid(job, "job")
+        with self.lock:
+            self._progressions[job] = progression
+            if job in self._jobs:
+                self._jobs[job].progression = progression
+
+    def job(self, job: str) -> FakeJob | None:
+        """The submitted job (any case), or None."""
+        with self.lock:
+            return self._jobs.get(validation.parse_uuid(job, "job"))
+
+    def jobs(self) -> list[FakeJob]:
+        with self.lock:
+            return list(self._jobs.values())
+
+    def state(self, job: str) -> JobState:
+        """The job's state now, applying time-based progress; does not count as an answer."""
+        with self.lock:
+            found = self.job(job)
+            if found is None:
+                raise KeyError(f"no job {job} was submitted")
+            elapsed = self.clock() - found.submitted_at
+            return found.progression.apply(found.machine, max(found.answers, 1), elapsed)
+
+    def advance(self, job: str, event: Event | str) -> JobState:
+        """Move a job by hand (raises protos.states.IllegalTransition for an illegal move)."""
+        with self.lock:
+            found = self.job(job)
+            if found is None:
+                raise KeyError(f"no job {job} was submitted")
+            return found.machine.advance(event)
+
+    def staged(self, job: str) -> dict[str, bytes]:
+        """Files staged for a job (submitted or not), UUID -> bytes."""
+        job = validation.parse_uuid(job, "job")
+        with self.lock:
+            if job in self._jobs:
+                return dict(self._jobs[job].inputs)
+            return dict(self._staged.get(job, {}))
+
+    # --- calls ------------------------------------------------------------------------------------
+
+    def record(self, call: Call) -> None:
+        with self.lock:
+            self._calls.append(call)
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every call received, in arrival order of completion (a copy)."""
+        with self.lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def reset(self) -> None:
+        """Forget jobs, staged files, the cache, calls and faults; reconnect. Keeps configuration."""
+        with self.lock:
+            self._staged.clear()
+            self._cache.clear()
+            self._jobs.clear()
+            self._progressions.clear()
+            self._calls.clear()
+            self.faults.clear()
+            self.connected = True
