@@ -149,7 +149,9 @@ def serve(agent: FakeAgent, host: str = "127.0.0.1", port: int = 0, *, max_worke
     """Serve `agent` on host:port (port 0 = any free port) until the block ends; yield the address."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be 0..65535, got {port!r}")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=list(options))
+    # without so_reuseport=0 a second server could silently share a port that is already in use
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                         options=[("grpc.so_reuseport", 0), *options])
     agent.add_to_server(server)
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     try:

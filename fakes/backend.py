@@ -54,6 +54,12 @@ class Call:
         return self.code is grpc.StatusCode.OK
 
 
+def _job_key(job: str) -> str:
+    if not validation.is_uuid(job):
+        raise ValueError(f"a job id must be a canonical UUID, got {job!r}")
+    return job.lower()
+
+
 def _versions(values: Iterable[str]) -> list[str]:
     out = []
     for v in values:
@@ -168,7 +174,7 @@ class FakeBackend:
         """Give one job its own progression; before or after its submission."""
         if not isinstance(progression, Progression):
             raise TypeError(f"progression must be a fakes.Progression, got {progression!r}")
-        job = validation.parse_uuid(job, "job")
+        job = _job_key(job)
         with self.lock:
             self._progressions[job] = progression
             if job in self._jobs:
@@ -177,7 +183,7 @@ class FakeBackend:
     def job(self, job: str) -> FakeJob | None:
         """The submitted job (any case), or None."""
         with self.lock:
-            return self._jobs.get(validation.parse_uuid(job, "job"))
+            return self._jobs.get(_job_key(job))
 
     def jobs(self) -> list[FakeJob]:
         with self.lock:
@@ -202,7 +208,7 @@ class FakeBackend:
 
     def staged(self, job: str) -> dict[str, bytes]:
         """Files staged for a job (submitted or not), UUID -> bytes."""
-        job = validation.parse_uuid(job, "job")
+        job = _job_key(job)
         with self.lock:
             if job in self._jobs:
                 return dict(self._jobs[job].inputs)

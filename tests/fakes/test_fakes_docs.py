@@ -1,0 +1,39 @@
+"""Every python block of docs/FAKES.md runs here, so the examples cannot rot."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "FAKES.md"
+BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+
+
+def blocks() -> list[tuple[int, str]]:
+    text = DOC.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in BLOCK.finditer(text)]
+
+
+def test_the_doc_has_examples_of_each_kind():
+    found = blocks()
+    assert len(found) >= 6
+    assert any("def test_" in code for _, code in found)
+    assert any("testing_server" in code for _, code in found) and any(".serve()" in code for _, code in found)
+
+
+@pytest.mark.parametrize("line, code", [b for b in blocks() if "def test_" not in b[1]],
+                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+def test_script_example_runs(line, code):
+    exec(compile(code, f"{DOC}:{line}", "exec"), {"__name__": f"fakes_md_line{line}"})
+
+
+@pytest.mark.parametrize("line, code", [b for b in blocks() if "def test_" in b[1]],
+                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+def test_pytest_example_passes(pytester, line, code):
+    pytester.makepyfile(**{f"test_fakes_md_line{line}": code})
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider")
+    tests = code.count("\ndef test_") + code.startswith("def test_")
+    result.assert_outcomes(passed=tests)
