@@ -1,1 +1,1 @@
-"""The reference Agent server."""
+"""The reference Agent server: thin servicer -> domain (staging, jobs, interpreters, journal) -> processes."""

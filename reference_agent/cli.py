@@ -1,0 +1,182 @@
+"""`reference-agent`: serve the Agent protocol, and show the journal's jobs to the operator."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from reference_agent.config import (DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SOURCE,
+                                    DEFAULT_STATE_DIR, AgentConfig, ConfigError, parse_listen)
+
+EPILOG = """\
+examples:
+  reference-agent serve                                  # 127.0.0.1:50051, ./agent-source, ./agent-state
+  reference-agent serve --listen 127.0.0.1:0 --slots 2   # any free port; the first stdout line names it
+  reference-agent serve --source memory://bucket --python /opt/py39/bin/python3.9
+  reference-agent serve --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem
+  reference-agent jobs --state-dir agent-state           # table of jobs with state, exit status, duration
+  reference-agent job 3f2b...-...  --state-dir agent-state  # one job: details and its stdout/stderr
+
+Files are taken from the source: the content of file U is the object named U (lower case).
+The first stdout line of `serve` is exactly "listening on HOST:PORT". SIGTERM/SIGINT stop it
+cleanly; running jobs keep running and are adopted by the next start (or --stop-jobs-on-exit).
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 0..65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def _listen(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return text
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    try:
+        value = int(number, 10) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or with K, M, G)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1 byte")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not name.replace("_", "a").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reference-agent", description=__doc__.strip("`"),
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{serve,jobs,job}")
+    serve = sub.add_parser("serve", help="run the agent", epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN,
+                       help=f"HOST:PORT to serve on; port 0 picks a free one (default {DEFAULT_LISTEN})")
+    serve.add_argument("--source", default=DEFAULT_SOURCE,
+                       help=f"file source: a directory or an fsspec URL (default ./{DEFAULT_SOURCE})")
+    serve.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                       help=f"journal, content cache and job directories (default ./{DEFAULT_STATE_DIR})")
+    serve.add_argument("--slots", type=_positive_int, default=os.cpu_count() or 1,
+                       help="jobs running at once (default: CPU count)")
+    serve.add_argument("--python", action="append", default=[], metavar="PATH",
+                       help="an extra interpreter (repeatable); preferred on equal versions")
+    serve.add_argument("--no-path-pythons", action="store_true",
+                       help="do not look for python3 and python3.X on PATH")
+    serve.add_argument("--job-timeout", type=_seconds, metavar="S", help="wall-clock limit per job")
+    serve.add_argument("--limit-address-space", type=_size, default=8 * 1024 ** 3, metavar="SIZE",
+                       help="RLIMIT_AS per job (default 8G)")
+    serve.add_argument("--limit-open-files", type=_positive_int, default=1024, metavar="N")
+    serve.add_argument("--limit-processes", type=_positive_int, default=4096, metavar="N",
+                       help="RLIMIT_NPROC (counted per user; not enforced for root)")
+    serve.add_argument("--job-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
+                       help="an environment variable for jobs (their environment is otherwise clean)")
+    serve.add_argument("--stop-jobs-on-exit", action="store_true",
+                       help="on SIGTERM, end running jobs (DONE, interrupted) instead of adopting them later")
+    serve.add_argument("--tls-cert", metavar="FILE")
+    serve.add_argument("--tls-key", metavar="FILE")
+    serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by it")
+    serve.add_argument("--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on 127.0.0.1:P")
+    serve.add_argument("--max-request-bytes", type=_size, default=DEFAULT_MAX_REQUEST_BYTES, metavar="SIZE",
+                       help="larger requests get RESOURCE_EXHAUSTED (default 4M)")
+    serve.add_argument("--quiet", action="store_true", help="no JSON log lines on stderr")
+    for name, helptext in (("jobs", "table of the journal's jobs"), ("job", "one job in detail")):
+        p = sub.add_parser(name, help=helptext, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "job":
+            p.add_argument("uuid", help="the job's UUID (any case)")
+            p.add_argument("--tail", type=int, default=65536, metavar="BYTES",
+                           help="show at most this many last bytes of stdout and stderr (0: none)")
+        p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    return AgentConfig(
+        listen=args.listen, source=args.source, state_dir=args.state_dir, slots=args.slots,
+        pythons=tuple(args.python), discover_path=not args.no_path_pythons, job_timeout=args.job_timeout,
+        limit_address_space=args.limit_address_space, limit_open_files=args.limit_open_files,
+        limit_processes=args.limit_processes, job_env=dict(args.job_env),
+        stop_jobs_on_exit=args.stop_jobs_on_exit, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca, metrics_port=args.metrics_port,
+        max_request_bytes=args.max_request_bytes, log_rpcs=not args.quiet,
+    ).validate()
+
+
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from reference_agent.server import AgentServer
+    from reference_agent.telemetry import Telemetry
+
+    try:
+        config = config_from_args(args)
+        server = AgentServer(config, telemetry=Telemetry(None if args.quiet else sys.stderr))
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        address = server.start()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    except OSError as exc:
+        print(f"reference-agent: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"listening on {address}", flush=True)
+    while not stop.wait(3600):
+        pass
+    server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "serve":
+        return serve(args, parser)
+    from reference_agent import operator_view
+
+    return operator_view.main(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

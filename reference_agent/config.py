@@ -1,0 +1,104 @@
+"""The reference agent's configuration: one validated dataclass shared by the CLI, server and core."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_SOURCE = "agent-source"
+DEFAULT_STATE_DIR = "agent-state"
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the option and the bad value."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split HOST:PORT (IPv6 as [::1]:PORT); raise ConfigError naming the value."""
+    text = value.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"--listen {value!r}: expected HOST:PORT, for example 127.0.0.1:50051 or [::1]:0")
+    if host.startswith("[") != host.endswith("]"):
+        raise ConfigError(f"--listen {value!r}: unbalanced brackets around the IPv6 host")
+    try:
+        number = int(port, 10)
+    except ValueError:
+        raise ConfigError(f"--listen {value!r}: port {port!r} is not a number") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"--listen {value!r}: port {number} is outside 0..65535")
+    return host, number
+
+
+@dataclass
+class AgentConfig:
+    """Everything the agent needs; `validate()` checks it and fills derived defaults.
+
+    `source` is a local directory or an fsspec URL (memory://bucket, s3://...). The state
+    directory holds the journal, the content cache and the jobs' directories.
+    """
+
+    listen: str = DEFAULT_LISTEN
+    source: str = DEFAULT_SOURCE
+    state_dir: str = DEFAULT_STATE_DIR
+    slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pythons: tuple[str, ...] = ()           # extra interpreters (--python), preferred on ties
+    discover_path: bool = True              # also look for python3, python3.X on PATH
+    include_running: bool = True            # the interpreter running the agent
+    probe_timeout: float = 10.0
+    job_timeout: float | None = None        # wall-clock limit per job, seconds
+    kill_grace: float = 1.0                 # SIGTERM -> SIGKILL delay when a limit kills a job
+    limit_address_space: int | None = 8 * 1024 ** 3   # RLIMIT_AS per job, bytes
+    limit_open_files: int | None = 1024     # RLIMIT_NOFILE per job
+    limit_processes: int | None = 4096      # RLIMIT_NPROC (per user, ignored for root)
+    job_env: dict[str, str] = field(default_factory=dict)  # extra variables given to jobs
+    stop_jobs_on_exit: bool = False         # on a clean stop: leave jobs running and adopt later
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    rpc_threads: int = 16
+    log_rpcs: bool = True
+
+    def validate(self) -> "AgentConfig":
+        parse_listen(self.listen)
+        if not isinstance(self.slots, int) or self.slots < 1:
+            raise ConfigError(f"--slots {self.slots!r}: must be an integer >= 1")
+        if self.job_timeout is not None and not self.job_timeout > 0:
+            raise ConfigError(f"--job-timeout {self.job_timeout!r}: must be > 0 seconds")
+        if not self.probe_timeout > 0:
+            raise ConfigError(f"--probe-timeout {self.probe_timeout!r}: must be > 0 seconds")
+        if not self.max_request_bytes >= 1024:
+            raise ConfigError(f"--max-request-bytes {self.max_request_bytes!r}: must be >= 1024")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port {self.metrics_port!r}: must be in 0..65535")
+        if not self.source:
+            raise ConfigError("--source '': give a directory or an fsspec URL")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is on top of TLS)")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"--{name.replace('_', '-')} {path!r}: no such file")
+        for python in self.pythons:
+            if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+                raise ConfigError(f"--python {python!r}: not an executable file")
+        for limit in ("limit_address_space", "limit_open_files", "limit_processes"):
+            value = getattr(self, limit)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{limit.replace('_', '-')} {value!r}: must be >= 1")
+        return self
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()
+
+    @property
+    def is_local_source(self) -> bool:
+        return "://" not in self.source and "::" not in self.source

@@ -1,0 +1,383 @@
+"""The agent's domain: staging, submission, the FIFO scheduler, job processes and recovery."""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from protos import errors, validation
+from protos.states import DoneReason, Event, JobState, JobStateMachine, next_state
+from protos.validation import RunRequest, StageRequest
+
+from reference_agent.config import AgentConfig
+from reference_agent.interpreters import Interpreter, InterpreterRegistry
+from reference_agent.journal import Journal, JobRow
+from reference_agent.processes import NOT_LAUNCHED, Adopted, Launch, Limits, clean_env, kill_group, read_status, wait_fd
+from reference_agent.staging import ContentStore, SourceError, checked_name, make_source
+from reference_agent.telemetry import Telemetry
+
+
+@dataclass
+class Job:
+    """A submitted job as the core holds it in memory; the journal holds the same facts."""
+
+    job: str
+    seq: int
+    files: tuple[str, ...]
+    requirements: tuple[str, ...]
+    interpreter: str
+    python_version: str
+    machine: JobStateMachine
+    workdir: Path
+    stdout: Path
+    stderr: Path
+    status_file: Path
+    submitted: float
+    started: float | None = None
+    ended: float | None = None
+    pid: int | None = None
+    exit_status: int | None = None
+    kill_reason: str | None = None  # "timeout" or "stop" when the agent ends the process
+
+    @property
+    def state(self) -> JobState:
+        return self.machine.state
+
+
+class AgentCore:
+    """The reference agent without gRPC. Thread-safe; `start()` recovers from the journal.
+
+    Public operations take validated requests (protos.validation) and return results or raise
+    protos.errors.ProtocolError. Each rule lives in one small method (`_check_staged`,
+    `_choose_interpreter`, `_report_state`, `_free_slots`, ...) so a subclass can override one
+    behaviour, which is how the catalogue of broken agents is built.
+    """
+
+    def __init__(self, config: AgentConfig, telemetry: Telemetry | None = None):
+        self.config = config.validate()
+        self.telemetry = telemetry or Telemetry()
+        root = config.state_path
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.jobs_dir = root / "jobs"
+        self.journal = Journal(root / "journal.sqlite3")
+        self.source = make_source(config.source)
+        self.store = ContentStore(self.source, root / "cache", root / "tmp", self.journal,
+                                  on_fetch=self.telemetry.staging_bytes.inc)
+        self.interpreters = InterpreterRegistry(config.pythons, config.include_running,
+                                                config.discover_path, config.probe_timeout)
+        self.limits = Limits(config.limit_address_space, config.limit_open_files, config.limit_processes)
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._jobs: dict[str, Job] = {}
+        self._queue: collections.deque[str] = collections.deque()
+        self._busy: set[str] = set()          # jobs holding a slot (starting or RUN)
+        self._staged: dict[str, dict[str, None]] = {}  # job -> ordered set of staged files
+        self._job_locks: dict[str, threading.Lock] = {}
+        self._watchers: list[threading.Thread] = []
+        self._scheduler: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self.telemetry.watch_core(self.counts)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._recover()
+        self.interpreters.available()  # probe once, now, not during the first RunJob
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="agent-scheduler", daemon=True)
+        self._scheduler.start()
+
+    def close(self, stop_jobs: bool | None = None, timeout: float = 10.0) -> None:
+        """Stop scheduling. Running jobs are left running (adopted at the next start) unless
+        `stop_jobs` (default: config.stop_jobs_on_exit), then they end DONE (interrupted)."""
+        stop = self.config.stop_jobs_on_exit if stop_jobs is None else stop_jobs
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+            running = [self._jobs[j] for j in self._busy]
+        if self._scheduler is not None:
+            self._scheduler.join(timeout)
+        if stop:
+            for job in running:
+                job.kill_reason = "stop"
+                if job.pid:
+                    kill_group(job.pid)
+            for watcher in list(self._watchers):
+                watcher.join(timeout)
+        with self._lock:
+            self._closed = True
+            self.journal.close()
+
+    # --- requests (the servicer calls these) ----------------------------------------------
+    def parse_stage_request(self, message) -> StageRequest:
+        return validation.validate_stage_request(message)
+
+    def parse_run_request(self, message) -> RunRequest:
+        return validation.validate_run_request(message)
+
+    def stage_in(self, req: StageRequest) -> list[str]:
+        """Stage files for a job not yet submitted; return those staged, once each (AGT-STAGE-1)."""
+        with self._job_lock(req.job):
+            self._check_stage_allowed(req.job)
+            staged = []
+            for file in self._unique(req.files):
+                if self._is_staged(req.job, file) or self._stage_file(req.job, file):
+                    staged.append(file)
+            return staged
+
+    def run_job(self, req: RunRequest) -> JobState:
+        """Submit a new job (AGT-RUN-1..6) or answer a status query (AGT-RUN-7/8)."""
+        job = self._lookup(req.job)
+        if job is not None:
+            return self._status_query(job, req)
+        with self._job_lock(req.job):  # one submission per id, however many callers (AGT-RUN-9)
+            job = self._lookup(req.job)
+            if job is not None:
+                return self._status_query(job, req)
+            return self._submit(req)
+
+    # --- queries ----------------------------------------------------------------------------
+    def job(self, job_id: str) -> Job | None:
+        return self._lookup(job_id.lower())
+
+    def staged_files(self, job_id: str) -> list[str]:
+        with self._lock:
+            return list(self._staged.get(job_id.lower(), ()))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            out = collections.Counter(j.state.name for j in self._jobs.values())
+            out["queue"] = len(self._queue)
+            out["busy"] = len(self._busy)
+            return dict(out)
+
+    # --- staging hooks ----------------------------------------------------------------------
+    def _job_lock(self, job_id: str) -> threading.Lock:
+        with self._lock:
+            return self._job_locks.setdefault(job_id, threading.Lock())
+
+    def _lookup(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def _check_stage_allowed(self, job_id: str) -> None:
+        if self._lookup(job_id) is not None:
+            raise errors.stage_after_submit(job_id)  # AGT-STAGE-4: inputs frozen
+
+    def _unique(self, files) -> list[str]:
+        return validation.dedupe(files)
+
+    def _is_staged(self, job_id: str, file: str) -> bool:
+        with self._lock:
+            return file in self._staged.get(job_id, {})
+
+    def _stage_file(self, job_id: str, file: str) -> bool:
+        """Copy one file from the source (or the cache) into the job's directory."""
+        try:
+            self.store.place(file, self._workdir(job_id))
+        except (SourceError, OSError) as exc:
+            self.telemetry.log("stage", job=job_id, file=file, ok=False, error=str(exc))
+            return False
+        self.journal.add_staged(job_id, file)
+        with self._lock:
+            self._staged.setdefault(job_id, {})[file] = None
+        self.telemetry.staged_files.inc()
+        self.telemetry.log("stage", job=job_id, file=file, ok=True)
+        return True
+
+    # --- submission hooks -------------------------------------------------------------------
+    def _status_query(self, job: Job, req: RunRequest) -> JobState:
+        self._check_repeat(job, req)
+        return self._report_state(job)
+
+    def _check_repeat(self, job: Job, req: RunRequest) -> None:
+        if req.files and tuple(req.files) != job.files:
+            raise errors.repeat_mismatch(job.job, "files", list(req.files), list(job.files))
+        if req.requirement_texts and tuple(req.requirement_texts) != job.requirements:
+            raise errors.repeat_mismatch(job.job, "requirements", list(req.requirement_texts),
+                                         list(job.requirements))
+
+    def _submit(self, req: RunRequest) -> JobState:
+        if not req.files:
+            raise errors.no_files(req.job)
+        self._check_staged(req.job, req.files)
+        interpreter = self._choose_interpreter(req)
+        job = self._create_job(req, interpreter)
+        return self._report_state(job)
+
+    def _check_staged(self, job_id: str, files) -> None:
+        with self._lock:
+            staged = self._staged.get(job_id, {})
+            missing = validation.dedupe(f for f in files if f not in staged)
+        if missing:
+            raise errors.unstaged_files(job_id, missing)
+
+    def _choose_interpreter(self, req: RunRequest) -> Interpreter:
+        chosen = self.interpreters.choose(req.requirements)
+        if chosen is None:
+            raise errors.no_interpreter(req.requirement_texts, self.interpreters.versions())
+        return chosen
+
+    def _create_job(self, req: RunRequest, interpreter: Interpreter) -> Job:
+        base = self.jobs_dir / checked_name(req.job)
+        workdir = self._workdir(req.job)
+        workdir.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        with self._wake:
+            seq = self.journal.insert_job(  # journal first: a crash now still runs it later
+                job=req.job, files=req.files, requirements=req.requirement_texts,
+                interpreter=interpreter.path, python_version=interpreter.version,
+                state=JobState.WAIT, submitted=now, workdir=str(workdir),
+                stdout=str(base / "stdout"), stderr=str(base / "stderr"))
+            job = Job(req.job, seq, tuple(req.files), tuple(req.requirement_texts), interpreter.path,
+                      interpreter.version, JobStateMachine(), workdir, base / "stdout", base / "stderr",
+                      base / "exit_status", now)
+            self._jobs[req.job] = job
+            self._queue.append(req.job)
+            self.telemetry.log("job", job=req.job, old=None, new="WAIT", event="submit",
+                               python=interpreter.version, interpreter=interpreter.path)
+            self._wake.notify_all()
+        return job
+
+    def _report_state(self, job: Job) -> JobState:
+        with self._lock:
+            return job.state
+
+    def _workdir(self, job_id: str) -> Path:
+        return self.jobs_dir / checked_name(job_id) / "work"
+
+    # --- scheduling hooks -------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.config.slots - len(self._busy)
+
+    def _next_job(self) -> Job | None:
+        """The job to start next: the oldest waiting one (AGT-SCHED-3). Called under the lock."""
+        return self._jobs[self._queue[0]] if self._queue else None
+
+    def _schedule_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and (self._free_slots() <= 0 or self._next_job() is None):
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                job = self._next_job()
+                self._queue.remove(job.job)
+                self._busy.add(job.job)
+            self._start_job(job)
+
+    def _start_job(self, job: Job) -> None:
+        """Launch the job's process paused, journal RUN with its pid, then let it go."""
+        try:
+            launch = Launch(job.interpreter, job.files[0], job.workdir, job.stdout, job.stderr,
+                            job.status_file, clean_env(job.workdir, self.config.job_env), self.limits)
+        except OSError as exc:
+            with self._wake:
+                now = time.time()
+                self._transition(job, Event.START, started=now)
+                self._transition(job, Event.FAIL, ended=now, note=f"could not start: {exc}")
+                self._busy.discard(job.job)
+                self._wake.notify_all()
+            return
+        with self._lock:
+            job.pid, job.started = launch.pid, time.time()
+            self._transition(job, Event.START, pid=launch.pid, proc_start=launch.identity,
+                             started=job.started)
+        launch.go()
+        self._watch(job, launch=launch)
+
+    def _watch(self, job: Job, launch: Launch | None = None, adopted: Adopted | None = None) -> None:
+        thread = threading.Thread(target=self._reap, args=(job, launch, adopted),
+                                  name=f"reaper-{job.job[:8]}", daemon=True)
+        with self._lock:
+            self._watchers = [t for t in self._watchers if t.is_alive()] + [thread]
+        thread.start()
+
+    def _reap(self, job: Job, launch: Launch | None, adopted: Adopted | None) -> None:
+        """Wait for the job's process (pidfd: no polling), enforce the wall-clock limit, report."""
+        pid, pidfd = (launch.pid, launch.pidfd) if launch else (adopted.pid, adopted.pidfd)
+        limit = self.config.job_timeout
+        remaining = None if limit is None else max(0.0, job.started + limit - time.time())
+        if not wait_fd(pidfd, pid, remaining):
+            job.kill_reason = "timeout"
+            kill_group(pid, 15)
+            if not wait_fd(pidfd, pid, self.config.kill_grace):
+                kill_group(pid)
+                wait_fd(pidfd, pid, None)
+        returncode = None
+        if launch is not None:
+            kill_group(pid)  # stragglers of the group; the leader is a zombie, so no pid reuse
+            returncode = launch.proc.wait()
+        if pidfd is not None:
+            os.close(pidfd)
+        self._on_exit(job, returncode, read_status(job.status_file))
+
+    def _exit_event(self, job: Job, returncode: int | None, status: int | None) -> Event:
+        if job.kill_reason == "stop":
+            return Event.INTERRUPT
+        if job.kill_reason:
+            return Event.KILL
+        if status is not None:
+            return Event.SUCCEED if status == 0 else Event.FAIL
+        if returncode is None or returncode == NOT_LAUNCHED:
+            return Event.INTERRUPT
+        return Event.KILL if returncode < 0 else Event.FAIL
+
+    def _on_exit(self, job: Job, returncode: int | None, status: int | None) -> None:
+        with self._wake:
+            if self._closed:
+                return  # the next start finds the ended process and records it
+            event = self._exit_event(job, returncode, status)
+            job.exit_status = status if status is not None else returncode
+            job.ended = time.time()
+            note = f"killed: {job.kill_reason}" if job.kill_reason else None
+            self._transition(job, event, exit_status=job.exit_status, ended=job.ended, note=note)
+            self._busy.discard(job.job)
+            self._wake.notify_all()
+
+    def _transition(self, job: Job, event: Event, **columns) -> None:
+        """Journal the new state, then make it visible (AGT-STATE-1 via the one state machine)."""
+        old = job.state
+        new, reason = next_state(old, event)
+        self.journal.update_job(job.job, state=int(new), reason=reason.value if reason else None, **columns)
+        job.machine.advance(event)
+        extra = {k: v for k, v in columns.items() if k in ("pid", "exit_status", "note") and v is not None}
+        self.telemetry.job_transition(job.job, old, new, event.value,
+                                      reason=reason.value if reason else None, **extra)
+
+    # --- recovery (AGT-DUR-1) -----------------------------------------------------------------
+    def _recover(self) -> None:
+        with self._wake:
+            for file_job, file in self.journal.staged():
+                self._staged.setdefault(file_job, {})[file] = None
+            for row in self.journal.jobs():
+                job = self._restore_job(row)
+                self._jobs[job.job] = job
+                if job.state is JobState.WAIT:
+                    self._queue.append(job.job)
+                elif job.state is JobState.RUN:
+                    self._resume_running(job, row)
+
+    def _restore_job(self, row: JobRow) -> Job:
+        base = Path(row.stdout).parent
+        machine = JobStateMachine.restore(JobState(row.state), DoneReason(row.reason) if row.reason else None)
+        return Job(row.job, row.seq, row.files, row.requirements, row.interpreter, row.python_version,
+                   machine, Path(row.workdir), Path(row.stdout), Path(row.stderr), base / "exit_status",
+                   row.submitted, row.started, row.ended, row.pid, row.exit_status)
+
+    def _resume_running(self, job: Job, row: JobRow) -> None:
+        """Adopt a RUN job whose process is alive; otherwise it ended while we were away."""
+        adopted = Adopted.attach(row.pid, row.proc_start)
+        if adopted is not None:
+            self._busy.add(job.job)
+            self.telemetry.log("job", job=job.job, old="RUN", new="RUN", event="adopt", pid=row.pid)
+            self._watch(job, adopted=adopted)
+            return
+        status = read_status(job.status_file)
+        event = Event.INTERRUPT if status is None else (Event.SUCCEED if status == 0 else Event.FAIL)
+        job.exit_status, job.ended = status, time.time()
+        self._transition(job, event, exit_status=status, ended=job.ended,
+                         note="ended while the agent was down")

@@ -1,0 +1,114 @@
+"""`reference-agent jobs` and `reference-agent job UUID`: the journal shown to the operator."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from protos.states import JobState
+from protos.validation import is_uuid
+
+from reference_agent.journal import Journal, JobRow
+
+
+def _open(state_dir: str) -> Journal | None:
+    path = Path(state_dir) / "journal.sqlite3"
+    if not path.is_file():
+        return None
+    try:
+        return Journal(path, readonly=True)
+    except sqlite3.Error:
+        return Journal(path)
+
+
+def _duration(row: JobRow) -> float | None:
+    if row.started is None:
+        return None
+    return (row.ended if row.ended is not None else time.time()) - row.started
+
+
+def _summary(row: JobRow) -> dict:
+    d = row.as_dict()
+    d["state"] = JobState(row.state).name
+    d["duration"] = _duration(row)
+    d["files"], d["requirements"] = list(row.files), list(row.requirements)
+    return d
+
+
+def _fmt_time(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _tail(path: str, limit: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            data = f.read()
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror})"
+    prefix = f"(last {limit} of {size} bytes)\n" if size > limit else ""
+    return prefix + data.decode("utf-8", "replace")
+
+
+def show_jobs(journal: Journal, as_json: bool) -> int:
+    rows = journal.jobs()
+    if as_json:
+        print(json.dumps([_summary(r) for r in rows], indent=1))
+        return 0
+    print(f"{'JOB':<36}  {'STATE':<5}  {'REASON':<11}  {'EXIT':>4}  {'DURATION':>9}  {'PYTHON':<10}  SUBMITTED")
+    for r in rows:
+        dur = _duration(r)
+        print(f"{r.job:<36}  {JobState(r.state).name:<5}  {r.reason or '-':<11}  "
+              f"{'-' if r.exit_status is None else r.exit_status:>4}  "
+              f"{'-' if dur is None else f'{dur:.3f}s':>9}  {r.python_version:<10}  {_fmt_time(r.submitted)}")
+    print(f"{len(rows)} job(s)")
+    return 0
+
+
+def show_job(journal: Journal, job: str, tail: int, as_json: bool) -> int:
+    row = journal.job(job.lower())
+    if row is None:
+        print(f"reference-agent: no job {job} in {journal.path}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(_summary(row), indent=1))
+        return 0
+    for label, value in (("job", row.job), ("state", JobState(row.state).name), ("reason", row.reason or "-"),
+                         ("exit status", "-" if row.exit_status is None else row.exit_status),
+                         ("note", row.note or "-"),
+                         ("interpreter", f"{row.interpreter} (Python {row.python_version})"),
+                         ("requirements", ", ".join(repr(r) for r in row.requirements) or "none"),
+                         ("files", ", ".join(row.files)), ("entry point", row.files[0] if row.files else "-"),
+                         ("pid", row.pid or "-"), ("submitted", _fmt_time(row.submitted)),
+                         ("started", _fmt_time(row.started)), ("ended", _fmt_time(row.ended)),
+                         ("duration", "-" if _duration(row) is None else f"{_duration(row):.3f}s"),
+                         ("workdir", row.workdir), ("stdout", row.stdout), ("stderr", row.stderr)):
+        print(f"{label + ':':<14}{value}")
+    if tail > 0:
+        for name in ("stdout", "stderr"):
+            print(f"--- {name} ---")
+            text = _tail(getattr(row, name), tail)
+            print(text, end="" if text.endswith("\n") or not text else "\n")
+    return 0
+
+
+def main(args, parser) -> int:
+    if args.command == "job" and not is_uuid(args.uuid):
+        parser.error(f"job UUID {args.uuid!r} is not a canonical 8-4-4-4-12 hex UUID")
+    if args.command == "job" and args.tail < 0:
+        parser.error(f"--tail {args.tail}: must be >= 0")
+    journal = _open(args.state_dir)
+    if journal is None:
+        print(f"reference-agent: no journal in {args.state_dir!r} (is it the agent's --state-dir?)",
+              file=sys.stderr)
+        return 1
+    try:
+        if args.command == "jobs":
+            return show_jobs(journal, args.json)
+        return show_job(journal, args.uuid, args.tail, args.json)
+    finally:
+        journal.close()

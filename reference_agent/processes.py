@@ -1,0 +1,186 @@
+"""Job processes: launch in a new process group with limits, identity against pid reuse, waiting."""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not on Linux
+    resource = None  # type: ignore[assignment]
+
+# The job's process is this tiny shell: it waits for the agent's "go" on stdin (sent only after
+# the journal holds its pid, so an agent crash before that never leaves an unrecorded run),
+# runs the interpreter on the entry file, and writes the exit status to a file, so that an
+# agent restarted after a crash still learns how an adopted job ended.
+LAUNCHER = (
+    'IFS= read -r go || exit 125\n'
+    'exec 0</dev/null\n'
+    '[ "$go" = go ] || exit 125\n'
+    '"$0" "$1"\n'
+    's=$?\n'
+    'echo "$s" > "$2"\n'
+    'exit "$s"\n'
+)
+NOT_LAUNCHED = 125  # the launcher exits with this when the agent never said go
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to the job's process group (None: leave as inherited)."""
+
+    address_space: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
+
+    def apply(self, pid: int) -> None:
+        if resource is None or not hasattr(resource, "prlimit"):
+            return
+        for which, value in ((getattr(resource, "RLIMIT_AS", None), self.address_space),
+                             (getattr(resource, "RLIMIT_NOFILE", None), self.open_files),
+                             (getattr(resource, "RLIMIT_NPROC", None), self.processes)):
+            if which is None or value is None:
+                continue
+            _, hard = resource.prlimit(pid, which)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            try:
+                resource.prlimit(pid, which, (value, value))
+            except (ValueError, OSError):
+                pass  # a limit the platform refuses is left as inherited
+
+
+def clean_env(workdir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The job's environment: nothing of the agent's (no secrets), a safe PATH, HOME = workdir."""
+    env = {"PATH": SAFE_PATH, "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8",
+           "PYTHONUNBUFFERED": "1"}
+    env.update(extra or {})
+    return env
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def process_identity(pid: int) -> str | None:
+    """Boot id and kernel start time of pid: equal only for the very same process."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    after_comm = data.rsplit(")", 1)[1].split()
+    return f"{boot_id()}:{after_comm[19]}"  # field 22 of stat is starttime
+
+
+class Launch:
+    """A launched, paused job process. `go()` lets it run; `wait()` returns how it ended."""
+
+    def __init__(self, interpreter: str, entry: str, workdir: Path, stdout: Path, stderr: Path,
+                 status_file: Path, env: dict[str, str], limits: Limits):
+        self.status_file = status_file
+        status_file.unlink(missing_ok=True)
+        read_fd, self._go_fd = os.pipe()
+        try:
+            with open(stdout, "ab") as out, open(stderr, "ab") as err:
+                self.proc = subprocess.Popen(
+                    ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file)],
+                    cwd=str(workdir), env=env, stdin=read_fd, stdout=out, stderr=err,
+                    start_new_session=True, close_fds=True)
+        except BaseException:
+            os.close(self._go_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self.pid = self.proc.pid
+        self.pidfd = _pidfd(self.pid)
+        self.identity = process_identity(self.pid)
+        try:
+            limits.apply(self.pid)
+        except ProcessLookupError:
+            pass
+
+    def go(self) -> None:
+        try:
+            os.write(self._go_fd, b"go\n")
+        except OSError:
+            pass
+        finally:
+            os.close(self._go_fd)
+
+    def abort(self) -> None:
+        """Never run: close the pipe, the launcher exits with NOT_LAUNCHED."""
+        os.close(self._go_fd)
+        self.proc.wait()
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def wait_fd(pidfd: int | None, pid: int, timeout: float | None) -> bool:
+    """Block until the process ends (True) or timeout passes (False). No polling with pidfd."""
+    if pidfd is not None:
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(ready)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:  # fallback without pidfd: 10 ms polls
+        if not alive(pid):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def read_status(status_file: Path) -> int | None:
+    try:
+        return int(status_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Adopted:
+    """A job process left by an earlier run of the agent, watched through a pidfd."""
+
+    pid: int
+    pidfd: int | None
+
+    @classmethod
+    def attach(cls, pid: int, identity: str | None) -> "Adopted | None":
+        """The process if it is still the one recorded (same boot and start time) and alive."""
+        if not pid or not identity:
+            return None
+        pidfd = _pidfd(pid)
+        if pidfd is None and not alive(pid):
+            return None
+        if process_identity(pid) != identity or not alive(pid):
+            if pidfd is not None:
+                os.close(pidfd)
+            return None
+        return cls(pid, pidfd)

@@ -1,0 +1,119 @@
+"""Build and run the gRPC server around a core: Agent, health, reflection, TLS, size limit, metrics."""
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from reference_agent.config import AgentConfig, ConfigError, parse_listen
+from reference_agent.domain import AgentCore
+from reference_agent.servicer import SERVICE, AgentServicer, LoggingInterceptor, RawAgentHandler
+from reference_agent.telemetry import Telemetry
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class AgentServer:
+    """A running reference agent: `start()` returns "HOST:PORT", `stop()` stops cleanly.
+
+    `core_factory(config, telemetry)` builds the domain object (AgentCore or a subclass that
+    overrides one behaviour); `servicer_factory(core)` builds the gRPC servicer. Usable as a
+    context manager; `stop_jobs` on stop() ends running jobs instead of leaving them to adopt.
+    """
+
+    def __init__(self, config: AgentConfig,
+                 core_factory: Callable[..., AgentCore] = AgentCore,
+                 servicer_factory: Callable[[AgentCore], AgentServicer] = AgentServicer,
+                 telemetry: Telemetry | None = None):
+        self.config = config.validate()
+        self.telemetry = telemetry or Telemetry()
+        self.core_factory = core_factory
+        self.servicer_factory = servicer_factory
+        self.core: AgentCore | None = None
+        self.address: str | None = None
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._server: grpc.Server | None = None
+        self._health: health.HealthServicer | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> str:
+        host, port = parse_listen(self.config.listen)
+        self.core = self.core_factory(self.config, self.telemetry)
+        self.core.start()
+        try:
+            self._server = self._build_server()
+            target = f"{host}:{port}"
+            credentials = self._credentials()
+            bound = (self._server.add_secure_port(target, credentials) if credentials
+                     else self._server.add_insecure_port(target))
+        except RuntimeError as exc:
+            self.core.close()
+            raise ConfigError(f"--listen {self.config.listen!r}: cannot bind ({exc})") from None
+        if not bound:
+            self.core.close()
+            raise ConfigError(f"--listen {self.config.listen!r}: cannot bind")
+        self._server.start()
+        self.port = bound
+        self.address = f"{host}:{bound}"
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.telemetry.serve_metrics(self.config.metrics_port, self.config.metrics_host)
+        self.telemetry.log("start", address=self.address, slots=self.config.slots,
+                           source=self.core.source.describe(), state_dir=str(self.core.root),
+                           interpreters=[f"{i.version}={i.path}" for i in self.core.interpreters.available()],
+                           metrics_port=self.metrics_port)
+        return self.address
+
+    def _build_server(self) -> grpc.Server:
+        limit = self.config.max_request_bytes
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.config.rpc_threads, thread_name_prefix="agent-rpc"),
+            interceptors=[LoggingInterceptor(self.telemetry, f"/{SERVICE.full_name}/")]
+            if self.config.log_rpcs else [],
+            options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
+        servicer = self.servicer_factory(self.core)
+        server.add_generic_rpc_handlers((RawAgentHandler(servicer, self.telemetry),))
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in ("", SERVICE.full_name):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection((SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+        return server
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        c = self.config
+        if not c.tls_cert:
+            return None
+        key, cert = Path(c.tls_key).read_bytes(), Path(c.tls_cert).read_bytes()
+        ca = Path(c.tls_client_ca).read_bytes() if c.tls_client_ca else None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+    def stop(self, grace: float | None = 2.0, stop_jobs: bool | None = None) -> None:
+        """Stop accepting, let in-flight RPCs finish (grace seconds), then close the core."""
+        if self._stopped.is_set():
+            return
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        if self.core is not None:
+            self.core.close(stop_jobs=stop_jobs)
+        self.telemetry.close()
+        self.telemetry.log("stop", address=self.address)
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stop() has finished; True when it has."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "AgentServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop(grace=0.5, stop_jobs=True)

@@ -1,0 +1,105 @@
+"""The thin gRPC adapter: parse and validate, call the domain, map errors to status codes."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from protos import AgentService_pb2, AgentService_pb2_grpc, Common_pb2, RunJob_pb2, StageInFile_pb2
+from protos.errors import ProtocolError
+
+SERVICE = AgentService_pb2.DESCRIPTOR.services_by_name["Agent"]
+
+
+@contextmanager
+def protocol_errors(context):
+    """The one place where a domain error becomes a gRPC status (context.abort raises)."""
+    try:
+        yield
+    except ProtocolError as exc:
+        context.abort(exc.code, exc.message)
+
+
+class AgentServicer(AgentService_pb2_grpc.AgentServicer):
+    """Agent's two RPCs over a core (reference_agent.domain.AgentCore or a subclass)."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def StageInFiles(self, request, context):
+        with protocol_errors(context):
+            staged = self.core.stage_in(self.core.parse_stage_request(request))
+        return StageInFile_pb2.StageInFilesResponse(
+            success_files=[StageInFile_pb2.StagedFile(file=Common_pb2.FileId(uuid=f)) for f in staged])
+
+    def RunJob(self, request, context):
+        with protocol_errors(context):
+            state = self.core.run_job(self.core.parse_run_request(request))
+        return RunJob_pb2.RunJobResponse(code=int(state))
+
+
+def _job_of(request) -> str | None:
+    try:
+        return request.job.uuid if request.HasField("job") and request.job.HasField("uuid") else None
+    except Exception:  # noqa: BLE001 - logging must not fail an RPC
+        return None
+
+
+class RawAgentHandler(grpc.GenericRpcHandler):
+    """Serves the servicer's methods on raw bytes, so that bytes which do not parse get
+    INVALID_ARGUMENT (AGT-ERR-1) instead of grpcio's generic INTERNAL, and logs one line per
+    RPC with its status code. Method names come from the service descriptor."""
+
+    def __init__(self, servicer: AgentServicer, telemetry):
+        self.telemetry = telemetry
+        self._handlers = {}
+        for method in SERVICE.methods:
+            request_class = {"StageInFiles": StageInFile_pb2.StageInFilesRequest,
+                             "RunJob": RunJob_pb2.RunJobRequest}[method.name]
+            behaviour = getattr(servicer, method.name)
+            self._handlers[f"/{SERVICE.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
+                self._wrap(method.name, request_class, behaviour))
+
+    def service(self, handler_call_details):
+        return self._handlers.get(handler_call_details.method)
+
+    def _wrap(self, name, request_class, behaviour):
+        telemetry = self.telemetry
+
+        def handle(data: bytes, context):
+            start = time.perf_counter()
+            code, job = "OK", None
+            try:
+                try:
+                    request = request_class.FromString(data)
+                except DecodeError as exc:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"request bytes do not parse as {request_class.DESCRIPTOR.name}: {exc}")
+                job = _job_of(request)
+                return behaviour(request, context).SerializeToString()
+            except BaseException:
+                status = context.code() if hasattr(context, "code") else None
+                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                telemetry.rpc(name, code, time.perf_counter() - start, job=job, bytes=len(data))
+
+        return handle
+
+
+class LoggingInterceptor(grpc.ServerInterceptor):
+    """One log line per RPC of the standard services (health, reflection)."""
+
+    def __init__(self, telemetry, skip_prefix: str):
+        self.telemetry = telemetry
+        self.skip_prefix = skip_prefix
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(self.skip_prefix):
+            return handler
+        self.telemetry.rpc(method, "CALLED", 0.0)
+        return handler
