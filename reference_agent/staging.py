@@ -161,7 +161,7 @@ class ContentStore:
         self._locks_guard = threading.Lock()
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.fetches = 0  # source reads, for tests of AGT-STAGE-5
+        self.fetches = 0  # files read whole from the source (AGT-STAGE-5 counts these)
 
     def _file_lock(self, file: str) -> threading.Lock:
         with self._locks_guard:
@@ -190,7 +190,6 @@ class ContentStore:
             tmp = self._tmp_path()
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
             try:
-                self.fetches += 1
                 size = self.source.copy_to(file, fd)
                 st = os.fstat(fd)
             except BaseException:
@@ -201,6 +200,7 @@ class ContentStore:
             path = self.cache_dir / checked_name(file)
             os.replace(tmp, path)
             self.journal.set_cache_entry(file, st.st_size, st.st_mtime_ns)
+            self.fetches += 1
             self.on_fetch(size)
             return path
 

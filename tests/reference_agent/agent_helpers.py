@@ -1,0 +1,85 @@
+"""Helpers shared by the reference agent's tests: ids, status codes, the in-process agent harness."""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import textwrap
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from protos.client import AgentClient, AgentCallError
+from reference_agent.config import AgentConfig
+from reference_agent.server import AgentServer
+from reference_agent.telemetry import Telemetry
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def code_of(fn, *args, **kwargs) -> str:
+    """The status code name of a client call ("OK" when it succeeds)."""
+    try:
+        fn(*args, **kwargs)
+    except AgentCallError as exc:
+        return exc.code_name
+    return "OK"
+
+
+@dataclass
+class Harness:
+    """One in-process agent on 127.0.0.1:0 with its source directory and a client."""
+
+    server: AgentServer
+    source: Path
+    state: Path
+    channel: grpc.Channel
+    client: AgentClient
+    tmp: Path
+    extra_channels: list = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def core(self):
+        return self.server.core
+
+    def put(self, data: bytes | str, file: str | None = None) -> str:
+        """Put content in the source under a new (or given) file UUID; return the UUID."""
+        file = file or new_id()
+        (self.source / file.lower()).write_bytes(data.encode() if isinstance(data, str) else data)
+        return file
+
+    def script(self, code: str) -> str:
+        return self.put(textwrap.dedent(code))
+
+    def submit(self, code: str, python_version=None, job: str | None = None, extra=()) -> str:
+        """Stage a script (plus extra files) for a new job and submit it; return the job id."""
+        job = job or new_id()
+        entry = self.script(code)
+        files = [entry, *extra]
+        assert self.client.stage_in(job, files) == [f.lower() for f in files]
+        self.client.run(job, [entry], python_version)
+        return job
+
+    def wait_done(self, job: str, deadline: float = 30.0):
+        return self.client.wait_until_done(job, poll_interval=0.01, deadline=deadline)
+
+    def row(self, job: str):
+        return self.core.journal.job(job.lower())
+
+    def new_channel(self) -> grpc.Channel:
+        channel = grpc.insecure_channel(self.address)
+        self.extra_channels.append(channel)
+        return channel
+
+
+def running_version() -> str:
+    v = sys.version_info
+    return f"{v.major}.{v.minor}.{v.micro}"
