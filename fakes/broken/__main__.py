@@ -1,0 +1,112 @@
+"""`python -m fakes.broken NAME --listen HOST:PORT --source DIR`: serve one broken agent."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+EPILOG = """\
+examples:
+  python -m fakes.broken --list                      # every broken agent, its requirement IDs, its defect
+  python -m fakes.broken ExceedsSlots --listen 127.0.0.1:0 --source ./src --slots 1
+  python -m fakes.broken OkWithoutCode --listen 127.0.0.1:50052 --source ./src --state-dir ./st
+
+Each broken agent is the reference agent with exactly one defect. The first stdout line is
+exactly "listening on HOST:PORT" (port 0 picks a free port). Without --state-dir a temporary
+directory is used and removed at exit. SIGTERM or SIGINT stops it.
+"""
+
+
+def _listen(text: str) -> str:
+    from reference_agent.config import ConfigError, parse_listen
+
+    try:
+        parse_listen(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    return text
+
+
+def _slots(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fakes.broken", description="Serve one agent of the catalogue of broken agents.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", help="the broken agent's name (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the broken agents and exit")
+    parser.add_argument("--listen", type=_listen, default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="address to serve on (default 127.0.0.1:0, a free port)")
+    parser.add_argument("--source", metavar="DIR", help="file source: a directory (or an fsspec URL)")
+    parser.add_argument("--state-dir", metavar="DIR", help="journal, cache and job directories (default: temporary)")
+    parser.add_argument("--slots", type=_slots, default=2, metavar="N", help="job slots (default 2)")
+    parser.add_argument("--python", action="append", default=[], metavar="PATH",
+                        help="an extra interpreter (repeatable), as for reference-agent serve")
+    parser.add_argument("--no-path-pythons", action="store_true", help="do not look for pythons on PATH")
+    parser.add_argument("--log", action="store_true", help="write the agent's JSON log lines to stderr")
+    return parser
+
+
+def listing() -> str:
+    from fakes.broken import CATALOGUE, describe
+
+    width = max(map(len, CATALOGUE))
+    return "\n".join(f"{name:<{width}}  {', '.join(cls.violates):<24}  {describe(cls)}"
+                     for name, cls in sorted(CATALOGUE.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from fakes.broken import CATALOGUE, build_server
+
+    if args.list:
+        print(listing())
+        return 0
+    if not args.name:
+        parser.error("give a broken agent's NAME (see --list)")
+    if args.name not in CATALOGUE:
+        parser.error(f"unknown broken agent {args.name!r}; known: {', '.join(sorted(CATALOGUE))}")
+    if not args.source:
+        parser.error("--source DIR is required to serve")
+    if "://" not in args.source and not os.path.isdir(args.source):
+        parser.error(f"--source {args.source!r}: no such directory")
+
+    from reference_agent.config import AgentConfig, ConfigError
+    from reference_agent.telemetry import Telemetry
+
+    with tempfile.TemporaryDirectory(prefix="broken-agent-") as tmp:
+        try:
+            config = AgentConfig(listen=args.listen, source=args.source, state_dir=args.state_dir or tmp,
+                                 slots=args.slots, pythons=tuple(args.python),
+                                 discover_path=not args.no_path_pythons, log_rpcs=args.log).validate()
+            server = build_server(CATALOGUE[args.name], config, Telemetry(sys.stderr if args.log else None))
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            address = server.start()
+        except ConfigError as exc:
+            parser.error(str(exc))
+        except OSError as exc:
+            print(f"python -m fakes.broken: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"listening on {address}", flush=True)
+        while not stop.wait(3600):
+            pass
+        server.stop(stop_jobs=args.state_dir is None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The catalogue of broken agents: registration, description, and building a server for one."""
+from __future__ import annotations
+
+import subprocess
+import threading
+
+from protos.requirements import REQUIREMENTS
+from reference_agent.config import AgentConfig
+from reference_agent.domain import AgentCore, Job
+from reference_agent.processes import clean_env
+from reference_agent.server import AgentServer
+from reference_agent.servicer import AgentServicer
+from reference_agent.telemetry import Telemetry
+
+CATALOGUE: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: check `violates` and the docstring, then add the class to CATALOGUE."""
+    violates = getattr(cls, "violates", None)
+    if not isinstance(violates, tuple) or not violates:
+        raise TypeError(f"{cls.__name__} must declare violates = ('AGT-...',)")
+    unknown = [rid for rid in violates if rid not in REQUIREMENTS]
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown requirement IDs {unknown}")
+    if not issubclass(cls, (AgentCore, AgentServicer, AgentServer)):
+        raise TypeError(f"{cls.__name__} must subclass AgentCore, AgentServicer or AgentServer")
+    if not (cls.__doc__ or "").strip():
+        raise TypeError(f"{cls.__name__} needs a docstring saying its defect")
+    if cls.__name__ in CATALOGUE:
+        raise ValueError(f"{cls.__name__} is registered twice")
+    CATALOGUE[cls.__name__] = cls
+    return cls
+
+
+def describe(cls: type) -> str:
+    """The first line of the class docstring: what the agent gets wrong."""
+    return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+def layer(cls: type) -> str:
+    """Which reference-agent layer the defect lives in: core, servicer or server."""
+    if issubclass(cls, AgentServer):
+        return "server"
+    return "servicer" if issubclass(cls, AgentServicer) else "core"
+
+
+def build_server(cls: type, config: AgentConfig, telemetry: Telemetry | None = None) -> AgentServer:
+    """An AgentServer (not started) that is the reference agent with `cls`'s one defect."""
+    telemetry = telemetry if telemetry is not None else Telemetry(stream=None)
+    if issubclass(cls, AgentServer):
+        return cls(config, telemetry=telemetry)
+    if issubclass(cls, AgentServicer):
+        return AgentServer(config, servicer_factory=cls, telemetry=telemetry)
+    if issubclass(cls, AgentCore):
+        return AgentServer(config, core_factory=cls, telemetry=telemetry)
+    raise TypeError(f"not a broken agent: {cls!r}")
+
+
+def run_again(core: AgentCore, job: Job) -> subprocess.Popen:
+    """Start one more, untracked execution of a job's entry point in its directory.
+
+    What the reference agent never does (AGT-RUN-7/9); the defects that need a second
+    execution share this so that the second run looks exactly like the first to the job."""
+    proc = subprocess.Popen([job.interpreter, job.files[0]], cwd=str(job.workdir),
+                            env=clean_env(job.workdir, core.config.job_env), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    threading.Thread(target=proc.wait, name=f"rerun-{job.job[:8]}", daemon=True).start()
+    return proc

@@ -1,0 +1,222 @@
+"""Broken agents that submit, report, schedule or remember jobs wrongly (AGT-RUN/STATE/SCHED/DUR)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from fakes.broken._registry import register, run_again
+from protos import validation
+from protos.errors import InvalidArgument
+from protos.states import Event, JobState
+from reference_agent.domain import AgentCore
+
+
+@register
+class AcceptsRunWithoutFiles(AgentCore):
+    """Accepts a first RunJob without files: the job is created and ends DONE at once, nothing ran."""
+
+    violates = ("AGT-RUN-2",)
+
+    def _submit(self, req):
+        if req.files:
+            return super()._submit(req)
+        with self._wake:  # held across creation so the scheduler never sees the file-less job
+            job = self._create_job(req, self._choose_interpreter(req))
+            self._queue.remove(job.job)
+            self._transition(job, Event.KILL, ended=time.time(), note="no files")
+        return JobState.WAIT
+
+
+@register
+class IgnoresPythonVersion(AgentCore):
+    """Runs every job with its newest interpreter, whatever python_version asks for (syntax is still checked)."""
+
+    violates = ("AGT-RUN-4", "AGT-RUN-5")
+
+    def _choose_interpreter(self, req):
+        return super()._choose_interpreter(dataclasses.replace(req, requirements=(), requirement_texts=()))
+
+
+@register
+class UsesOnlyFirstRequirement(AgentCore):
+    """Checks only the first JobRequirement and ignores the others (OR-ish instead of AND)."""
+
+    violates = ("AGT-RUN-5",)
+
+    def _choose_interpreter(self, req):
+        return super()._choose_interpreter(dataclasses.replace(req, requirements=req.requirements[:1]))
+
+
+@register
+class AcceptsMalformedPythonVersion(AgentCore):
+    """Reads a python_version it cannot parse as 'any Python 3' instead of answering INVALID_ARGUMENT."""
+
+    violates = ("AGT-RUN-4",)
+
+    def parse_run_request(self, message):
+        clone = type(message)()
+        clone.CopyFrom(message)
+        for requirement in clone.requirements:
+            try:
+                validation.parse_python_version(requirement.python_version)
+            except InvalidArgument:
+                requirement.python_version = ""
+        req = super().parse_run_request(clone)
+        texts = tuple(r.python_version if r.HasField("python_version") else "" for r in message.requirements)
+        return dataclasses.replace(req, requirement_texts=texts)
+
+
+@register
+class AcceptsMismatchedRepeat(AgentCore):
+    """Answers a repeat RunJob with other files or requirements as a status query, not ALREADY_EXISTS."""
+
+    violates = ("AGT-RUN-8",)
+
+    def _check_repeat(self, job, req):
+        pass
+
+
+@register
+class RunsJobTwiceOnRepeat(AgentCore):
+    """The first status query that finds a job DONE starts its entry point once more (reported state unchanged)."""
+
+    violates = ("AGT-RUN-7",)
+
+    def __init__(self, config, telemetry=None):
+        super().__init__(config, telemetry)
+        self._reran: set[str] = set()
+
+    def _status_query(self, job, req):
+        state = super()._status_query(job, req)
+        with self._lock:
+            again = state is JobState.DONE and job.job not in self._reran
+            self._reran.add(job.job)
+        if again:
+            run_again(self, job)
+        return state
+
+
+@register
+class TwoExecutionsForConcurrentFirstCalls(AgentCore):
+    """Checks for an existing job without a lock: a caller that loses the race runs the job once more."""
+
+    violates = ("AGT-RUN-9",)
+    RACE_WINDOW = 0.2  # seconds between the check and the insert: what a slow journal gives
+
+    def run_job(self, req):
+        job = self._lookup(req.job)
+        if job is not None:
+            return self._status_query(job, req)
+        time.sleep(self.RACE_WINDOW)
+        with self._job_lock(req.job):
+            job = self._lookup(req.job)
+            if job is None:
+                return self._submit(req)
+        run_again(self, job)  # the loser "submits" too: a second execution
+        return self._status_query(job, req)
+
+
+@register
+class ReportsDoneBeforeRun(AgentCore):
+    """Reports every job DONE from its submission on, while it waits and while it runs."""
+
+    violates = ("AGT-STATE-2", "AGT-STATE-3")
+
+    def _report_state(self, job):
+        return JobState.DONE
+
+
+@register
+class GoesBackFromDoneToRun(AgentCore):
+    """Answers RUN to the query right after the first DONE answer of a job, then DONE again."""
+
+    violates = ("AGT-STATE-1",)
+
+    def __init__(self, config, telemetry=None):
+        super().__init__(config, telemetry)
+        self._done_answers: dict[str, int] = {}
+
+    def _report_state(self, job):
+        state = super()._report_state(job)
+        if state is not JobState.DONE:
+            return state
+        with self._lock:
+            n = self._done_answers[job.job] = self._done_answers.get(job.job, 0) + 1
+        return JobState.RUN if n == 2 else state
+
+
+@register
+class ReportsDoneLate(AgentCore):
+    """Keeps reporting RUN for DELAY seconds after the job's process has ended."""
+
+    violates = ("AGT-STATE-3",)
+    DELAY = 3.0
+
+    def _report_state(self, job):
+        state = super()._report_state(job)
+        if state is JobState.DONE and job.ended is not None and time.time() - job.ended < self.DELAY:
+            return JobState.RUN
+        return state
+
+
+@register
+class NeverLeavesWait(AgentCore):
+    """Accepts jobs but never starts one: every job stays WAIT."""
+
+    violates = ("AGT-SCHED-2",)
+
+    def _free_slots(self):
+        return 0
+
+
+@register
+class LeaksSlots(AgentCore):
+    """Never gives a slot back: after `slots` jobs have run, every later job waits forever."""
+
+    violates = ("AGT-SCHED-2",)
+
+    def __init__(self, config, telemetry=None):
+        super().__init__(config, telemetry)
+        self._ever_started = 0
+
+    def _start_job(self, job):
+        with self._lock:
+            self._ever_started += 1
+        super()._start_job(job)
+
+    def _free_slots(self):
+        return min(super()._free_slots(), self.config.slots - self._ever_started)
+
+
+@register
+class ExceedsSlots(AgentCore):
+    """Ignores its slot count: starts every waiting job at once."""
+
+    violates = ("AGT-SCHED-1",)
+
+    def _free_slots(self):
+        return 1
+
+
+@register
+class StartsNewestFirst(AgentCore):
+    """Starts the most recently submitted waiting job first (LIFO instead of FIFO)."""
+
+    violates = ("AGT-SCHED-3",)
+
+    def _next_job(self):
+        return self._jobs[self._queue[-1]] if self._queue else None
+
+
+@register
+class ForgetsDoneAfterRestart(AgentCore):
+    """Keeps DONE jobs in memory only: after a restart they are unknown (staged files stay)."""
+
+    violates = ("AGT-DUR-1",)
+
+    def _recover(self):
+        super()._recover()
+        with self._lock:
+            for job_id in [j for j, job in self._jobs.items() if job.state is JobState.DONE]:
+                del self._jobs[job_id]
+
