@@ -1,0 +1,137 @@
+"""The Python API: run a scenario's replications (in parallel if asked) and get plain results."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from simulator.engine import Simulation
+from simulator.metrics import JobRecord
+from simulator.scenario import Scenario
+from simulator.stats import confidence_interval
+
+STATE_COLUMNS = ("time", "staging", "client_queue", "wait", "run", "done")
+
+
+@dataclass
+class Replication:
+    """One replication's plain results: flat metrics, state counts over time, RPC load bins."""
+
+    index: int
+    metrics: dict[str, float]
+    samples: list[tuple]
+    sample_columns: tuple[str, ...]
+    rpc_bins: dict[str, list[float]]
+    bin_width: float
+    wait_cdf: tuple[list[float], list[float]]
+    records: list[JobRecord] | None = None
+
+
+@dataclass
+class Results:
+    """All replications and, for every metric, its mean with a 95 % confidence interval."""
+
+    scenario: Scenario
+    replications: list[Replication]
+    metrics: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names: list[str] = []
+        for r in self.replications:
+            names += [k for k in r.metrics if k not in names]
+        self.metrics = {k: confidence_interval([r.metrics.get(k, math.nan) for r in self.replications]) for k in names}
+
+    def mean(self, name: str) -> float:
+        return self.metrics[name]["mean"]
+
+    def ci(self, name: str) -> tuple[float, float]:
+        m = self.metrics[name]
+        return (m["low"], m["high"])
+
+    @property
+    def records(self) -> list[JobRecord]:
+        """Per-job records of every replication that kept them (run(..., keep_records=True))."""
+        return [rec for r in self.replications for rec in (r.records or [])]
+
+    def to_dict(self) -> dict:
+        return {
+            "replications": len(self.replications),
+            "seed": self.scenario.run.seed,
+            "metrics": self.metrics,
+        }
+
+
+def run_replication(scenario: Scenario, index: int, out: str | Path | None = None, keep_records: bool = False,
+                    progress: Callable[[float], None] | None = None) -> Replication:
+    """Run replication `index` (its own seed stream). With `out`, jobs stream to jobs-r{index}.csv."""
+    records: list[JobRecord] | None = [] if keep_records else None
+    fh = writer = None
+    sinks = []
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        fh = open(Path(out) / f"jobs-r{index}.csv", "w", newline="", encoding="utf-8")
+        writer = csv.writer(fh)
+        writer.writerow(JobRecord._fields)
+        sinks.append(writer.writerow)
+    if records is not None:
+        sinks.append(records.append)
+    sink = sinks[0] if len(sinks) == 1 else ((lambda r: [s(r) for s in sinks]) if sinks else None)
+    try:
+        sim = Simulation(scenario, index, sink=sink, progress=progress)
+        metrics = sim.run()
+    finally:
+        if fh is not None:
+            fh.close()
+    columns = STATE_COLUMNS + tuple(f"run.{g}" for g in sim.group_names)
+    values, cum = sim.collector.wait.cdf()
+    return Replication(index, metrics, sim.samples, columns,
+                       {g: sim.rpc_bins[i].bins for i, g in enumerate(sim.group_names)}, sim.sample_dt,
+                       (values.tolist(), cum.tolist()), records)
+
+
+def _worker(args: tuple) -> Replication:
+    return run_replication(*args)
+
+
+def run(scenario: Scenario | str | Path, *, replications: int | None = None, out: str | Path | None = None,
+        keep_records: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
+        executor=None) -> Results:
+    """Run every replication of `scenario` and return Results (plain records and CIs).
+
+    `workers` > 1 runs replications in that many processes; `executor` may be any
+    concurrent.futures-style executor (a dask.distributed Client works too). `progress(done, total)`
+    is called as replications finish. Results are identical whatever the parallelism: each
+    replication's random streams come from (seed, replication index) only.
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = Scenario.from_toml(scenario)
+    n = replications or scenario.run.replications
+    jobs = [(scenario, i, out, keep_records) for i in range(n)]
+    results: list[Replication] = []
+    if executor is not None:
+        futures = [executor.submit(_worker, j) for j in jobs]
+        for f in futures:
+            results.append(f.result())
+            if progress:
+                progress(len(results), n)
+    elif workers > 1 and n > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
+            for rep in pool.map(_worker, jobs):
+                results.append(rep)
+                if progress:
+                    progress(len(results), n)
+    else:
+        for j in jobs:
+            results.append(_worker(j))
+            if progress:
+                progress(len(results), n)
+    results.sort(key=lambda r: r.index)
+    return Results(scenario, results)
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))

@@ -1,0 +1,1 @@
+"""agent-sim subcommands: one module each, found by simulator.cli.discover()."""

@@ -1,0 +1,552 @@
+"""The simulation engine: agents and jobs on SimPy's clock, each job on the protocol's state machine."""
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from protos import validation
+from protos.states import Event, JobStateMachine
+from simulator import policies
+from simulator.clock import P_AGENT, P_ARRIVAL, P_END, P_RUNJOB, P_SAMPLE, P_SEEN, P_TRANSFER, Clock
+from simulator.metrics import Binned, Collector, JobRecord, summarize
+from simulator.network import Transfers
+from simulator.polling import PollSchedule
+from simulator.scenario import Scenario
+from simulator.workload import Arrivals, FileCatalog, expected_span
+
+NAN = math.nan
+
+
+@dataclass
+class Streams:
+    """The explicit random streams of one replication (no global seed anywhere).
+
+    Separate streams keep arrivals and runtimes identical across policies and agent counts
+    (common random numbers), which sharpens comparisons in sweeps.
+    """
+
+    arrivals: random.Random
+    service: random.Random
+    policy: random.Random
+    failures: random.Random
+    files: np.random.Generator
+
+    @classmethod
+    def from_seed(cls, seed: int, replication: int = 0) -> "Streams":
+        ss = np.random.SeedSequence([seed, replication])
+        kids = ss.spawn(5)
+        r = [random.Random(int(k.generate_state(1, dtype=np.uint64)[0])) for k in kids[:4]]
+        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]))
+
+
+class Agent:
+    """One simulated agent: slots, a FIFO of WAIT jobs (AGT-SCHED-3), a content cache, RPC load."""
+
+    __slots__ = ("index", "group", "gi", "slots", "speed", "load", "running", "queue", "up", "repair_at",
+                 "cache", "cache_used", "inflight", "runset", "pools", "rpc", "polls")
+
+    def __init__(self, index: int, group: str, gi: int, slots: int, speed: float):
+        self.index, self.group, self.gi, self.slots, self.speed = index, group, gi, slots, speed
+        self.load = 0          # jobs assigned to it: staging + WAIT + RUN
+        self.running = 0
+        self.queue: deque = deque()
+        self.up = True
+        self.repair_at = 0.0
+        self.cache: dict[int, float] = {}      # file -> size, in LRU order
+        self.cache_used = 0.0
+        self.inflight: dict[int, list] = {}    # file being fetched -> jobs waiting for it
+        self.runset: set = set()
+        self.pools: list = []
+        self.rpc = 0.0
+        self.polls = 0
+
+    def cached_files(self) -> list[int]:
+        return list(self.cache)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.index}, {self.group}, load={self.load}/{self.slots}, up={self.up})"
+
+
+class Job:
+    """One attempt of a client's job, from submission to the client seeing DONE."""
+
+    __slots__ = ("id", "logical", "attempt", "first_submit", "submit", "runtime", "files", "python", "pool",
+                 "agent", "stage_start", "stage_end", "run_submit", "start", "end", "seen", "polls", "bytes",
+                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim")
+
+    def __init__(self, sim, jid, logical, attempt, first_submit, now, runtime, files, python, pool, warm):
+        self.id, self.logical, self.attempt = jid, logical, attempt
+        self.first_submit, self.submit, self.runtime = first_submit, now, runtime
+        self.files, self.python, self.pool, self.warm, self.sim = files, python, pool, warm, sim
+        self.agent = None
+        self.stage_start = self.stage_end = self.run_submit = self.start = self.end = self.seen = NAN
+        self.polls = self.hits = self.misses = self.pending = 0
+        self.bytes = 0.0
+        self.missed = ()
+        self.sm = None
+        self.end_ev = None
+
+
+class Simulation:
+    """One replication of a scenario. `run()` returns the flat summary of that replication.
+
+    Jobs go StageInFiles -> RunJob -> polls until DONE; on the agent each job is a
+    `protos.states.JobStateMachine` advanced by START and then SUCCEED, FAIL or INTERRUPT.
+    `sink` receives every JobRecord as it completes (stream it to disk: memory then grows with
+    agents and jobs in flight only); `tracer(time, kind, job)` sees every lifecycle step.
+    """
+
+    def __init__(self, scenario: Scenario, replication: int = 0, *, streams: Streams | None = None,
+                 sink: Callable[[JobRecord], None] | None = None, tracer: Callable | None = None,
+                 progress: Callable[[float], None] | None = None):
+        self.sc = sc = scenario
+        self.streams = streams or Streams.from_seed(sc.run.seed, replication)
+        self.env = simpy.Environment()
+        self.clock = clock = Clock(self.env)
+        self.at = clock.at
+        self.tracer = tracer
+        self.progress = progress
+        self.collector = Collector(sink)
+        self.group_names = [g.name for g in sc.agents]
+        self.agents: list[Agent] = []
+        for gi, g in enumerate(sc.agents):
+            for _ in range(g.count):
+                self.agents.append(Agent(len(self.agents), g.name, gi, g.slots, g.speed))
+        self.versions = {g.name: g.python for g in sc.agents}
+        self._pools: dict[str, policies.Pool | None] = {}
+        self.choose = policies.resolve(sc.clients.policy)
+        self.when_free = sc.clients.dispatch == "when_free"
+        self.central: dict[policies.Pool, deque] = {}
+        self.central_count = 0
+        net = sc.network
+        self.staging_on = net.enabled
+        self.holders: dict[int, set] = {}
+        self.file_sizes: list[float] = []
+        if net.enabled:
+            self.catalog = FileCatalog(sc, self.streams.service, self.streams.files)
+            self.file_sizes = self.catalog.sizes
+            links = [g.link_bandwidth or net.link_bandwidth for g in sc.agents for _ in range(g.count)]
+            self.instant = [min(net.source_bandwidth, link) == math.inf for link in links]
+            self.transfers = Transfers(clock, net.source_bandwidth, links)
+        self.has_failures = any(g.failures for g in sc.agents)
+        c = sc.clients
+        self.polls = PollSchedule(c.poll_interval, c.poll_backoff, c.poll_max_interval)
+        self.lat = c.rpc_latency
+        self.span = expected_span(sc)
+        self.sample_dt = sc.run.sample_interval or max(self.span / 200.0, 1e-9)
+        self.rpc_bins = [Binned(self.sample_dt) for _ in sc.agents]
+        self.samples: list[tuple] = []
+        self.finished = self.env.event()
+        self.arrivals_done = False
+        self.outstanding = 0
+        self.ended = self.waiting = self.staging = 0
+        self.next_id = 0          # logical jobs submitted
+        self.next_attempt = 0     # attempts submitted (ids in submission order)
+        self.arrived_window = 0
+        self.warm = sc.run.warmup <= 0 and sc.run.warmup_jobs <= 0
+        self.window_start = 0.0
+        # time integrals: jobs in system (Little's law) and busy slots per group (utilisation)
+        self.in_system = 0
+        self.ns_area = self.ns_t = 0.0
+        self.busy = [0] * len(sc.agents)
+        self.busy_area = [0.0] * len(sc.agents)
+        self.busy_t = [0.0] * len(sc.agents)
+        self.snap_ns = 0.0
+        self.snap_busy = [0.0] * len(sc.agents)
+        self.window_end: float | None = None     # arrivals stop: statistics window closes
+        self.close_ns = 0.0
+        self.close_busy = [0.0] * len(sc.agents)
+        self.ended_window = 0                    # jobs that reached DONE inside the window
+        self.bytes_requested = 0.0
+        self.arrivals = Arrivals(sc, self.streams.arrivals)
+        self.runtime = sc.workload.runtime.sampler(self.streams.service) if sc.workload.runtime else None
+        mix = sc.workload.python
+        self.mix_texts = [t for t, _ in mix]
+        self.mix_cum = list(np.cumsum([w for _, w in mix]) / sum(w for _, w in mix))
+
+    # --- pools of eligible agents ---------------------------------------------------------------
+    def pool_for(self, text: str) -> policies.Pool | None:
+        pool = self._pools.get(text, False)
+        if pool is False:
+            req = [validation.parse_python_version(text)]
+            eligible = [a for a in self.agents if validation.choose_interpreter(req, self.versions[a.group])]
+            pool = policies.Pool(eligible) if eligible else None
+            if pool is not None:
+                for a in eligible:
+                    a.pools.append(pool)
+                self.central[pool] = deque()
+            self._pools[text] = pool
+        return pool
+
+    def _touch(self, agent: Agent) -> None:
+        for pool in agent.pools:
+            pool.touched(agent)
+
+    # --- run control ---------------------------------------------------------------------------
+    def run(self) -> dict:
+        sc = self.sc
+        self._iter = iter(self.arrivals)
+        self._schedule_next_arrival()
+        for a in self.agents:
+            f = sc.agents[a.gi].failures
+            if f is not None:
+                self.at(f.time_to_failure.sampler(self.streams.failures)(), P_AGENT, self._fail, a)
+        self._failure_samplers = [
+            (g.failures.time_to_failure.sampler(self.streams.failures), g.failures.time_to_repair.sampler(self.streams.failures))
+            if g.failures else None for g in sc.agents]
+        if sc.run.warmup > 0:
+            self.at(sc.run.warmup, P_AGENT, self._maybe_warm, None)
+        self.at(self.sample_dt, P_SAMPLE, self._sample, None)
+        if sc.run.duration is not None:
+            self.at(sc.run.duration, P_SAMPLE, self._close_window, None)
+        if sc.run.duration is not None and not sc.run.drain:
+            self.env.run(until=sc.run.duration)
+            self._close_window()
+        else:
+            self._check_finished()
+            self.env.run(until=self.finished)
+        return self._summary()
+
+    def _check_finished(self) -> None:
+        if self.arrivals_done and self.outstanding == 0 and not self.finished.triggered:
+            self.finished.succeed()
+
+    def _close_window(self, _=None) -> None:
+        """Statistics are taken over [warm-up end, arrivals end]: snapshot the time integrals."""
+        if self.window_end is None:
+            self._integrate()
+            self.window_end = self.clock.now
+            self.close_ns = self.ns_area
+            self.close_busy = list(self.busy_area)
+            if not self.warm:   # the warm-up never ended: an empty window at the end
+                self._maybe_warm(force=True)
+
+    def _maybe_warm(self, _=None, force: bool = False) -> None:
+        now = self.clock.now
+        if not self.warm and (force or now >= self.sc.run.warmup and self.next_id >= self.sc.run.warmup_jobs):
+            self._integrate()
+            self.warm = True
+            self.window_start = now
+            self.snap_ns = self.ns_area
+            self.snap_busy = list(self.busy_area)
+
+    def _integrate(self) -> None:
+        now = self.clock.now
+        self.ns_area += self.in_system * (now - self.ns_t)
+        self.ns_t = now
+        for g in range(len(self.busy)):
+            self.busy_area[g] += self.busy[g] * (now - self.busy_t[g])
+            self.busy_t[g] = now
+
+    def _sample(self, _=None) -> None:
+        now = self.clock.now
+        self.samples.append((now, self.staging, self.central_count, self.waiting, sum(self.busy), self.ended,
+                             *self.busy))
+        if self.progress is not None:
+            self.progress(now)
+        if not self.finished.triggered:
+            self.at(self.sample_dt, P_SAMPLE, self._sample, None)
+
+    # --- arrivals -------------------------------------------------------------------------------
+    def _schedule_next_arrival(self) -> None:
+        item = next(self._iter, None)
+        if item is None:
+            self.arrivals_done = True
+            if self.sc.run.duration is None:
+                self._close_window()
+            self._check_finished()
+            return
+        self.at(max(0.0, item[0] - self.clock.now), P_ARRIVAL, self._arrive, item)
+
+    def _arrive(self, item) -> None:
+        _, runtime, python = item
+        self._schedule_next_arrival()
+        if runtime is None:
+            runtime = max(0.0, self.runtime())
+        if python is None:
+            python = self.mix_texts[0] if len(self.mix_texts) == 1 else \
+                self.mix_texts[min(np.searchsorted(self.mix_cum, self.streams.service.random(), side="right"),
+                                   len(self.mix_texts) - 1)]
+        files = self.catalog.draw() if self.staging_on else ()
+        jid = self.next_id
+        self.next_id += 1
+        if not self.warm:
+            self._maybe_warm()
+        self._submit(jid, 0, self.clock.now, runtime, files, python)
+
+    def _submit(self, logical: int, attempt: int, first_submit: float, runtime, files, python) -> None:
+        now = self.clock.now
+        jid = self.next_attempt
+        self.next_attempt += 1
+        pool = self.pool_for(python)
+        job = Job(self, jid, logical, attempt, first_submit, now, runtime, files, python, pool, self.warm)
+        if attempt == 0:
+            self.outstanding += 1
+        if pool is None:
+            job.sm = None
+            self._finalize(job, "rejected")
+            return
+        if self.warm:
+            self.arrived_window += 1
+        self._integrate_ns()
+        self.in_system += 1
+        if self.tracer:
+            self.tracer(now, "submit", job)
+        agent = self.choose(pool, job, self.streams.policy, self.when_free)
+        if agent is None:
+            self.central[pool].append(job)
+            self.central_count += 1
+        else:
+            self._assign(job, agent)
+
+    def _integrate_ns(self) -> None:
+        now = self.clock.now
+        self.ns_area += self.in_system * (now - self.ns_t)
+        self.ns_t = now
+
+    # --- StageInFiles ---------------------------------------------------------------------------
+    def _assign(self, job: Job, agent: Agent) -> None:
+        job.agent = agent
+        agent.load += 1
+        self._touch(agent)
+        job.stage_start = self.clock.now
+        self.staging += 1
+        c = self.sc.clients
+        if c.rpc_cost_stage:
+            agent.rpc += c.rpc_cost_stage
+            self.rpc_bins[agent.gi].point(self.clock.now, c.rpc_cost_stage)
+        if not self.staging_on:
+            if self.lat:
+                self.at(self.lat, P_TRANSFER, self._stage_part, job)
+                job.pending = 1
+            else:
+                self._staged(job)
+            return
+        self._stage_files(job, agent)
+
+    def _stage_files(self, job: Job, agent: Agent) -> None:
+        net, sizes = self.sc.network, self.file_sizes
+        cache, inflight = agent.cache, agent.inflight
+        missed, miss_bytes = [], 0.0
+        for f in dict.fromkeys(job.files):   # duplicates are staged once (AGT-STAGE-1)
+            self.bytes_requested += sizes[f]
+            if net.cache and f in cache:
+                cache[f] = cache.pop(f)          # LRU touch
+                job.hits += 1
+            elif net.cache and f in inflight:
+                inflight[f].append(job)          # fetched once per agent (AGT-STAGE-5)
+                job.hits += 1
+                job.pending += 1
+            else:
+                job.misses += 1
+                missed.append(f)
+                miss_bytes += sizes[f]
+                if net.cache:
+                    inflight[f] = []
+        job.missed = missed
+        job.bytes = miss_bytes
+        if missed:
+            job.pending += 1
+            delay = self.lat + net.source_latency
+            if self.instant[agent.index] or miss_bytes <= 0:
+                self.at(delay, P_TRANSFER, self._transfer_done, job)
+            else:
+                self.at(delay, P_TRANSFER, self._start_transfer, job)
+        if self.lat:
+            job.pending += 1
+            self.at(self.lat, P_TRANSFER, self._stage_part, job)
+        if job.pending == 0:
+            self._staged(job)
+
+    def _start_transfer(self, job: Job) -> None:
+        self.transfers.start(job.agent.index, job.bytes, self._transfer_done, job)
+
+    def _transfer_done(self, job: Job) -> None:
+        agent, net = job.agent, self.sc.network
+        if net.cache:
+            for f in job.missed:
+                size = self.file_sizes[f]
+                agent.cache[f] = size
+                agent.cache_used += size
+                self.holders.setdefault(f, set()).add(agent.index)
+                for waiter in agent.inflight.pop(f, ()):
+                    self._stage_part(waiter)
+            while agent.cache_used > net.cache_capacity and agent.cache:
+                old = next(iter(agent.cache))
+                agent.cache_used -= agent.cache.pop(old)
+                self.holders[old].discard(agent.index)
+        self._stage_part(job)
+
+    def _stage_part(self, job: Job) -> None:
+        job.pending -= 1
+        if job.pending == 0:
+            self._staged(job)
+
+    def _staged(self, job: Job) -> None:
+        job.stage_end = self.clock.now
+        if self.lat:
+            self.at(self.lat, P_RUNJOB, self._runjob, job)
+        else:
+            self._runjob(job)
+
+    # --- RunJob and the agent's slots --------------------------------------------------------------
+    def _runjob(self, job: Job) -> None:
+        agent = job.agent
+        self.staging -= 1
+        job.run_submit = self.clock.now
+        c = self.sc.clients
+        if c.rpc_cost_run:
+            agent.rpc += c.rpc_cost_run
+            self.rpc_bins[agent.gi].point(job.run_submit, c.rpc_cost_run)
+        job.sm = JobStateMachine()        # WAIT: accepted, not started (AGT-RUN-1)
+        self.waiting += 1
+        if agent.up and agent.running < agent.slots and not agent.queue:
+            self._start(job)
+        else:
+            agent.queue.append(job)
+
+    def _start(self, job: Job) -> None:
+        agent = job.agent
+        job.sm.advance(Event.START)
+        self.waiting -= 1
+        gi = agent.gi
+        now = self.clock.now
+        self.busy_area[gi] += self.busy[gi] * (now - self.busy_t[gi])
+        self.busy_t[gi] = now
+        self.busy[gi] += 1
+        agent.running += 1
+        job.start = now
+        job.end_ev = self.at(job.runtime / agent.speed, P_END, self._end, job)
+        if self.has_failures:
+            agent.runset.add(job)
+        if self.tracer:
+            self.tracer(now, "start", job)
+
+    def _end(self, job: Job) -> None:
+        p = self.sc.workload.fail_probability
+        failed = p > 0 and self.streams.service.random() < p
+        job.sm.advance(Event.FAIL if failed else Event.SUCCEED)
+        if self.has_failures:
+            job.agent.runset.discard(job)
+        self._ended(job, "failed" if failed else "succeeded")
+        self._refill(job.agent)
+
+    def _ended(self, job: Job, outcome: str) -> None:
+        agent = job.agent
+        now = self.clock.now
+        gi = agent.gi
+        self.busy_area[gi] += self.busy[gi] * (now - self.busy_t[gi])
+        self.busy_t[gi] = now
+        self.busy[gi] -= 1
+        agent.running -= 1
+        agent.load -= 1
+        self._touch(agent)
+        self.ended += 1
+        if self.warm and self.window_end is None:
+            self.ended_window += 1
+        self._integrate_ns()
+        self.in_system -= 1
+        job.end = now
+        if self.tracer:
+            self.tracer(now, "end", job)
+        # the client sees DONE at its first poll at or after the end (computed, not simulated)
+        seen, polls = self.polls.first_at_or_after(job.run_submit, now)
+        job.polls = polls
+        if self.has_failures:
+            job.seen = seen
+            self.at(seen - now, P_SEEN, self._seen, (job, outcome))
+        else:
+            job.seen = seen
+            self._finalize(job, outcome)
+
+    def _refill(self, agent: Agent) -> None:
+        while agent.up and agent.queue and agent.running < agent.slots:
+            self._start(agent.queue.popleft())
+        if self.when_free and agent.up:
+            while agent.load < agent.slots:
+                best = None
+                for pool in agent.pools:
+                    q = self.central[pool]
+                    if q and (best is None or q[0].id < best[0].id):
+                        best = q
+                if best is None:
+                    return
+                self.central_count -= 1
+                self._assign(best.popleft(), agent)
+
+    # --- the client sees DONE -----------------------------------------------------------------------
+    def _seen(self, arg) -> None:
+        job, outcome = arg
+        agent = job.agent
+        if not agent.up:   # polls fail while the agent is down; DONE is seen at the first after repair
+            job.seen, job.polls = self.polls.first_at_or_after(job.run_submit, agent.repair_at)
+            self.at(job.seen - self.clock.now, P_SEEN, self._seen, arg)
+            return
+        c = self.sc.clients
+        resubmit = outcome == "interrupted" and c.resubmit_interrupted and job.attempt < c.max_resubmits
+        self._finalize(job, outcome, final=not resubmit)
+        if resubmit:
+            self._submit(job.logical, job.attempt + 1, job.first_submit, job.runtime, job.files, job.python)
+
+    def _finalize(self, job: Job, outcome: str, final: bool = True) -> None:
+        agent = job.agent
+        if job.polls and agent is not None:
+            cost = self.sc.clients.rpc_cost_poll
+            agent.polls += job.polls
+            if cost:
+                agent.rpc += cost * job.polls
+                self.rpc_bins[agent.gi].spread(job.run_submit, job.seen, cost * job.polls)
+        rec = JobRecord(job.id, job.logical, job.attempt, agent.group if agent else "", agent.index if agent else -1,
+                        job.python, job.submit, job.first_submit, job.stage_start, job.stage_end, job.run_submit,
+                        job.start, job.end, job.seen, job.polls, job.bytes, job.hits, job.misses, outcome,
+                        not job.warm)
+        self.collector.record(rec, final)
+        if final:
+            self.outstanding -= 1
+            if self.arrivals_done and self.outstanding == 0:
+                self._check_finished()
+
+    # --- agent failures (AGT-DUR-1) -----------------------------------------------------------------
+    def _fail(self, agent: Agent) -> None:
+        ttf, ttr = self._failure_samplers[agent.gi]
+        agent.up = False
+        now = self.clock.now
+        agent.repair_at = now + ttr()
+        self._touch(agent)
+        for job in sorted(agent.runset, key=lambda j: j.start):   # RUN jobs end DONE (interrupted)
+            job.end_ev.cancelled = True
+            job.sm.advance(Event.INTERRUPT)
+            self._ended(job, "interrupted")
+        agent.runset.clear()
+        self.at(agent.repair_at - now, P_AGENT, self._repair, agent)   # WAIT jobs stay WAIT
+
+    def _repair(self, agent: Agent) -> None:
+        agent.up = True
+        for pool in agent.pools:
+            pool.touched(agent)
+        self._refill(agent)
+        if not self.finished.triggered:
+            self.at(self._failure_samplers[agent.gi][0](), P_AGENT, self._fail, agent)
+
+    # --- summary ------------------------------------------------------------------------------------
+    def _summary(self) -> dict:
+        self._close_window()
+        names = self.group_names
+        rpc = {g: 0.0 for g in names}
+        for a in self.agents:
+            rpc[a.group] += a.rpc
+        out = summarize(
+            self.collector, window=(self.window_start, self.window_end), arrivals_in_window=self.arrived_window,
+            ended_in_window=self.ended_window, in_system_area=self.close_ns - self.snap_ns,
+            group_busy={g: self.close_busy[i] - self.snap_busy[i] for i, g in enumerate(names)},
+            group_capacity={g.name: g.count * g.slots for g in self.sc.agents}, group_rpc=rpc,
+            group_count={g.name: g.count for g in self.sc.agents}, unfinished=self.outstanding,
+            bytes_requested=self.bytes_requested)
+        out["trace_skipped"] = self.arrivals.trace_stats.skipped_unknown_runtime
+        return out

@@ -1,0 +1,171 @@
+"""How a client chooses an agent: the built-in policies and the hook for a policy of your own."""
+from __future__ import annotations
+
+import heapq
+import importlib
+import random
+from typing import Callable, Sequence
+
+# A user policy: fn(job, agents, rng) -> one of `agents` (or its index in `agents`).
+# `agents` are the eligible agents that are up, each with .index, .group (name), .slots,
+# .load (jobs assigned: staging + WAIT + RUN), .running, .cached_files() ; `job` has .files,
+# .python, .runtime, .submit. Return None to leave the job queued at the client (when_free).
+UserPolicy = Callable[[object, Sequence[object], random.Random], object]
+
+
+class Pool:
+    """The agents eligible for one python requirement, with a lazy least-loaded heap.
+
+    Load of an agent is load/slots, ties broken by the lowest agent index, so every policy
+    is deterministic for a given RNG. The heap holds (key, index) entries; stale entries are
+    dropped when they reach the top, and the heap is rebuilt when it grows past 4x the pool,
+    so its size stays proportional to the number of agents, not of jobs.
+    """
+
+    def __init__(self, agents: list):
+        self.agents = agents
+        self.members = {a.index for a in agents}
+        self.rr = 0
+        self.heap: list = []
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.heap = [(a.load / a.slots, a.index, a) for a in self.agents if a.up]
+        heapq.heapify(self.heap)
+
+    def touched(self, agent) -> None:
+        """Record a change of load or up state of `agent`."""
+        if agent.up:
+            heapq.heappush(self.heap, (agent.load / agent.slots, agent.index, agent))
+            if len(self.heap) > 4 * len(self.agents) + 64:
+                self.rebuild()
+
+    def least_loaded(self):
+        heap = self.heap
+        while heap:
+            key, _, agent = heap[0]
+            if agent.up and key == agent.load / agent.slots:
+                return agent
+            heapq.heappop(heap)
+        return None
+
+    def up_agents(self, free_only: bool) -> list:
+        if free_only:
+            return [a for a in self.agents if a.up and a.load < a.slots]
+        return [a for a in self.agents if a.up]
+
+
+def _key(agent) -> tuple[float, int]:
+    return (agent.load / agent.slots, agent.index)
+
+
+def least_loaded(pool: Pool, job, rng: random.Random, free_only: bool):
+    agent = pool.least_loaded()
+    if agent is None or (free_only and agent.load >= agent.slots):
+        return None
+    return agent
+
+
+def random_choice(pool: Pool, job, rng: random.Random, free_only: bool):
+    agents = pool.agents
+    if not free_only:
+        for _ in range(8):
+            a = agents[rng.randrange(len(agents))]
+            if a.up:
+                return a
+    cands = pool.up_agents(free_only)
+    return cands[rng.randrange(len(cands))] if cands else None
+
+
+def round_robin(pool: Pool, job, rng: random.Random, free_only: bool):
+    agents, n = pool.agents, len(pool.agents)
+    for step in range(n):
+        a = agents[(pool.rr + step) % n]
+        if a.up and (not free_only or a.load < a.slots):
+            pool.rr = (pool.rr + step + 1) % n
+            return a
+    return None
+
+
+def power_of_two(pool: Pool, job, rng: random.Random, free_only: bool):
+    agents = pool.agents if not free_only else pool.up_agents(True)
+    if free_only and not agents:
+        return None
+    if len(agents) == 1:
+        a = agents[0]
+        return a if a.up else None
+    for _ in range(8):
+        i, j = rng.sample(range(len(agents)), 2)
+        a, b = agents[i], agents[j]
+        if a.up and b.up:
+            return a if _key(a) <= _key(b) else b
+        if a.up or b.up:
+            return a if a.up else b
+    return least_loaded(pool, job, rng, free_only)
+
+
+def cache_affinity(pool: Pool, job, rng: random.Random, free_only: bool):
+    """The agent holding the most bytes of the job's files; ties and no holder: least loaded."""
+    holders = job.sim.holders
+    sizes = job.sim.file_sizes
+    score: dict = {}
+    for f in set(job.files):
+        for idx in holders.get(f, ()):
+            if idx in pool.members:
+                score[idx] = score.get(idx, 0.0) + sizes[f]
+    best = None
+    agents = job.sim.agents
+    for idx, s in score.items():
+        a = agents[idx]
+        if not a.up or (free_only and a.load >= a.slots):
+            continue
+        key = (-s, a.load / a.slots, idx)
+        if best is None or key < best[0]:
+            best = (key, a)
+    if best is not None:
+        return best[1]
+    return least_loaded(pool, job, rng, free_only)
+
+
+BUILTIN = {
+    "random": random_choice,
+    "round_robin": round_robin,
+    "least_loaded": least_loaded,
+    "power_of_two": power_of_two,
+    "cache_affinity": cache_affinity,
+}
+
+
+def resolve(spec: str | Callable) -> Callable:
+    """A built-in policy by name, or a user policy given as a callable or 'module:function'."""
+    if callable(spec):
+        return _wrap_user(spec)
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"clients.policy = {spec!r}: cannot load it ({exc})") from None
+    if not callable(fn):
+        raise ValueError(f"clients.policy = {spec!r}: {attr} is not callable")
+    return _wrap_user(fn)
+
+
+def _wrap_user(fn: UserPolicy) -> Callable:
+    def choose(pool: Pool, job, rng: random.Random, free_only: bool):
+        cands = pool.up_agents(free_only)
+        if not cands:
+            return None
+        picked = fn(job, cands, rng)
+        if picked is None:
+            return None
+        if isinstance(picked, int) and not isinstance(picked, bool):
+            if not 0 <= picked < len(cands):
+                raise ValueError(f"user policy {fn!r} returned index {picked} outside 0..{len(cands) - 1}")
+            return cands[picked]
+        if getattr(picked, "index", None) not in pool.members or not picked.up:
+            raise ValueError(f"user policy {fn!r} returned {picked!r}, not one of the eligible agents")
+        return picked
+    choose.user = fn  # type: ignore[attr-defined]
+    return choose

@@ -1,0 +1,62 @@
+"""A client's poll schedule, solved arithmetically instead of simulating every poll."""
+from __future__ import annotations
+
+import bisect
+import math
+
+
+class PollSchedule:
+    """Polls at RunJob + g1, g2, ...: intervals start at `interval`, grow by `backoff`, cap at `maximum`.
+
+    The first poll at or after a time T is found by bisection over the growing phase and one
+    division over the capped phase, so a job costs O(log k) however many polls it makes; the
+    polls are still counted exactly (and their RPC cost charged to the agent). A poll at exactly
+    T sees DONE (the tie-breaking rule runs job ends before polls). interval = 0 turns polling
+    off: the client is told at once (the queueing-theory limit), with no polls.
+    """
+
+    def __init__(self, interval: float, backoff: float = 1.0, maximum: float | None = None):
+        self.interval = interval
+        self.off = interval <= 0
+        if self.off:
+            return
+        cap = max(interval, maximum if maximum is not None else interval)
+        self.cap = cap
+        offsets, step, t = [], interval, 0.0
+        while True:
+            step = min(step, cap)
+            t += step
+            offsets.append(t)
+            if step >= cap or backoff <= 1.0 or len(offsets) > 10_000:
+                break
+            step *= backoff
+        self.cap = step
+        self.offsets = offsets
+
+    def first_at_or_after(self, origin: float, t: float) -> tuple[float, int]:
+        """(time of the first poll at or after t, number of polls up to and including it)."""
+        if self.off:
+            return (max(t, origin), 0)
+        delta = t - origin
+        offsets = self.offsets
+        last = offsets[-1]
+        if delta <= last:
+            i = bisect.bisect_left(offsets, delta)
+            return (origin + offsets[i], i + 1)
+        j = math.ceil((delta - last) / self.cap - 1e-12)
+        return (origin + last + j * self.cap, len(offsets) + j)
+
+    def times(self, origin: float, t: float) -> list[float]:
+        """Every poll time up to the first at or after t (for tests and traces; O(polls))."""
+        if self.off:
+            return []
+        out, k = [], 0
+        while True:
+            k += 1
+            if k <= len(self.offsets):
+                p = origin + self.offsets[k - 1]
+            else:
+                p = origin + self.offsets[-1] + (k - len(self.offsets)) * self.cap
+            out.append(p)
+            if p >= t:
+                return out
