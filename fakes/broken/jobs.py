@@ -5,7 +5,7 @@ import dataclasses
 import time
 
 from fakes.broken._registry import register, run_again
-from protos import validation
+from protos import errors, validation
 from protos.errors import InvalidArgument
 from protos.states import Event, JobState
 from reference_agent.domain import AgentCore
@@ -25,6 +25,32 @@ class AcceptsRunWithoutFiles(AgentCore):
             self._queue.remove(job.job)
             self._transition(job, Event.KILL, ended=time.time(), note="no files")
         return JobState.WAIT
+
+
+@register
+class AnswersWithoutSubmitting(AgentCore):
+    """Checks a first RunJob and answers WAIT, but never creates the job (a later query finds nothing)."""
+
+    violates = ("AGT-RUN-1",)
+
+    def _submit(self, req):
+        if not req.files:
+            raise errors.no_files(req.job)
+        self._check_staged(req.job, req.files)
+        self._choose_interpreter(req)
+        return JobState.WAIT
+
+
+@register
+class RunsLastFile(AgentCore):
+    """Runs the last file that RunJob names as the entry point instead of the first."""
+
+    violates = ("AGT-RUN-6",)
+
+    def _start_job(self, job):
+        launched = dataclasses.replace(job, files=job.files[-1:] + job.files[:-1])
+        super()._start_job(launched)
+        job.pid, job.started = launched.pid, launched.started  # so that a stop still finds it
 
 
 @register
@@ -90,7 +116,8 @@ class RunsJobTwiceOnRepeat(AgentCore):
         state = super()._status_query(job, req)
         with self._lock:
             again = state is JobState.DONE and job.job not in self._reran
-            self._reran.add(job.job)
+            if again:
+                self._reran.add(job.job)
         if again:
             run_again(self, job)
         return state

@@ -5,9 +5,10 @@ import dataclasses
 import uuid
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from fakes.broken._registry import register
-from protos import RunJob_pb2, validation
+from protos import RunJob_pb2, StageInFile_pb2, validation
 from protos.states import JobState
 from reference_agent.domain import AgentCore
 from reference_agent.server import AgentServer
@@ -168,3 +169,47 @@ class ServesUnderPackage(AgentServer):
         server = super()._build_server()
         server.add_generic_rpc_handlers((_PackagedHandler(AgentServicer(self.core), self.telemetry),))
         return server
+
+
+@register
+class OkForUnparseableBytes(AgentServer):
+    """Answers bytes that do not parse as the request with OK and an empty answer (WAIT, no files)."""
+
+    violates = ("AGT-ERR-1",)
+    EMPTY = {"StageInFiles": StageInFile_pb2.StageInFilesResponse(),
+             "RunJob": RunJob_pb2.RunJobResponse(code=RunJob_pb2.WAIT)}
+
+    def _build_server(self):
+        server = super()._build_server()
+        strict = RawAgentHandler(self.servicer_factory(self.core), self.telemetry)
+        handlers = {}
+        for method in SERVICE.methods:
+            inner = strict.service(_Details(f"/{SERVICE.full_name}/{method.name}", ())).unary_unary
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(self._lenient(method, inner))
+        # registered method handlers take precedence over the generic one of the reference agent
+        server.add_registered_method_handlers(SERVICE.full_name, handlers)
+        return server
+
+    def _lenient(self, method, inner):
+        request_class = {"StageInFiles": StageInFile_pb2.StageInFilesRequest,
+                         "RunJob": RunJob_pb2.RunJobRequest}[method.name]
+        empty = self.EMPTY[method.name].SerializeToString()
+
+        def handle(data: bytes, context):
+            try:
+                request_class.FromString(data)
+            except DecodeError:
+                return empty
+            return inner(data, context)
+        return handle
+
+
+@register
+class IgnoresSizeLimit(AgentServer):
+    """Ignores its configured request size limit (max_request_bytes): takes requests of up to 2 GiB."""
+
+    violates = ("AGT-ERR-2",)
+
+    def __init__(self, config, telemetry=None, **kwargs):
+        self.configured_limit = config.max_request_bytes
+        super().__init__(dataclasses.replace(config, max_request_bytes=2**31 - 1), telemetry=telemetry, **kwargs)

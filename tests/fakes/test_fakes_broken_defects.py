@@ -1,0 +1,416 @@
+"""Each broken agent shows its defect over a real loopback channel; the reference agent does not.
+
+A probe returns a text describing the defect it observed, or None. Every probe runs against
+its broken agent (the defect must show) and against the reference agent (it must not), so a
+probe that cannot tell the two apart fails here rather than vouching for a broken agent.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fakes.agent import full_method_name
+from protos import Common_pb2, RunJob_pb2, StageInFile_pb2
+from protos.client import AgentCallError
+from protos.states import JobState
+
+W, R, D = JobState.WAIT, JobState.RUN, JobState.DONE
+
+
+def new() -> str:
+    return str(uuid.uuid4())
+
+
+def code_of(fn, *args, **kwargs) -> str:
+    try:
+        fn(*args, **kwargs)
+    except AgentCallError as exc:
+        return exc.code_name
+    return "OK"
+
+
+def appender(path: Path, text: str = "x", sleep: float = 0.0) -> bytes:
+    """A job script that sleeps, then appends `text` to `path` (an absolute path)."""
+    return f"import time\ntime.sleep({sleep})\nopen({str(path)!r}, 'a').write({text!r})\n".encode()
+
+
+def wait_for(predicate, timeout: float, step: float = 0.02) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def submit(agent, data: bytes = b"pass\n", job: str | None = None) -> tuple[str, str, JobState]:
+    job, f = job or new(), agent.put(data)
+    assert agent.client.stage_in(job, [f]) == [f]
+    return job, f, agent.client.run(job, [f])
+
+
+def done(agent, job, timeout=15.0):
+    return agent.client.wait_until_done(job, poll_interval=0.02, deadline=timeout)
+
+
+def raw_status(agent, method: str, payload: bytes) -> grpc.StatusCode:
+    try:
+        agent.channel.unary_unary(full_method_name(method))(payload, timeout=10)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+# --- identifiers and wire ----------------------------------------------------------------------
+
+def probe_malformed_uuid(agent, tmp):
+    for bad in (uuid.uuid4().hex, "{" + new() + "}", "urn:uuid:" + new()):
+        if code_of(agent.client.stage_in, bad, []) == "OK":
+            return f"StageInFiles accepted job {bad!r}"
+
+
+def probe_missing_job(agent, tmp):
+    for message in (StageInFile_pb2.StageInFilesRequest(), RunJob_pb2.RunJobRequest(job=Common_pb2.JobId())):
+        method = "StageInFiles" if isinstance(message, StageInFile_pb2.StageInFilesRequest) else "RunJob"
+        code = raw_status(agent, method, message.SerializePartialToString())
+        if code is not grpc.StatusCode.INVALID_ARGUMENT:
+            return f"{method} without job.uuid answered {code.name}"
+
+
+def probe_case_sensitive(agent, tmp):
+    job, f = new(), agent.put(b"pass\n")
+    agent.client.stage_in(job.upper(), [f])
+    code = code_of(agent.client.run, job, [f.upper()])
+    if code != "OK":
+        return f"RunJob with the other case answered {code}"
+
+
+def probe_echoes_case(agent, tmp):
+    f = agent.put(b"pass\n")
+    listed = agent.client.stage_in(new(), [f.upper()])
+    if listed != [f]:
+        return f"success_files {listed} not in lower case"
+
+
+def probe_ok_without_code(agent, tmp):
+    submit(agent, appender(tmp / "blocker", sleep=30))           # holds the only slot
+    job, f = new(), agent.put(b"pass\n")
+    agent.client.stage_in(job, [f])
+    run = RunJob_pb2.RunJobRequest(job=Common_pb2.JobId(uuid=job), files=[Common_pb2.FileId(uuid=f)])
+    raw = agent.channel.unary_unary(full_method_name("RunJob"))(run.SerializeToString(), timeout=10)
+    response = RunJob_pb2.RunJobResponse.FromString(raw)
+    assert response.code == W                                    # what a Python client sees
+    if not response.HasField("code"):
+        return f"OK RunJob response without code: {raw!r}"
+
+
+def probe_under_package(agent, tmp):
+    code = raw_status(agent, "StageInFiles", StageInFile_pb2.StageInFilesRequest(
+        job=Common_pb2.JobId(uuid=new())).SerializeToString())
+    if code is not grpc.StatusCode.OK:
+        return f"/Agent/StageInFiles answered {code.name}"
+
+
+def probe_ok_for_garbage(agent, tmp):
+    for method in ("StageInFiles", "RunJob"):
+        code = raw_status(agent, method, b"\xff\xff\xff")
+        if code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL):
+            return f"{method} answered {code.name} to bytes that do not parse"
+
+
+def probe_size_limit(agent, tmp):                    # the agent is configured with the 4 MiB default
+    big = StageInFile_pb2.StageInFilesRequest(job=Common_pb2.JobId(uuid="x" * (5 * 1024 * 1024)))
+    code = raw_status(agent, "StageInFiles", big.SerializeToString())
+    if code is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return f"a 5 MiB request answered {code.name}"
+
+
+# --- staging ----------------------------------------------------------------------------------
+
+def probe_lists_unstaged(agent, tmp):
+    absent = new()
+    listed = agent.client.stage_in(new(), [absent])
+    if listed:
+        return f"absent file listed: {listed}"
+
+
+def probe_lists_duplicates(agent, tmp):
+    f = agent.put(b"pass\n")
+    listed = agent.client.stage_in(new(), [f, f.upper(), f])
+    if listed != [f]:
+        return f"listed {listed}"
+
+
+def probe_lists_only_new(agent, tmp):
+    job, f = new(), agent.put(b"pass\n")
+    first, again = agent.client.stage_in(job, [f]), agent.client.stage_in(job, [f])
+    if first != again:
+        return f"first {first}, repeat {again}"
+
+
+def probe_links_source(agent, tmp):
+    marker = tmp / "stage3"
+    job, f = new(), agent.put(appender(marker, "staged"))
+    agent.client.stage_in(job, [f])
+    agent.put(appender(marker, "changed"), f)                     # the source changes afterwards
+    agent.client.run(job, [f])
+    done(agent, job)
+    assert wait_for(marker.exists, 5)
+    if marker.read_text() != "staged":
+        return f"job ran the source's later bytes: {marker.read_text()!r}"
+
+
+def probe_stage_after_submit(agent, tmp):
+    job, f, _ = submit(agent)
+    code = code_of(agent.client.stage_in, job, [agent.put(b"late\n")])
+    if code != "FAILED_PRECONDITION":
+        return f"StageInFiles after submission answered {code}"
+
+
+def probe_unstaged_run(agent, tmp):
+    job, f = new(), agent.put(b"pass\n")
+    code = code_of(agent.client.run, job, [f])
+    if code != "FAILED_PRECONDITION":
+        return f"RunJob with an unstaged file answered {code}"
+
+
+def probe_follows_symlink(agent, tmp):
+    secret = tmp / "outside-secret"
+    secret.write_bytes(b"secret\n")
+    f = new()
+    (agent.source / f).symlink_to(secret)
+    listed = agent.client.stage_in(new(), [f])
+    if listed:
+        return f"a symlink to {secret} was staged"
+
+
+# --- RunJob -----------------------------------------------------------------------------------
+
+def probe_run_without_files(agent, tmp):
+    job = new()
+    agent.client.stage_in(job, [agent.put(b"pass\n")])
+    code = code_of(agent.client.run, job, [])
+    if code != "INVALID_ARGUMENT":
+        return f"first RunJob without files answered {code}"
+
+
+def _run_with(agent, python_version):
+    job, f = new(), agent.put(b"pass\n")
+    agent.client.stage_in(job, [f])
+    return code_of(agent.client.run, job, [f], python_version=python_version)
+
+
+def probe_answers_without_submitting(agent, tmp):
+    job, f, first = submit(agent)
+    code = code_of(agent.client.status, job)
+    if code != "OK":
+        return f"answered {first.name} to the submission, then {code} to a status query"
+
+
+def probe_runs_last_file(agent, tmp):
+    marker = tmp / "entry"
+    job, first, last = new(), agent.put(appender(marker, "first")), agent.put(appender(marker, "last"))
+    agent.client.stage_in(job, [first, last])
+    agent.client.run(job, [first, last])
+    done(agent, job)
+    assert wait_for(marker.exists, 5)
+    if marker.read_text() != "first":
+        return f"the job ran {marker.read_text()!r}"
+
+
+def probe_ignores_python_version(agent, tmp):
+    code = _run_with(agent, ">=99")
+    if code != "FAILED_PRECONDITION":
+        return f"python_version '>=99' answered {code}"
+
+
+def probe_first_requirement_only(agent, tmp):
+    code = _run_with(agent, ["3", ">=99"])
+    if code != "FAILED_PRECONDITION":
+        return f"python_version ['3', '>=99'] answered {code}"
+
+
+def probe_malformed_python_version(agent, tmp):
+    code = _run_with(agent, "three")
+    if code != "INVALID_ARGUMENT":
+        return f"python_version 'three' answered {code}"
+
+
+def probe_mismatched_repeat(agent, tmp):
+    job, f, _ = submit(agent)
+    code = code_of(agent.client.run, job, [f, f])
+    if code != "ALREADY_EXISTS":
+        return f"repeat with other files answered {code}"
+
+
+def probe_runs_twice_on_repeat(agent, tmp):
+    counter = tmp / "repeat-counter"
+    job, f, _ = submit(agent, appender(counter))
+    done(agent, job)
+    for _ in range(3):
+        agent.client.status(job)
+    wait_for(lambda: counter.exists() and len(counter.read_text()) > 1, 1.5)
+    if len(counter.read_text()) != 1:
+        return f"the job ran {len(counter.read_text())} times"
+
+
+def probe_concurrent_first_calls(agent, tmp):
+    counter = tmp / "race-counter"
+    job, f = new(), agent.put(appender(counter))
+    agent.client.stage_in(job, [f])
+    barrier, codes = threading.Barrier(6), []
+
+    def first_call():
+        barrier.wait(10)
+        codes.append(code_of(agent.client.run, job, [f]))
+
+    threads = [threading.Thread(target=first_call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert codes == ["OK"] * 6
+    done(agent, job)
+    wait_for(lambda: counter.exists() and len(counter.read_text()) > 1, 1.5)
+    if len(counter.read_text()) != 1:
+        return f"the job ran {len(counter.read_text())} times"
+
+
+# --- states, scheduling, durability --------------------------------------------------------------
+
+def probe_done_before_run(agent, tmp):
+    marker = tmp / "ended"
+    job, f, first = submit(agent, appender(marker, sleep=2))
+    if first is D and not marker.exists():
+        return "answered DONE at submission of a job that runs for 2 s"
+
+
+def probe_back_from_done(agent, tmp):
+    job, f, _ = submit(agent)
+    done(agent, job)
+    after = [agent.client.status(job) for _ in range(4)]
+    if after != [D] * 4:
+        return f"after DONE: {[s.name for s in after]}"
+
+
+def probe_done_late(agent, tmp):
+    marker = tmp / "late"
+    job, f, _ = submit(agent, appender(marker))
+    assert wait_for(marker.exists, 10)
+    ended = time.monotonic()
+    done(agent, job)
+    delay = time.monotonic() - ended
+    if delay > 1.5:
+        return f"DONE reported {delay:.1f} s after the job wrote its last line"
+
+
+def probe_never_leaves_wait(agent, tmp):
+    job, f, _ = submit(agent)
+    if not wait_for(lambda: agent.client.status(job) is not W, 3):
+        return "still WAIT after 3 s with free slots"
+
+
+def probe_leaks_slots(agent, tmp):                   # agent has 1 slot
+    first, _, _ = submit(agent)
+    done(agent, first)
+    second, _, _ = submit(agent)
+    if not wait_for(lambda: agent.client.status(second) is D, 3):
+        return "the second job never started on a free slot"
+
+
+def probe_exceeds_slots(agent, tmp):                 # agent has 1 slot
+    jobs = [submit(agent, appender(tmp / f"slow{i}", sleep=1.5))[0] for i in range(2)]
+    if wait_for(lambda: [agent.client.status(j) for j in jobs] == [R, R], 1.0):
+        return "two jobs in RUN with one slot"
+
+
+def probe_newest_first(agent, tmp):                  # agent has 1 slot
+    order = tmp / "order"
+    submit(agent, appender(tmp / "blocker", sleep=1.0))
+    jobs = [submit(agent, appender(order, name))[0] for name in "ABC"]
+    for job in jobs:
+        done(agent, job)
+    if order.read_text() != "ABC":
+        return f"started in order {order.read_text()}"
+
+
+def probe_forgets_done(agent, tmp, restart):
+    job, f, _ = submit(agent)
+    done(agent, job)
+    again = restart(agent)
+    code = code_of(again.client.status, job)
+    if code != "OK" or again.client.status(job) is not D:
+        return f"after a restart a DONE job's status query answered {code}"
+
+
+PROBES = {
+    "AcceptsMalformedUuid": probe_malformed_uuid,
+    "AcceptsMissingJob": probe_missing_job,
+    "CaseSensitiveUuids": probe_case_sensitive,
+    "EchoesUuidCase": probe_echoes_case,
+    "OkWithoutCode": probe_ok_without_code,
+    "ServesUnderPackage": probe_under_package,
+    "OkForUnparseableBytes": probe_ok_for_garbage,
+    "IgnoresSizeLimit": probe_size_limit,
+    "AnswersWithoutSubmitting": probe_answers_without_submitting,
+    "RunsLastFile": probe_runs_last_file,
+    "ListsUnstagedFiles": probe_lists_unstaged,
+    "ListsDuplicatesTwice": probe_lists_duplicates,
+    "ListsOnlyNewlyStaged": probe_lists_only_new,
+    "LinksInsteadOfCopying": probe_links_source,
+    "StageChangesSubmittedJob": probe_stage_after_submit,
+    "AcceptsUnstagedRunJob": probe_unstaged_run,
+    "FollowsSymlinksInSource": probe_follows_symlink,
+    "AcceptsRunWithoutFiles": probe_run_without_files,
+    "IgnoresPythonVersion": probe_ignores_python_version,
+    "UsesOnlyFirstRequirement": probe_first_requirement_only,
+    "AcceptsMalformedPythonVersion": probe_malformed_python_version,
+    "AcceptsMismatchedRepeat": probe_mismatched_repeat,
+    "RunsJobTwiceOnRepeat": probe_runs_twice_on_repeat,
+    "TwoExecutionsForConcurrentFirstCalls": probe_concurrent_first_calls,
+    "ReportsDoneBeforeRun": probe_done_before_run,
+    "GoesBackFromDoneToRun": probe_back_from_done,
+    "ReportsDoneLate": probe_done_late,
+    "NeverLeavesWait": probe_never_leaves_wait,
+    "LeaksSlots": probe_leaks_slots,
+    "ExceedsSlots": probe_exceeds_slots,
+    "StartsNewestFirst": probe_newest_first,
+    "ForgetsDoneAfterRestart": probe_forgets_done,
+}
+ONE_SLOT = {"OkWithoutCode", "LeaksSlots", "ExceedsSlots", "StartsNewestFirst"}
+
+
+def _run_probe(name, agent_name, start_agent, tmp_path):
+    slots = 1 if name in ONE_SLOT else 2
+    state = tmp_path / f"state-{name}-{agent_name}"
+    agent = start_agent(agent_name, slots=slots, state_dir=state)
+    probe = PROBES[name]
+    if name == "ForgetsDoneAfterRestart":
+        def restart(old):
+            old.close()
+            return start_agent(agent_name, slots=slots, state_dir=state)
+        return probe(agent, tmp_path, restart)
+    return probe(agent, tmp_path)
+
+
+def test_every_catalogued_agent_has_a_probe():
+    from fakes.broken import CATALOGUE
+
+    assert sorted(PROBES) == sorted(CATALOGUE)
+
+
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_broken_agent_shows_its_defect(name, start_agent, tmp_path):
+    observed = _run_probe(name, name, start_agent, tmp_path)
+    assert observed, f"{name}: the probe saw no defect"
+
+
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_reference_agent_passes_the_same_probe(name, start_agent, tmp_path):
+    observed = _run_probe(name, None, start_agent, tmp_path)
+    assert observed is None, f"the reference agent failed the {name} probe: {observed}"
