@@ -84,6 +84,23 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _core_class(text: str):
+    import importlib
+
+    from reference_agent.domain import AgentCore
+
+    module_name, sep, class_name = text.partition(":")
+    if not sep or not module_name or not class_name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODULE:CLASS")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, AgentCore)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a subclass of reference_agent.domain.AgentCore")
+    return cls
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reference-agent", description=__doc__.strip("`"),
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-request-bytes", type=_size, default=DEFAULT_MAX_REQUEST_BYTES, metavar="SIZE",
                        help="larger requests get RESOURCE_EXHAUSTED (default 4M)")
     serve.add_argument("--quiet", action="store_true", help="no JSON log lines on stderr")
+    serve.add_argument("--core", metavar="MODULE:CLASS", type=_core_class,
+                       help="serve a subclass of reference_agent.domain.AgentCore (e.g. a broken agent)")
     for name, helptext in (("jobs", "table of the journal's jobs"), ("job", "one job in detail")):
         p = sub.add_parser(name, help=helptext, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == "job":
@@ -143,12 +162,14 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from reference_agent.domain import AgentCore
     from reference_agent.server import AgentServer
     from reference_agent.telemetry import Telemetry
 
     try:
         config = config_from_args(args)
-        server = AgentServer(config, telemetry=Telemetry(None if args.quiet else sys.stderr))
+        server = AgentServer(config, core_factory=args.core or AgentCore,
+                             telemetry=Telemetry(None if args.quiet else sys.stderr))
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

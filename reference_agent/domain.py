@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -14,8 +13,9 @@ from protos.validation import RunRequest, StageRequest
 
 from reference_agent.config import AgentConfig
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
-from reference_agent.journal import Journal, JobRow
-from reference_agent.processes import NOT_LAUNCHED, Adopted, Launch, Limits, clean_env, kill_group, read_status, wait_fd
+from reference_agent.journal import JobRow, Journal
+from reference_agent.processes import Launch, Limits, clean_env, kill_group
+from reference_agent.supervision import JobSupervisor
 from reference_agent.staging import ContentStore, SourceError, checked_name, make_source
 from reference_agent.telemetry import Telemetry
 
@@ -47,7 +47,7 @@ class Job:
         return self.machine.state
 
 
-class AgentCore:
+class AgentCore(JobSupervisor):
     """The reference agent without gRPC. Thread-safe; `start()` recovers from the journal.
 
     Public operations take validated requests (protos.validation) and return results or raise
@@ -120,7 +120,7 @@ class AgentCore:
 
     def stage_in(self, req: StageRequest) -> list[str]:
         """Stage files for a job not yet submitted; return those staged, once each (AGT-STAGE-1)."""
-        with self._job_lock(req.job):
+        with self._submission_lock(req.job):
             self._check_stage_allowed(req.job)
             staged = []
             for file in self._unique(req.files):
@@ -133,7 +133,7 @@ class AgentCore:
         job = self._lookup(req.job)
         if job is not None:
             return self._status_query(job, req)
-        with self._job_lock(req.job):  # one submission per id, however many callers (AGT-RUN-9)
+        with self._submission_lock(req.job):  # one submission per id, however many callers (AGT-RUN-9)
             job = self._lookup(req.job)
             if job is not None:
                 return self._status_query(job, req)
@@ -155,7 +155,8 @@ class AgentCore:
             return dict(out)
 
     # --- staging hooks ----------------------------------------------------------------------
-    def _job_lock(self, job_id: str) -> threading.Lock:
+    def _submission_lock(self, job_id: str) -> threading.Lock:
+        """Serialises staging and first submission of one job id (AGT-STAGE-4, AGT-RUN-9)."""
         with self._lock:
             return self._job_locks.setdefault(job_id, threading.Lock())
 
@@ -201,12 +202,15 @@ class AgentCore:
                                          list(job.requirements))
 
     def _submit(self, req: RunRequest) -> JobState:
-        if not req.files:
-            raise errors.no_files(req.job)
+        self._check_has_files(req)
         self._check_staged(req.job, req.files)
         interpreter = self._choose_interpreter(req)
         job = self._create_job(req, interpreter)
         return self._report_state(job)
+
+    def _check_has_files(self, req: RunRequest) -> None:
+        if not req.files:
+            raise errors.no_files(req.job)  # AGT-RUN-2
 
     def _check_staged(self, job_id: str, files) -> None:
         with self._lock:
@@ -269,11 +273,15 @@ class AgentCore:
                 self._busy.add(job.job)
             self._start_job(job)
 
+    def _launch(self, job: Job) -> Launch:
+        """Create the job's process, paused until `go()`; no bookkeeping (see _start_job)."""
+        return Launch(job.interpreter, job.files[0], job.workdir, job.stdout, job.stderr,
+                      job.status_file, clean_env(job.workdir, self.config.job_env), self.limits)
+
     def _start_job(self, job: Job) -> None:
         """Launch the job's process paused, journal RUN with its pid, then let it go."""
         try:
-            launch = Launch(job.interpreter, job.files[0], job.workdir, job.stdout, job.stderr,
-                            job.status_file, clean_env(job.workdir, self.config.job_env), self.limits)
+            launch = self._launch(job)
         except OSError as exc:
             with self._wake:
                 now = time.time()
@@ -289,55 +297,6 @@ class AgentCore:
         launch.go()
         self._watch(job, launch=launch)
 
-    def _watch(self, job: Job, launch: Launch | None = None, adopted: Adopted | None = None) -> None:
-        thread = threading.Thread(target=self._reap, args=(job, launch, adopted),
-                                  name=f"reaper-{job.job[:8]}", daemon=True)
-        with self._lock:
-            self._watchers = [t for t in self._watchers if t.is_alive()] + [thread]
-        thread.start()
-
-    def _reap(self, job: Job, launch: Launch | None, adopted: Adopted | None) -> None:
-        """Wait for the job's process (pidfd: no polling), enforce the wall-clock limit, report."""
-        pid, pidfd = (launch.pid, launch.pidfd) if launch else (adopted.pid, adopted.pidfd)
-        limit = self.config.job_timeout
-        remaining = None if limit is None else max(0.0, job.started + limit - time.time())
-        if not wait_fd(pidfd, pid, remaining):
-            job.kill_reason = "timeout"
-            kill_group(pid, 15)
-            if not wait_fd(pidfd, pid, self.config.kill_grace):
-                kill_group(pid)
-                wait_fd(pidfd, pid, None)
-        returncode = None
-        if launch is not None:
-            kill_group(pid)  # stragglers of the group; the leader is a zombie, so no pid reuse
-            returncode = launch.proc.wait()
-        if pidfd is not None:
-            os.close(pidfd)
-        self._on_exit(job, returncode, read_status(job.status_file))
-
-    def _exit_event(self, job: Job, returncode: int | None, status: int | None) -> Event:
-        if job.kill_reason == "stop":
-            return Event.INTERRUPT
-        if job.kill_reason:
-            return Event.KILL
-        if status is not None:
-            return Event.SUCCEED if status == 0 else Event.FAIL
-        if returncode is None or returncode == NOT_LAUNCHED:
-            return Event.INTERRUPT
-        return Event.KILL if returncode < 0 else Event.FAIL
-
-    def _on_exit(self, job: Job, returncode: int | None, status: int | None) -> None:
-        with self._wake:
-            if self._closed:
-                return  # the next start finds the ended process and records it
-            event = self._exit_event(job, returncode, status)
-            job.exit_status = status if status is not None else returncode
-            job.ended = time.time()
-            note = f"killed: {job.kill_reason}" if job.kill_reason else None
-            self._transition(job, event, exit_status=job.exit_status, ended=job.ended, note=note)
-            self._busy.discard(job.job)
-            self._wake.notify_all()
-
     def _transition(self, job: Job, event: Event, **columns) -> None:
         """Journal the new state, then make it visible (AGT-STATE-1 via the one state machine)."""
         old = job.state
@@ -348,36 +307,10 @@ class AgentCore:
         self.telemetry.job_transition(job.job, old, new, event.value,
                                       reason=reason.value if reason else None, **extra)
 
-    # --- recovery (AGT-DUR-1) -----------------------------------------------------------------
-    def _recover(self) -> None:
-        with self._wake:
-            for file_job, file in self.journal.staged():
-                self._staged.setdefault(file_job, {})[file] = None
-            for row in self.journal.jobs():
-                job = self._restore_job(row)
-                self._jobs[job.job] = job
-                if job.state is JobState.WAIT:
-                    self._queue.append(job.job)
-                elif job.state is JobState.RUN:
-                    self._resume_running(job, row)
-
+    # --- recovery hook (the rest is in JobSupervisor) -------------------------------------
     def _restore_job(self, row: JobRow) -> Job:
         base = Path(row.stdout).parent
         machine = JobStateMachine.restore(JobState(row.state), DoneReason(row.reason) if row.reason else None)
         return Job(row.job, row.seq, row.files, row.requirements, row.interpreter, row.python_version,
                    machine, Path(row.workdir), Path(row.stdout), Path(row.stderr), base / "exit_status",
                    row.submitted, row.started, row.ended, row.pid, row.exit_status)
-
-    def _resume_running(self, job: Job, row: JobRow) -> None:
-        """Adopt a RUN job whose process is alive; otherwise it ended while we were away."""
-        adopted = Adopted.attach(row.pid, row.proc_start)
-        if adopted is not None:
-            self._busy.add(job.job)
-            self.telemetry.log("job", job=job.job, old="RUN", new="RUN", event="adopt", pid=row.pid)
-            self._watch(job, adopted=adopted)
-            return
-        status = read_status(job.status_file)
-        event = Event.INTERRUPT if status is None else (Event.SUCCEED if status == 0 else Event.FAIL)
-        job.exit_status, job.ended = status, time.time()
-        self._transition(job, event, exit_status=status, ended=job.ended,
-                         note="ended while the agent was down")

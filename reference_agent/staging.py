@@ -7,7 +7,7 @@ import stat
 import threading
 import uuid as uuidlib
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from protos.validation import is_uuid
 

@@ -1,8 +1,6 @@
 """Helpers shared by the reference agent's tests: ids, status codes, the in-process agent harness."""
 from __future__ import annotations
 
-import os
-import stat
 import sys
 import textwrap
 import uuid
@@ -12,9 +10,7 @@ from pathlib import Path
 import grpc
 
 from protos.client import AgentClient, AgentCallError
-from reference_agent.config import AgentConfig
 from reference_agent.server import AgentServer
-from reference_agent.telemetry import Telemetry
 
 
 def new_id() -> str:

@@ -18,7 +18,6 @@ def test_stage_1_order_duplicates_absent_and_empty(agent):
     job = new_id()
     assert agent.client.stage_in(job, []) == []
     assert agent.client.stage_in(job, [b, absent, a, b, a]) == [b, a]
-    work = agent.core.store  # noqa: F841 - the store is the domain's; the files are checked on disk
     workdir = agent.state / "jobs" / job / "work"
     assert sorted(p.name for p in workdir.iterdir()) == sorted([a, b])
     assert (workdir / a).read_bytes() == b"a" and (workdir / b).read_bytes() == b"b"
