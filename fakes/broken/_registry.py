@@ -1,13 +1,11 @@
 """The catalogue of broken agents: registration, description, and building a server for one."""
 from __future__ import annotations
 
-import subprocess
 import threading
 
 from protos.requirements import REQUIREMENTS
 from reference_agent.config import AgentConfig
 from reference_agent.domain import AgentCore, Job
-from reference_agent.processes import clean_env
 from reference_agent.server import AgentServer
 from reference_agent.servicer import AgentServicer
 from reference_agent.telemetry import Telemetry
@@ -57,13 +55,12 @@ def build_server(cls: type, config: AgentConfig, telemetry: Telemetry | None = N
     raise TypeError(f"not a broken agent: {cls!r}")
 
 
-def run_again(core: AgentCore, job: Job) -> subprocess.Popen:
-    """Start one more, untracked execution of a job's entry point in its directory.
+def run_again(core: AgentCore, job: Job):
+    """Start one more, untracked execution of a job, launched exactly as the reference launches it.
 
     What the reference agent never does (AGT-RUN-7/9); the defects that need a second
     execution share this so that the second run looks exactly like the first to the job."""
-    proc = subprocess.Popen([job.interpreter, job.files[0]], cwd=str(job.workdir),
-                            env=clean_env(job.workdir, core.config.job_env), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    threading.Thread(target=proc.wait, name=f"rerun-{job.job[:8]}", daemon=True).start()
-    return proc
+    launch = core._launch(job)
+    launch.go()
+    threading.Thread(target=launch.proc.wait, name=f"rerun-{job.job[:8]}", daemon=True).start()
+    return launch

@@ -5,26 +5,25 @@ import dataclasses
 import time
 
 from fakes.broken._registry import register, run_again
-from protos import errors, validation
+from protos import validation
 from protos.errors import InvalidArgument
-from protos.states import Event, JobState
+from protos.states import JobState
 from reference_agent.domain import AgentCore
 
 
 @register
 class AcceptsRunWithoutFiles(AgentCore):
-    """Accepts a first RunJob without files: the job is created and ends DONE at once, nothing ran."""
+    """Accepts a first RunJob without files: the job is created, cannot start, and ends DONE (failed)."""
 
     violates = ("AGT-RUN-2",)
 
-    def _submit(self, req):
-        if req.files:
-            return super()._submit(req)
-        with self._wake:  # held across creation so the scheduler never sees the file-less job
-            job = self._create_job(req, self._choose_interpreter(req))
-            self._queue.remove(job.job)
-            self._transition(job, Event.KILL, ended=time.time(), note="no files")
-        return JobState.WAIT
+    def _check_has_files(self, req):
+        pass
+
+    def _launch(self, job):
+        if not job.files:
+            raise OSError("no files: nothing to run")  # the reference's own could-not-start path
+        return super()._launch(job)
 
 
 @register
@@ -34,8 +33,7 @@ class AnswersWithoutSubmitting(AgentCore):
     violates = ("AGT-RUN-1",)
 
     def _submit(self, req):
-        if not req.files:
-            raise errors.no_files(req.job)
+        self._check_has_files(req)
         self._check_staged(req.job, req.files)
         self._choose_interpreter(req)
         return JobState.WAIT
@@ -47,10 +45,8 @@ class RunsLastFile(AgentCore):
 
     violates = ("AGT-RUN-6",)
 
-    def _start_job(self, job):
-        launched = dataclasses.replace(job, files=job.files[-1:] + job.files[:-1])
-        super()._start_job(launched)
-        job.pid, job.started = launched.pid, launched.started  # so that a stop still finds it
+    def _launch(self, job):
+        return super()._launch(dataclasses.replace(job, files=job.files[-1:] + job.files[:-1]))
 
 
 @register
@@ -135,7 +131,7 @@ class TwoExecutionsForConcurrentFirstCalls(AgentCore):
         if job is not None:
             return self._status_query(job, req)
         time.sleep(self.RACE_WINDOW)
-        with self._job_lock(req.job):
+        with self._submission_lock(req.job):
             job = self._lookup(req.job)
             if job is None:
                 return self._submit(req)

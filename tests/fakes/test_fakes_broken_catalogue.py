@@ -1,0 +1,148 @@
+"""The catalogue of broken agents: registry rules, the CLI, and a happy path through each agent."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+import fakes.broken
+from fakes.broken import CATALOGUE, describe, layer, register
+from protos import Common_pb2, StageInFile_pb2
+from protos.client import AgentClient
+from protos.requirements import REQUIREMENTS, Level
+from protos.states import JobState
+from reference_agent.domain import AgentCore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# MUSTs that no agent can be seen to break from outside are none: every MUST has an agent.
+NOT_VIOLABLE_FROM_OUTSIDE: set[str] = set()
+
+
+def test_catalogue_is_big_named_and_declares_known_ids():
+    assert len(CATALOGUE) >= 16
+    for name, cls in CATALOGUE.items():
+        assert cls.__name__ == name and getattr(fakes.broken, name) is cls
+        assert cls.violates and all(rid in REQUIREMENTS for rid in cls.violates), name
+        assert describe(cls) and layer(cls) in ("core", "servicer", "server")
+
+
+def test_every_must_is_violated_by_some_agent():
+    violated = {rid for cls in CATALOGUE.values() for rid in cls.violates}
+    musts = {r.id for r in REQUIREMENTS.values() if r.level is Level.MUST}
+    assert musts - violated == NOT_VIOLABLE_FROM_OUTSIDE
+
+
+def test_each_agent_overrides_little():
+    """Small subclasses: a defect is at most a few methods of the reference agent."""
+    for name, cls in CATALOGUE.items():
+        own = [k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")]
+        assert 1 <= len(own) <= 3 or "__init__" in vars(cls), (name, own)
+
+
+@pytest.mark.parametrize("make, error", [
+    (lambda: type("NoIds", (AgentCore,), {"__doc__": "x"}), "violates"),
+    (lambda: type("BadId", (AgentCore,), {"__doc__": "x", "violates": ("AGT-NOPE-1",)}), "unknown"),
+    (lambda: type("NoDoc", (AgentCore,), {"violates": ("AGT-ID-1",)}), "docstring"),
+    (lambda: type("NotAnAgent", (object,), {"__doc__": "x", "violates": ("AGT-ID-1",)}), "subclass"),
+    (lambda: type("ExceedsSlots", (AgentCore,), {"__doc__": "x", "violates": ("AGT-ID-1",)}), "twice"),
+])
+def test_register_refuses_malformed_entries(make, error):
+    before = dict(CATALOGUE)
+    with pytest.raises((TypeError, ValueError), match=error):
+        register(make())
+    assert CATALOGUE == before
+
+
+# --- happy path: apart from its defect, each agent stages, runs and finishes a job ----------------
+
+HAPPY_SKIP = {
+    "NeverLeavesWait": "its defect is that no job ever starts",
+    "ServesUnderPackage": "answers only under /agent.Agent/ (tested below)",
+    "AnswersWithoutSubmitting": "its defect is that no job is ever created",
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(CATALOGUE) - set(HAPPY_SKIP)))
+def test_happy_path(name, start_agent, tmp_path):
+    agent = start_agent(name)
+    marker = tmp_path / "ran"
+    job, f = str(uuid.uuid4()), agent.put(f"open({str(marker)!r}, 'w').write('ok')\n".encode())
+    assert agent.client.stage_in(job, [f]) == [f]
+    assert agent.client.run(job, [f]) in (JobState.WAIT, JobState.RUN, JobState.DONE)
+    timeline = agent.client.wait_until_done(job, poll_interval=0.02, deadline=15)
+    assert timeline.final is JobState.DONE
+    if name != "ReportsDoneBeforeRun":  # DONE is its first answer, the process may still run
+        assert marker.read_text() == "ok"
+
+
+def test_serves_under_package_happy_path_on_its_own_path(start_agent):
+    agent = start_agent("ServesUnderPackage")
+    stage = agent.channel.unary_unary("/agent.Agent/StageInFiles",
+                                      request_serializer=StageInFile_pb2.StageInFilesRequest.SerializeToString,
+                                      response_deserializer=StageInFile_pb2.StageInFilesResponse.FromString)
+    f = agent.put(b"pass\n")
+    reply = stage(StageInFile_pb2.StageInFilesRequest(job=Common_pb2.JobId(uuid=str(uuid.uuid4())),
+                                                      files=[Common_pb2.FileId(uuid=f)]), timeout=10)
+    assert [s.file.uuid for s in reply.success_files] == [f]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def cli(*args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "fakes.broken", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_cli_list_names_every_agent_with_its_ids():
+    result = cli("--list")
+    assert result.returncode == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(CATALOGUE)
+    for name, cls in CATALOGUE.items():
+        line = next(line for line in lines if line.split()[0] == name)
+        assert all(rid in line for rid in cls.violates) and describe(cls) in line
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "NAME"),
+    (("NoSuchAgent", "--source", "."), "unknown broken agent 'NoSuchAgent'"),
+    (("ExceedsSlots",), "--source DIR is required"),
+    (("ExceedsSlots", "--source", "/no/such/dir"), "'/no/such/dir': no such directory"),
+    (("ExceedsSlots", "--source", ".", "--listen", "localhost"), "HOST:PORT"),
+    (("ExceedsSlots", "--source", ".", "--listen", "127.0.0.1:99999"), "99999"),
+    (("ExceedsSlots", "--source", ".", "--slots", "0"), "'0' must be >= 1"),
+    (("ExceedsSlots", "--source", ".", "--slots", "two"), "'two' is not an integer"),
+])
+def test_cli_usage_errors_name_the_bad_value_and_exit_2(args, message):
+    result = cli(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_cli_help_teaches_with_examples():
+    result = cli("--help")
+    assert result.returncode == 0 and "examples:" in result.stdout and "--list" in result.stdout
+
+
+def test_cli_serves_on_port_zero_and_prints_the_address_first(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "fakes.broken", "ListsDuplicatesTwice", "--listen",
+                             "127.0.0.1:0", "--source", str(source), "--state-dir", str(tmp_path / "state"),
+                             "--slots", "1", "--no-path-pythons"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        first = proc.stdout.readline().strip()
+        assert first.startswith("listening on 127.0.0.1:") and not first.endswith(":0"), first
+        f = str(uuid.uuid4())
+        (source / f).write_bytes(b"pass\n")
+        with grpc.insecure_channel(first.split()[-1]) as channel:
+            assert AgentClient(channel, timeout=10).stage_in(str(uuid.uuid4()), [f, f]) == [f, f]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+    assert os.path.isdir(tmp_path / "state")
