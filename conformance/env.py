@@ -1,0 +1,247 @@
+"""One test's view of the agent: fresh UUIDs, raw calls with central checks, polls, timelines, cleanup."""
+from __future__ import annotations
+
+import time
+import uuid as uuid_module
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import grpc
+
+from conformance import jobs, wire
+from conformance.target import TRANSPORT_CODES, Target
+from conformance.violations import AgentUnavailable, violation
+from protos.states import JobState
+
+OK = grpc.StatusCode.OK
+
+
+@dataclass
+class Reply:
+    """What one call sent and got back. `state` / `staged` are set for OK answers."""
+
+    request: str
+    code: grpc.StatusCode
+    details: str
+    raw: bytes
+    state: JobState | None = None
+    staged: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is OK
+
+    def describe(self) -> str:
+        got = self.code.name
+        if self.details:
+            got += f" with message {self.details!r}"
+        if self.state is not None:
+            got += f", code {self.state.name}"
+        if self.staged is not None:
+            got += f", success_files {self.staged}"
+        return f"request: {self.request}\nreceived: {got}"
+
+
+def _short(items: Sequence) -> str:
+    return "[" + ", ".join(repr(i) if i is None or not isinstance(i, str) or len(i) < 60 else repr(i[:57] + "...")
+                           for i in list(items)[:12]) + (", ..." if len(items) > 12 else "") + "]"
+
+
+class Env:
+    """Everything a conformance test does goes through here, so that every OK answer is checked
+    on its raw bytes (AGT-WIRE-2), every state seen is checked for monotonicity (AGT-STATE-1)
+    and recorded in the job's timeline, and everything created is cleaned up afterwards."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.timing = target.timing
+        self.witness = target.witness
+        self.t0 = time.monotonic()
+        self.timelines: dict[str, list[tuple[float, str, str]]] = {}
+        self.last: dict[str, JobState] = {}
+        self.jobs: list[str] = []          # jobs this test submitted (lower case)
+        self.files: list[str] = []         # files this test put into the source
+        self.logs: list[str] = []
+
+    # --- identities and inputs ----------------------------------------------------------------------
+
+    @staticmethod
+    def new_id() -> str:
+        return str(uuid_module.uuid4())
+
+    def put(self, data: bytes, file_uuid: str | None = None) -> str:
+        file_uuid = (file_uuid or self.new_id()).lower()
+        self.target.source.put(file_uuid, data)
+        self.files.append(file_uuid)
+        return file_uuid
+
+    def script(self, job: str, *, gate: bool = False, sleep: float = 0.0, mark: str = "entry",
+               start_log: str | None = None) -> str:
+        """Put a job script for `job` into the source; return its file UUID."""
+        wdir = str(self.witness.dir) if self.witness is not None else None
+        if start_log and start_log not in self.logs:
+            self.logs.append(start_log)
+        return self.put(jobs.script(job.lower(), wdir, mark=mark, gate_timeout=self.timing.gate if gate else 0.0,
+                                    sleep=self.timing(sleep), start_log=start_log))
+
+    # --- raw calls ---------------------------------------------------------------------------------
+
+    def send(self, method: str, payload: bytes, request: str) -> Reply:
+        code, details, raw = self.target.call(method, payload)
+        reply = Reply(request, code, details, raw)
+        if code in TRANSPORT_CODES:
+            raise AgentUnavailable(f"{request} -> {code.name}: {details}")
+        if code is grpc.StatusCode.UNIMPLEMENTED:
+            raise violation("AGT-WIRE-1", f"method {method} answers UNIMPLEMENTED", reply.describe())
+        return reply
+
+    def stage_call(self, job: str | None, files: Iterable[str | None] = (), *, job_present: bool = True) -> Reply:
+        files = list(files)
+        desc = f"StageInFiles(job={job!r}, files={_short(files)})" if job_present else \
+            f"StageInFiles(job absent, files={_short(files)})"
+        reply = self.send(wire.STAGE_METHOD, wire.stage_request(job, files, job_present=job_present), desc)
+        if reply.ok:
+            staged, problem = wire.decode_stage_response(reply.raw)
+            if staged is None:
+                raise violation("AGT-WIRE-2", "OK StageInFilesResponse lacks a required field", problem)
+            reply.staged = staged
+        return reply
+
+    def run_call(self, job: str | None, files: Iterable[str | None] = (), reqs: Sequence[str | None] = (),
+                 *, job_present: bool = True, via: str = "RunJob") -> Reply:
+        files = list(files)
+        parts = [f"job={job!r}" if job_present else "job absent", f"files={_short(files)}"]
+        if reqs:
+            parts.append(f"requirements={_short(list(reqs))}")
+        desc = f"RunJob({', '.join(parts)})"
+        reply = self.send(wire.RUN_METHOD, wire.run_request(job, files, reqs, job_present=job_present), desc)
+        if reply.ok:
+            code, problem = wire.decode_run_response(reply.raw)
+            if code is None:
+                raise violation("AGT-WIRE-2", "OK RunJobResponse without a valid code", f"{desc}\n{problem}")
+            reply.state = JobState(code)
+            if job is not None:
+                self.observe(job, reply.state, via if files or reqs else "status")
+        return reply
+
+    # --- expectations ---------------------------------------------------------------------------
+
+    def expect_code(self, rid, reply: Reply, codes: grpc.StatusCode | Iterable[grpc.StatusCode], summary: str,
+                    note: str = "") -> Reply:
+        allowed = (codes,) if isinstance(codes, grpc.StatusCode) else tuple(codes)
+        if reply.code not in allowed:
+            names = " or ".join(c.name for c in allowed)
+            raise violation(rid, summary, f"{reply.describe()}\nexpected: {names}" + (f"\n{note}" if note else ""))
+        return reply
+
+    def stage(self, rid, job: str, files: Iterable[str], expected: list[str] | None = None,
+              summary: str = "StageInFiles did not list the staged files as expected") -> list[str]:
+        files = list(files)
+        reply = self.expect_code(rid, self.stage_call(job, files), OK, "StageInFiles did not return OK")
+        if expected is not None and reply.staged != expected:
+            raise violation(rid, summary, f"{reply.describe()}\nexpected: success_files {expected}")
+        return reply.staged  # type: ignore[return-value]
+
+    def submit(self, rid, job: str, files: Sequence[str], reqs: Sequence[str | None] = ()) -> JobState:
+        reply = self.expect_code(rid, self.run_call(job, files, reqs), OK,
+                                 "a valid first RunJob did not return OK")
+        if job.lower() not in self.jobs:
+            self.jobs.append(job.lower())
+        return reply.state  # type: ignore[return-value]
+
+    def status(self, rid, job: str) -> JobState:
+        reply = self.expect_code(rid, self.run_call(job), OK,
+                                 "a status query (RunJob with no files, no requirements) did not return OK")
+        return reply.state  # type: ignore[return-value]
+
+    def job(self, rid, *, gate: bool = False, sleep: float = 0.0, reqs: Sequence[str | None] = (),
+            start_log: str | None = None, extra: Sequence[str] = ()) -> str:
+        """A fresh job whose entry script is staged and submitted; return its id."""
+        job = self.new_id()
+        entry = self.script(job, gate=gate, sleep=sleep, start_log=start_log)
+        files = [entry, *extra]
+        self.stage(rid, job, files, expected=list(dict.fromkeys(files)))
+        self.submit(rid, job, files, reqs)
+        return job
+
+    # --- states and timelines --------------------------------------------------------------------
+
+    def observe(self, job: str, state: JobState, via: str) -> None:
+        key = job.lower()
+        now = round(time.monotonic() - self.t0, 3)
+        self.timelines.setdefault(key, []).append((now, state.name, via))
+        previous = self.last.get(key)
+        self.last[key] = state
+        if previous is not None and state < previous:
+            raise violation("AGT-STATE-1", f"state went backwards: {previous.name} then {state.name}",
+                            f"job {key}\ntimeline: {self.timeline(key)}")
+
+    def timeline(self, job: str) -> str:
+        points = self.timelines.get(job.lower(), [])
+        compact, prev = [], None
+        for t, state, via in points:
+            if state != prev:
+                compact.append(f"{t:.3f}s {state} ({via})")
+                prev = state
+        return " -> ".join(compact) or "(never observed)"
+
+    def wait_state(self, rid, job: str, accept: Callable[[JobState], bool], what: str,
+                   deadline: float | None = None) -> JobState:
+        """Poll the job until `accept(state)`; Violation of `rid` past the deadline."""
+        limit = time.monotonic() + (deadline if deadline is not None else self.timing.done)
+        while True:
+            state = self.status(rid, job)
+            if accept(state):
+                return state
+            if time.monotonic() > limit:
+                raise violation(rid, f"job not {what} in time",
+                                f"job {job.lower()}: not {what} after {limit - self.t0:.1f} s of the test\n"
+                                f"timeline: {self.timeline(job)}")
+            time.sleep(self.timing.poll)
+
+    def wait_done(self, rid, job: str, deadline: float | None = None) -> None:
+        self.wait_state(rid, job, lambda s: s is JobState.DONE, "DONE", deadline)
+
+    def wait_until(self, rid, condition: Callable[[], object], deadline: float, summary: str,
+                   details: Callable[[], str] = lambda: "") -> None:
+        limit = time.monotonic() + deadline
+        while not condition():
+            if time.monotonic() > limit:
+                raise violation(rid, summary, details())
+            time.sleep(self.timing.poll)
+
+    def runs(self, job: str) -> list[jobs.Run]:
+        assert self.witness is not None
+        return self.witness.runs(job.lower())
+
+    def wait_started(self, rid, job: str, summary: str = "a job with a free slot did not start") -> None:
+        self.wait_until(rid, lambda: self.witness.started(job.lower()), self.timing.start, summary,
+                        lambda: f"job {job.lower()}: no start witness\ntimeline: {self.timeline(job)}")
+
+    # --- cleanup -------------------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Open every gate, wait (bounded) for this test's jobs to end, remove witnesses and inputs."""
+        if self.witness is not None:
+            for job in self.jobs:
+                try:
+                    self.witness.open_gate(job)
+                except OSError:
+                    pass
+        limit = time.monotonic() + self.timing(10.0)
+        for job in self.jobs:
+            while time.monotonic() < limit:
+                reply = self.target.call(wire.RUN_METHOD, wire.run_request(job), timeout=self.timing(2.0))
+                code, _ = wire.decode_run_response(reply[2]) if reply[0] is OK else (None, "")
+                if reply[0] is not OK or code == JobState.DONE:
+                    break
+                time.sleep(self.timing(0.05))
+        if self.witness is not None:
+            time.sleep(self.timing(0.05))
+            self.witness.cleanup(self.jobs, self.logs)
+        if getattr(self.target.source, "can_delete", False):
+            for f in self.files:
+                try:
+                    self.target.source.delete(f)
+                except OSError:
+                    pass

@@ -1,0 +1,1 @@
+"""The conformance tests proper; collected by `pytest --pyargs conformance.suite --agent-target ...`."""

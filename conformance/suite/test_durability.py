@@ -1,0 +1,75 @@
+"""AGT-DUR-1: after a restart (SIGKILL or clean) jobs keep their state and none runs twice."""
+from __future__ import annotations
+
+import time
+
+from conformance.env import OK
+from conformance.violations import also, covers, expect
+from protos.states import JobState
+
+WAIT_DONE = ("AGT-STATE-3", "AGT-SCHED-2")
+RID = "AGT-DUR-1"
+
+
+def _scenario(env, hard: bool):
+    witness, slots = env.witness, env.target.slots
+    done = env.job(RID)
+    env.wait_done(WAIT_DONE, done)
+    running = env.job(RID, gate=witness is not None, sleep=0 if witness is not None else 2)
+    if witness is not None:
+        env.wait_started((RID, "AGT-SCHED-2"), running)
+    else:
+        env.wait_state(WAIT_DONE, running, lambda s: s is not JobState.WAIT, "started", env.timing.start)
+    fillers, waiting = [], None
+    if witness is not None and slots is not None:
+        fillers = [env.job(RID, gate=True) for _ in range(slots - 1)]
+        for job in fillers:
+            env.wait_started((RID, "AGT-SCHED-2"), job)
+        waiting = env.job(RID)
+        expect("AGT-SCHED-1", env.status(RID, waiting) is JobState.WAIT, "a job is not WAIT with every slot busy",
+               f"--slots {slots}: job {waiting}\ntimeline: {env.timeline(waiting)}")
+    staged = env.new_id()
+    staged_entry = env.script(staged)
+    env.stage(RID, staged, [staged_entry], [staged_entry])
+
+    env.target.restart(hard=hard)
+
+    with also(RID):
+        forgotten = "a job known before the restart is unknown after it"
+        for job in [done, running, *fillers] + ([waiting] if waiting else []):
+            reply = env.run_call(job)
+            env.expect_code(RID, reply, OK, forgotten, f"job {job}; before the restart: {env.timeline(job)}")
+        expect(RID, env.last[done] is JobState.DONE, "a DONE job is not DONE after the restart",
+               lambda: f"job {done}: {env.timeline(done)}")
+        reply = env.run_call(staged, [staged_entry])
+        env.expect_code(RID, reply, OK, "files staged before the restart are no longer staged",
+                        f"job {staged} staged {staged_entry} before the restart, then RunJob")
+        env.jobs.append(staged)
+        if witness is not None:
+            for job in [running, *fillers]:
+                state = env.status(RID, job)
+                if state is JobState.RUN:
+                    expect(RID, not witness.ended(job), "a job whose process ended is still reported RUN after "
+                           "the restart", lambda: f"job {job}: {env.timeline(job)}")
+            for job in [running, *fillers]:
+                witness.open_gate(job)
+        for job in [running, *fillers, staged] + ([waiting] if waiting else []):
+            env.wait_done(WAIT_DONE, job)
+        if witness is not None:
+            time.sleep(env.timing(0.3))
+            for job in [done, running, *fillers, staged] + ([waiting] if waiting else []):
+                runs = env.runs(job)
+                want = "exactly once" if job in (done, staged, waiting) else "at most once"
+                ok = len(runs) == 1 if job in (done, staged, waiting) else len(runs) <= 1
+                expect(RID, ok, f"a job did not run {want} across the restart",
+                       lambda job=job, runs=runs: f"job {job}: {len(runs)} executions\ntimeline: {env.timeline(job)}")
+
+
+@covers(RID, needs=("sigkill",))
+def test_restart_after_sigkill(env):
+    _scenario(env, hard=True)
+
+
+@covers(RID, needs=("restart",))
+def test_restart_clean(env):
+    _scenario(env, hard=False)

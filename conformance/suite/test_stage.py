@@ -1,0 +1,115 @@
+"""AGT-STAGE-1..5: what StageInFiles lists, idempotence, snapshot bytes, frozen inputs, cache."""
+from __future__ import annotations
+
+import hashlib
+
+import grpc
+
+from conformance import jobs
+from conformance.env import OK
+from conformance.violations import covers, expect
+
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+
+
+@covers("AGT-STAGE-1")
+def test_stage_lists_staged_files_once_in_request_order(env):
+    a, b, c = env.put(b"a"), env.put(b"b"), env.put(b"c")
+    missing = env.new_id()
+    env.stage("AGT-STAGE-1", env.new_id(), [], [], "an empty files list did not give an empty success_files")
+    env.stage("AGT-STAGE-1", env.new_id(), [c, a, b], [c, a, b],
+              "success_files is not in the order of the request")
+    env.stage("AGT-STAGE-1", env.new_id(), [a, missing, b, a, c, b], [a, b, c],
+              "duplicates or a file absent from the source were not handled as required")
+    env.stage("AGT-STAGE-1", env.new_id(), [missing], [], "a file absent from the source was listed as staged")
+
+
+@covers("AGT-STAGE-1")
+def test_staging_is_per_job(env):
+    """A file staged for one job is not staged for another (RunJob of the other job refuses it)."""
+    a = env.put(b"print('x')\n")
+    env.stage("AGT-STAGE-1", env.new_id(), [a], [a])
+    other = env.new_id()
+    reply = env.run_call(other, [a])
+    env.expect_code(("AGT-STAGE-1", "AGT-RUN-3"), reply, PRECONDITION,
+                    "a file staged for one job counts as staged for another job")
+
+
+@covers("AGT-STAGE-2")
+def test_stage_is_idempotent(env):
+    job = env.new_id()
+    a, b = env.put(b"a"), env.put(b"b")
+    first = env.stage("AGT-STAGE-2", job, [a, b], [a, b])
+    for files, want in (([a, b], first), ([b], [b]), ([a, b, a], [a, b]), ([a, b], first)):
+        env.stage("AGT-STAGE-2", job, files, want, "a repeated StageInFiles returned another list")
+
+
+@covers("AGT-STAGE-2", needs=("delete",))
+def test_staged_file_stays_staged_when_source_loses_it(env):
+    job = env.new_id()
+    a, b = env.put(b"a"), env.put(b"b")
+    env.stage("AGT-STAGE-2", job, [a, b], [a, b])
+    env.target.source.delete(a)
+    env.stage("AGT-STAGE-2", job, [a, b], [a, b],
+              "a file once staged for a job was not listed again after it left the source")
+
+
+def _blob(seed: str) -> bytes:
+    """Binary content with every byte value, CR LF, NUL and a unique tail."""
+    return bytes(range(256)) * 3 + b"\r\n\x00\r" + seed.encode() + hashlib.sha256(seed.encode()).digest()
+
+
+@covers("AGT-STAGE-3", needs=("witness",))
+def test_job_sees_the_bytes_of_staging_time(env):
+    job = env.new_id()
+    entry_bytes = jobs.script(job, str(env.witness.dir), mark="entry")
+    entry = env.put(entry_bytes)
+    data_bytes = _blob(job)
+    data = env.put(data_bytes)
+    env.stage("AGT-STAGE-3", job, [entry, data], [entry, data])
+    # the source changes after staging: other bytes under both UUIDs
+    env.put(jobs.script(job, str(env.witness.dir), mark="changed"), entry)
+    env.put(b"changed after staging", data)
+    env.submit("AGT-STAGE-3", job, [entry, data])
+    env.wait_done(("AGT-STATE-3", "AGT-SCHED-2"), job)
+    env.wait_until("AGT-STAGE-3", lambda: env.runs(job), env.timing(2.0), "the job left no witness")
+    run = env.runs(job)[0]
+    expect("AGT-STAGE-3", run.mark == "entry", "the job ran the entry script as changed after staging",
+           f"job {job}: ran the script marked {run.mark!r}, expected the one staged ('entry')")
+    want = {entry: hashlib.sha256(entry_bytes).hexdigest(), data: hashlib.sha256(data_bytes).hexdigest()}
+    got = {k: run.hashes.get(k) for k in want}
+    expect("AGT-STAGE-3", got == want, "a staged file's bytes differ from the source's bytes at staging time",
+           f"job {job}: sha256 in the job's directory {got}\nexpected (at staging time) {want}")
+
+
+@covers("AGT-STAGE-4")
+def test_stage_after_submit_is_failed_precondition(env):
+    job = env.new_id()
+    gated = env.witness is not None
+    entry = env.script(job, gate=gated, sleep=0 if gated else 0.3)
+    a, b = env.put(b"a"), env.put(b"b")
+    env.stage("AGT-STAGE-4", job, [entry, a], [entry, a])
+    env.submit("AGT-STAGE-4", job, [entry])
+    for files, what in (([b], "a new file"), ([], "an empty list"), ([a], "an already staged file")):
+        env.expect_code("AGT-STAGE-4", env.stage_call(job, files), PRECONDITION,
+                        f"StageInFiles ({what}) for a submitted job is not FAILED_PRECONDITION")
+    if gated:
+        env.witness.open_gate(job)
+    env.wait_done(("AGT-STATE-3", "AGT-SCHED-2"), job)
+    env.expect_code("AGT-STAGE-4", env.stage_call(job, [b]), PRECONDITION,
+                    "StageInFiles for a DONE job is not FAILED_PRECONDITION")
+    if gated:
+        listing = env.witness.end_listing(job)
+        expect("AGT-STAGE-4", b not in listing, "a refused StageInFiles still put its file into the job's directory",
+               f"job {job}: directory at the end of the job {listing} contains {b}")
+    # no state change: the job still answers as before
+    env.expect_code("AGT-STAGE-4", env.run_call(job, [entry]), OK, "the job changed after a refused StageInFiles")
+
+
+@covers("AGT-STAGE-5", needs=("delete",))
+def test_content_is_cached_by_file_uuid(env):
+    a = env.put(b"popular input")
+    env.stage("AGT-STAGE-5", env.new_id(), [a], [a])
+    env.target.source.delete(a)
+    env.stage("AGT-STAGE-5", env.new_id(), [a], [a],
+              "a file already on the agent was read from the source again (not cached by UUID)")

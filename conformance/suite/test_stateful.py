@@ -1,0 +1,161 @@
+"""A Hypothesis state machine: random interleavings of StageInFiles, RunJob and polls against a model."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+
+from conformance.env import OK
+from conformance.violations import covers, violation
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+EXISTS = grpc.StatusCode.ALREADY_EXISTS
+MALFORMED = ">=>3"
+UNSATISFIABLE = "<1"
+REQ_CHOICES = ["", "3", ">=3", UNSATISFIABLE, MALFORMED, None]
+JOBS = 3
+
+
+@dataclass
+class JobModel:
+    """What the protocol says about one job so far."""
+
+    id: str
+    entry: str
+    staged: list = field(default_factory=list)
+    submitted: tuple | None = None  # (files, requirement texts)
+
+
+def _case(value: str, upper: bool) -> str:
+    return value.upper() if upper else value
+
+
+class ProtocolMachine(RuleBasedStateMachine):
+    """Drives one agent through random calls; every answer is compared with the model, and every
+    state passes through the Env's monotonic check. At the end of each run every submitted job
+    must reach DONE and (with a witness) have run exactly once when its entry script came first."""
+
+    def __init__(self, env):
+        super().__init__()
+        self.env = env
+        self.data = [env.put(b"data %d " % i + env.new_id().encode()) for i in range(2)]
+        self.missing = env.new_id()
+        self.jobs = []
+        for _ in range(JOBS):
+            job = env.new_id()
+            self.jobs.append(JobModel(job, env.script(job)))
+        self.in_source = set(self.data) | {j.entry for j in self.jobs}
+
+    def universe(self, job: JobModel) -> list[str]:
+        return [job.entry, *self.data, self.missing]
+
+    def _pick(self, job: JobModel, picks: list[int]) -> list[str]:
+        pool = self.universe(job)
+        return [pool[i % len(pool)] for i in picks]
+
+    def _check(self, rids, reply, allowed, summary, model):
+        if reply.code not in allowed:
+            names = " or ".join(c.name for c in allowed)
+            raise violation(rids, summary, f"{reply.describe()}\nexpected: {names}\nmodel: {model}")
+
+    @rule(j=st.integers(0, JOBS - 1), picks=st.lists(st.integers(0, 5), max_size=4), upper=st.booleans())
+    def stage(self, j, picks, upper):
+        job = self.jobs[j]
+        files = self._pick(job, picks)
+        reply = self.env.stage_call(_case(job.id, upper), [_case(f, upper) for f in files])
+        ids = ("AGT-STAGE-4", "AGT-ID-3") if upper else ("AGT-STAGE-4",)
+        if job.submitted is not None:
+            self._check(ids, reply, (PRECONDITION,), "StageInFiles for a submitted job is not FAILED_PRECONDITION", job)
+            return
+        want = list(dict.fromkeys(f for f in files if f in self.in_source or f in job.staged))
+        ids = ("AGT-STAGE-1", "AGT-STAGE-2", "AGT-ID-3") if upper else ("AGT-STAGE-1", "AGT-STAGE-2")
+        self._check(ids, reply, (OK,), "StageInFiles did not return OK", job)
+        if reply.staged != want:
+            raise violation(ids, "StageInFiles did not list the staged files as expected",
+                            f"{reply.describe()}\nexpected: success_files {want}\nmodel: {job}")
+        job.staged += [f for f in want if f not in job.staged]
+
+    @rule(j=st.integers(0, JOBS - 1), extra=st.lists(st.integers(0, 5), max_size=2),
+          reqs=st.lists(st.sampled_from(REQ_CHOICES), max_size=2), upper=st.booleans())
+    def submit(self, j, extra, reqs, upper):
+        """A RunJob whose first file is the job's own entry script."""
+        job = self.jobs[j]
+        self._run(job, [job.entry, *self._pick(job, extra)], reqs, upper)
+
+    @rule(j=st.integers(0, JOBS - 1), picks=st.lists(st.integers(0, 5), max_size=3),
+          reqs=st.lists(st.sampled_from(REQ_CHOICES), max_size=2), upper=st.booleans())
+    def run_any(self, j, picks, reqs, upper):
+        """A RunJob with any files (often a repeat of a submitted job, or an invalid first one)."""
+        job = self.jobs[j]
+        self._run(job, self._pick(job, picks), reqs, upper)
+
+    @precondition(lambda self: any(j.submitted for j in self.jobs))
+    @rule(j=st.integers(0, JOBS - 1), upper=st.booleans())
+    def repeat_submission(self, j, upper):
+        job = self.jobs[j]
+        if job.submitted is not None:
+            files, texts = job.submitted
+            self._run(job, list(files), list(texts), upper)
+
+    @rule(j=st.integers(0, JOBS - 1), upper=st.booleans())
+    def poll(self, j, upper):
+        self._run(self.jobs[j], [], [], upper)
+
+    def _run(self, job: JobModel, files, reqs, upper):
+        texts = tuple("" if r is None else r for r in reqs)
+        reply = self.env.run_call(_case(job.id, upper), [_case(f, upper) for f in files], reqs)
+        case = ("AGT-ID-3",) if upper else ()
+        if MALFORMED in texts:
+            self._check(("AGT-RUN-4", *case), reply, (INVALID,), "a malformed python_version is not INVALID_ARGUMENT", job)
+            return
+        if job.submitted is None:
+            if not files:
+                self._check(("AGT-RUN-2", *case), reply, (INVALID,), "a first RunJob without files is not INVALID_ARGUMENT", job)
+                return
+            if any(f not in job.staged for f in files) or UNSATISFIABLE in texts:
+                self._check(("AGT-RUN-3", "AGT-RUN-4", *case), reply, (PRECONDITION,),
+                            "a first RunJob with unstaged files or unsatisfiable requirements is not "
+                            "FAILED_PRECONDITION", job)
+                return
+            self._check(("AGT-RUN-1", *case), reply, (OK,), "a valid first RunJob did not return OK", job)
+            job.submitted = (tuple(files), texts)
+            self.env.jobs.append(job.id)
+            return
+        sub_files, sub_texts = job.submitted
+        files_ok = not files or tuple(files) == sub_files
+        reqs_ok = not reqs or texts == sub_texts
+        if files_ok and reqs_ok:
+            self._check(("AGT-RUN-7", "AGT-RUN-8", *case), reply, (OK,),
+                        "a repeat equal to the submission is not a status query", job)
+            return
+        # a mismatched repeat is ALREADY_EXISTS; with unstaged files or unsatisfiable requirements in
+        # it, the contract leaves the order of the two state checks open
+        unclear = any(f not in job.staged for f in files) or UNSATISFIABLE in texts
+        self._check(("AGT-RUN-8", *case), reply, (EXISTS, PRECONDITION) if unclear else (EXISTS,),
+                    "a repeat with other files or requirements is not ALREADY_EXISTS", job)
+
+    def teardown(self):
+        env = self.env
+        for job in self.jobs:
+            if job.submitted is not None:
+                env.wait_done(("AGT-STATE-3", "AGT-SCHED-2"), job.id)
+        if env.witness is None:
+            return
+        time.sleep(env.timing(0.2))
+        for job in self.jobs:
+            runs = env.runs(job.id)
+            entry_first = job.submitted is not None and job.submitted[0][0] == job.entry
+            if len(runs) > 1 or (entry_first and not runs):
+                raise violation("AGT-RUN-7", "a job id did not run exactly once",
+                                f"job {job.id}: {len(runs)} executions of its entry script; model {job}\n"
+                                f"timeline: {env.timeline(job.id)}")
+
+
+@covers("AGT-STAGE-1", "AGT-STAGE-2", "AGT-STAGE-4", "AGT-RUN-1", "AGT-RUN-2", "AGT-RUN-3", "AGT-RUN-7",
+        "AGT-RUN-8", "AGT-STATE-1", "AGT-ID-3")
+def test_random_interleavings_match_the_model(env, hypothesis_settings):
+    run_state_machine_as_test(lambda: ProtocolMachine(env), settings=hypothesis_settings)

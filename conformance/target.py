@@ -1,0 +1,148 @@
+"""The agent under test as the suite sees it: address, channel, capabilities, restart."""
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from conformance import wire
+from conformance.jobs import Witness
+from conformance.launcher import AgentProcess
+from conformance.violations import AgentUnavailable
+
+# Codes that mean "could not talk to the agent", not "the agent answered".
+TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+@dataclass
+class Timing:
+    """Every interval and deadline of the suite, multiplied by --time-scale."""
+
+    scale: float = 1.0
+
+    def __call__(self, seconds: float) -> float:
+        return seconds * self.scale
+
+    @property
+    def poll(self) -> float:
+        return self(0.02)
+
+    @property
+    def call(self) -> float:       # one RPC
+        return self(15.0)
+
+    @property
+    def start(self) -> float:      # a job with a free slot is started (or DONE) by then
+        return self(15.0)
+
+    @property
+    def done(self) -> float:       # a short job is DONE by then
+        return self(30.0)
+
+    @property
+    def done_after_end(self) -> float:  # AGT-STATE-3's bounded delay, generously
+        return self(5.0)
+
+    @property
+    def gate(self) -> float:       # a gated job gives up waiting for its gate after this
+        return self(60.0)
+
+    @property
+    def restart(self) -> float:
+        return self(30.0)
+
+
+@dataclass
+class Target:
+    """Connection and capabilities. `witness` is None without a shared witness folder, `slots`
+    None when the slot count is unknown, `can_restart` False without a restart method."""
+
+    address: str
+    source: object
+    timing: Timing = field(default_factory=Timing)
+    witness: Witness | None = None
+    slots: int | None = None
+    python_version: str = "3"
+    process: AgentProcess | None = None
+    restart_cmd: str | None = None
+    tls: tuple[bytes | None, bytes | None, bytes | None] | None = None
+    _channel: grpc.Channel | None = None
+
+    # --- connection -------------------------------------------------------------------------------
+
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+            if self.tls is not None:
+                ca, cert, key = self.tls
+                creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+                self._channel = grpc.secure_channel(self.address, creds, options=options)
+            else:
+                self._channel = grpc.insecure_channel(self.address, options=options)
+        return self._channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def call(self, method: str, payload: bytes, timeout: float | None = None) -> tuple[grpc.StatusCode, str, bytes]:
+        """Send raw request bytes; return (status code, details, raw response bytes)."""
+        stub = self.channel().unary_unary(method, request_serializer=None, response_deserializer=None)
+        try:
+            response = stub(payload, timeout=timeout or self.timing.call)
+            return grpc.StatusCode.OK, "", response
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details() or "", b""
+
+    def wait_reachable(self, timeout: float) -> None:
+        """Raise AgentUnavailable unless the agent answers a harmless call within `timeout`."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                grpc.channel_ready_future(self.channel()).result(timeout=max(0.1, deadline - time.monotonic()))
+            except grpc.FutureTimeoutError:
+                last = "no connection"
+                continue
+            # RunJob with no files for a never-seen job: INVALID_ARGUMENT, no state change (AGT-RUN-2)
+            code, details, _ = self.call(wire.RUN_METHOD, wire.run_request(str(uuid.uuid4())),
+                                         timeout=max(0.5, deadline - time.monotonic()))
+            if code not in TRANSPORT_CODES:
+                return
+            last = f"{code.name}: {details}"
+            time.sleep(self.timing.poll)
+        raise AgentUnavailable(f"agent at {self.address} not reachable within {timeout:.0f} s ({last})")
+
+    # --- restart ------------------------------------------------------------------------------------
+
+    @property
+    def can_restart(self) -> bool:
+        return self.process is not None or self.restart_cmd is not None
+
+    @property
+    def can_sigkill(self) -> bool:
+        return self.process is not None
+
+    def restart(self, hard: bool = True) -> None:
+        """Restart the agent (SIGKILL when hard and the suite owns it); wait until it answers."""
+        if self.process is not None:
+            self.close()
+            self.address = self.process.restart(hard=hard)
+        elif self.restart_cmd is not None:
+            self.close()
+            done = subprocess.run(self.restart_cmd, shell=True, capture_output=True, timeout=self.timing.restart)
+            if done.returncode != 0:
+                raise AgentUnavailable(f"--restart-cmd {self.restart_cmd!r} exited {done.returncode}: "
+                                       f"{done.stderr.decode('utf-8', 'replace')[:300]}")
+        else:
+            raise RuntimeError("no way to restart this agent")
+        self.wait_reachable(self.timing.restart)
+
+
+def read_optional(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
