@@ -97,9 +97,10 @@ class AgentCore(JobSupervisor):
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-            running = [self._jobs[j] for j in self._busy]
         if self._scheduler is not None:
-            self._scheduler.join(timeout)
+            self._scheduler.join(timeout)  # a launch in progress completes first
+        with self._lock:
+            running = [self._jobs[j] for j in self._busy]
         if stop:
             for job in running:
                 job.kill_reason = "stop"
