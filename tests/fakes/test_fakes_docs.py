@@ -37,3 +37,14 @@ def test_pytest_example_passes(pytester, line, code):
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
     tests = code.count("\ndef test_") + code.startswith("def test_")
     result.assert_outcomes(passed=tests)
+
+
+def test_the_broken_agents_table_matches_the_catalogue():
+    from fakes.broken import CATALOGUE, describe
+
+    section = DOC.read_text(encoding="utf-8").split("## Broken agents", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if line.startswith("| `")}
+    assert sorted(rows) == sorted(CATALOGUE)
+    for name, cls in CATALOGUE.items():
+        cells = [c.strip() for c in rows[name].split("|")]
+        assert cells[2] == ", ".join(cls.violates) and cells[4] == describe(cls).replace("|", "/"), name
