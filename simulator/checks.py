@@ -115,7 +115,8 @@ class Table:
             return distributions.parse(value, convert)
         except distributions.DistError as exc:
             key = self.key(name) + (f".{exc.key}" if exc.key else "")
-            raise ScenarioError(key, exc.value if exc.key else value, str(exc)) from None
+            shown = _MISSING if exc.missing else (exc.value if exc.key else value)
+            raise ScenarioError(key, shown, str(exc)) from None
 
     def done(self) -> None:
         """Raise on the first key that nobody read (a typo), suggesting the closest known key."""

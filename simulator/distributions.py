@@ -23,10 +23,11 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 class DistError(ValueError):
     """A distribution spec that does not validate; `key` is the offending sub-key."""
 
-    def __init__(self, key: str, value: object, message: str):
+    def __init__(self, key: str, value: object, message: str, missing: bool = False):
         super().__init__(message)
         self.key = key
         self.value = value
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def parse(value: object, convert: Callable[[object], float] = units.duration) ->
     params = []
     for name in required:
         if name not in value:
-            raise DistError(name, None, f"missing parameter for {kind}")
+            raise DistError(name, None, f"missing parameter for {kind}", missing=True)
         conv = float if name in ("sigma", "shape", "alpha") else convert
         try:
             v = conv(value[name]) if not isinstance(value[name], bool) else None

@@ -266,7 +266,6 @@ class Simulation:
 
     def _arrive(self, item) -> None:
         _, runtime, python = item
-        self._schedule_next_arrival()
         if runtime is None:
             runtime = max(0.0, self.runtime())
         if python is None:
@@ -279,6 +278,7 @@ class Simulation:
         if not self.warm:
             self._maybe_warm()
         self._submit(jid, 0, self.clock.now, runtime, files, python)
+        self._schedule_next_arrival()   # after the submission: the run may end when this is None
 
     def _submit(self, logical: int, attempt: int, first_submit: float, runtime, files, python) -> None:
         now = self.clock.now

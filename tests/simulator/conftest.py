@@ -1,0 +1,36 @@
+"""Shared helpers of the simulator tests: tiny scenarios and the Little's-law check every run gets."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+BASE = {
+    "agents": [{"name": "workers", "count": 2, "slots": 2}],
+    "workload": {"arrivals": "poisson", "rate": 1.0, "runtime": {"dist": "exponential", "mean": 2.0}},
+    "clients": {"poll_interval": 0},
+    "run": {"jobs": 2000, "seed": 1},
+}
+
+
+def little_ok(metrics: dict, tolerance: float = 0.05) -> bool:
+    """Little's law L = lambda W over the statistics window, within `tolerance` (edge effects)."""
+    return metrics["little_rel_error"] <= tolerance
+
+
+@pytest.fixture
+def base_scenario():
+    """A fresh dict of a small valid scenario, to modify per test."""
+    return copy.deepcopy(BASE)
+
+
+@pytest.fixture
+def check_little():
+    def check(results_or_metrics, tolerance: float = 0.05):
+        reps = getattr(results_or_metrics, "replications", None)
+        metrics = [r.metrics for r in reps] if reps is not None else [results_or_metrics]
+        for m in metrics:
+            assert little_ok(m, tolerance), (
+                f"Little's law: L={m['little_L']:.6g} vs lambda*W={m['little_lambda_W']:.6g} "
+                f"(rel error {m['little_rel_error']:.3%} > {tolerance:.0%})")
+    return check
