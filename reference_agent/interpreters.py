@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from protos.validation import PythonRequirement, choose_interpreter
+from reference_agent.processes import SAFE_PATH
 
 # The probe an interpreter (or a wrapper posing as one) answers: "MAJOR.MINOR.MICRO LEVEL SERIAL".
 PROBE_CODE = "import sys; v = sys.version_info; print('%d.%d.%d %s %d' % tuple(v[:5]))"
@@ -61,7 +62,7 @@ def probe(path: str, timeout: float = 10.0) -> tuple[str, bool] | None:
     try:
         done = subprocess.run([path, "-c", PROBE_CODE], stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=timeout, text=True, errors="replace",
-                              env={"PATH": os.defpath, "LANG": "C.UTF-8"})
+                              env={"PATH": SAFE_PATH, "LANG": "C.UTF-8"})  # as jobs run
         result = parse_probe(done.stdout) if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         result = None

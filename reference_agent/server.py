@@ -62,7 +62,11 @@ class AgentServer:
         self.port = bound
         self.address = f"{host}:{bound}"
         if self.config.metrics_port is not None:
-            self.metrics_port = self.telemetry.serve_metrics(self.config.metrics_port, self.config.metrics_host)
+            try:
+                self.metrics_port = self.telemetry.serve_metrics(self.config.metrics_port, self.config.metrics_host)
+            except OSError as exc:
+                self.stop(grace=0)
+                raise ConfigError(f"--metrics-port {self.config.metrics_port}: cannot serve ({exc})") from None
         self.telemetry.log("start", address=self.address, slots=self.config.slots,
                            source=self.core.source.describe(), state_dir=str(self.core.root),
                            interpreters=[f"{i.version}={i.path}" for i in self.core.interpreters.available()],

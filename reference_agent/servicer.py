@@ -41,10 +41,12 @@ class AgentServicer(AgentService_pb2_grpc.AgentServicer):
 
 
 def _job_of(request) -> str | None:
+    """The job id as sent, cut to 64 characters so a huge bad value cannot flood the log."""
     try:
-        return request.job.uuid if request.HasField("job") and request.job.HasField("uuid") else None
+        value = request.job.uuid if request.HasField("job") and request.job.HasField("uuid") else None
     except Exception:  # noqa: BLE001 - logging must not fail an RPC
         return None
+    return value if value is None or len(value) <= 64 else value[:61] + "..."
 
 
 class RawAgentHandler(grpc.GenericRpcHandler):
@@ -90,7 +92,8 @@ class RawAgentHandler(grpc.GenericRpcHandler):
 
 
 class LoggingInterceptor(grpc.ServerInterceptor):
-    """One log line per RPC of the standard services (health, reflection)."""
+    """One log line per RPC of the other services (health, reflection): unary calls with their
+    status code, streaming calls when they start (code "STREAM")."""
 
     def __init__(self, telemetry, skip_prefix: str):
         self.telemetry = telemetry
@@ -101,5 +104,21 @@ class LoggingInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(self.skip_prefix):
             return handler
-        self.telemetry.rpc(method, "CALLED", 0.0)
-        return handler
+        if handler.unary_unary is None:
+            self.telemetry.rpc(method, "STREAM", 0.0)
+            return handler
+        behaviour, telemetry = handler.unary_unary, self.telemetry
+
+        def logged(request, context):
+            start, code = time.perf_counter(), "OK"
+            try:
+                return behaviour(request, context)
+            except BaseException:
+                status = context.code() if hasattr(context, "code") else None
+                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                telemetry.rpc(method, code, time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(logged, handler.request_deserializer,
+                                                   handler.response_serializer)

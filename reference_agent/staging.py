@@ -145,7 +145,7 @@ class ContentStore:
     """The content cache by file UUID (AGT-STAGE-5) plus placement into job directories.
 
     A file is fetched once into `cache/UUID` (temporary name, then atomic rename, read-only)
-    and placed in a job directory as a hard link under a temporary name renamed into place,
+    and placed in a job directory as a hard link made under a temporary name, renamed into place,
     so a half-written file is never seen as staged. A cache entry is trusted only while its
     size and mtime match the journal (a job that wrote to its linked input invalidates it).
     """
@@ -157,15 +157,15 @@ class ContentStore:
         self.tmp_dir = tmp_dir
         self.journal = journal
         self.on_fetch = on_fetch or (lambda n: None)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = [threading.Lock() for _ in range(256)]  # striped: bounded memory
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in tmp_dir.glob(".tmp-*"):  # from a crash mid-copy: never counted as staged
+            leftover.unlink(missing_ok=True)
         self.fetches = 0  # files read whole from the source (AGT-STAGE-5 counts these)
 
     def _file_lock(self, file: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(file, threading.Lock())
+        return self._locks[hash(file) % len(self._locks)]
 
     def _tmp_path(self) -> Path:
         return self.tmp_dir / f".tmp-{uuidlib.uuid4().hex}"
@@ -208,7 +208,7 @@ class ContentStore:
         """Put the file's bytes in job_dir under its lower-case UUID, atomically."""
         cached = self.fetch(file)
         job_dir.mkdir(parents=True, exist_ok=True)
-        tmp = job_dir / f".tmp-{uuidlib.uuid4().hex}"
+        tmp = self._tmp_path()  # on the same file system; the job directory never holds temporaries
         try:
             os.link(cached, tmp, follow_symlinks=False)
         except OSError:

@@ -231,3 +231,14 @@ def test_sched_1_2_3_slots_fifo_and_no_starvation(make_agent, tmp_path):
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     assert peak <= 2
+
+
+@pytest.mark.parametrize("content", [b"def broken(:\n", b"\x00\xff\xfe binary", b"", b"import os; os.kill(os.getpid(), 9)\n"])
+def test_state_2_any_file_content_ends_done_and_the_agent_serves_on(agent, content):
+    """AGT-STATE-2 / AGT-ERR-2: a syntax error, binary bytes, an empty file or a self-kill is DONE."""
+    job, entry = new_id(), agent.put(content)
+    agent.client.stage_in(job, [entry])
+    agent.client.run(job, [entry])
+    assert agent.wait_done(job).final.name == "DONE"
+    assert agent.row(job).reason == ("succeeded" if content == b"" else "failed")
+    assert agent.client.stage_in(new_id(), []) == []

@@ -36,6 +36,28 @@ def test_wire_1_service_and_methods_from_reflection(agent):
     assert {"Agent", "grpc.health.v1.Health"} <= names
 
 
+def test_wire_1_served_descriptor_is_the_seed(agent):
+    """AGT-WIRE-1 on what the server itself publishes: no package, unary methods, field numbers."""
+    from google.protobuf import descriptor_pb2
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(agent.channel)
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="Agent")
+    response = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=10)))
+    files = {}
+    for raw in response.file_descriptor_response.file_descriptor_proto:
+        fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+        files[fd.name] = fd
+    service_file = next(fd for fd in files.values() if fd.service)
+    assert service_file.package == "" and service_file.syntax in ("", "proto2")
+    (service,) = service_file.service
+    assert service.name == "Agent"
+    methods = {m.name: m for m in service.method}
+    assert set(methods) == {"StageInFiles", "RunJob"}
+    assert all(not m.client_streaming and not m.server_streaming for m in methods.values())
+    assert methods["RunJob"].input_type == ".RunJobRequest"
+    assert methods["StageInFiles"].output_type == ".StageInFilesResponse"
+
+
 def test_health_check_serving(agent):
     stub = health_pb2_grpc.HealthStub(agent.channel)
     for service in ("", "Agent"):
