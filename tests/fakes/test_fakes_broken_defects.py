@@ -254,7 +254,7 @@ def probe_runs_twice_on_repeat(agent, tmp):
     done(agent, job)
     for _ in range(3):
         agent.client.status(job)
-    wait_for(lambda: counter.exists() and len(counter.read_text()) > 1, 1.5)
+    wait_for(lambda: counter.exists() and len(counter.read_text()) > 1, 3)
     if len(counter.read_text()) != 1:
         return f"the job ran {len(counter.read_text())} times"
 
@@ -276,7 +276,7 @@ def probe_concurrent_first_calls(agent, tmp):
         t.join(20)
     assert codes == ["OK"] * 6
     done(agent, job)
-    wait_for(lambda: counter.exists() and len(counter.read_text()) > 1, 1.5)
+    wait_for(lambda: counter.exists() and len(counter.read_text()) > 1, 3)
     if len(counter.read_text()) != 1:
         return f"the job ran {len(counter.read_text())} times"
 
@@ -299,14 +299,12 @@ def probe_back_from_done(agent, tmp):
 
 
 def probe_done_late(agent, tmp):
-    marker = tmp / "late"
-    job, f, _ = submit(agent, appender(marker))
-    assert wait_for(marker.exists, 10)
-    ended = time.monotonic()
-    done(agent, job)
-    delay = time.monotonic() - ended
-    if delay > 1.5:
-        return f"DONE reported {delay:.1f} s after the job wrote its last line"
+    """Measured against the agent's own record of when the process ended (robust under load)."""
+    job, f, _ = submit(agent)
+    done(agent, job, timeout=30)
+    delay = time.time() - agent.server.core.job(job).ended
+    if delay > 1.0:
+        return f"DONE first reported {delay:.1f} s after the process ended"
 
 
 def probe_never_leaves_wait(agent, tmp):
@@ -319,19 +317,19 @@ def probe_leaks_slots(agent, tmp):                   # agent has 1 slot
     first, _, _ = submit(agent)
     done(agent, first)
     second, _, _ = submit(agent)
-    if not wait_for(lambda: agent.client.status(second) is D, 3):
+    if not wait_for(lambda: agent.client.status(second) is not W, 3):
         return "the second job never started on a free slot"
 
 
 def probe_exceeds_slots(agent, tmp):                 # agent has 1 slot
-    jobs = [submit(agent, appender(tmp / f"slow{i}", sleep=1.5))[0] for i in range(2)]
-    if wait_for(lambda: [agent.client.status(j) for j in jobs] == [R, R], 1.0):
+    jobs = [submit(agent, appender(tmp / f"slow{i}", sleep=5))[0] for i in range(2)]
+    if wait_for(lambda: [agent.client.status(j) for j in jobs] == [R, R], 2.0):
         return "two jobs in RUN with one slot"
 
 
 def probe_newest_first(agent, tmp):                  # agent has 1 slot
     order = tmp / "order"
-    submit(agent, appender(tmp / "blocker", sleep=1.0))
+    submit(agent, appender(tmp / "blocker", sleep=2.0))
     jobs = [submit(agent, appender(order, name))[0] for name in "ABC"]
     for job in jobs:
         done(agent, job)

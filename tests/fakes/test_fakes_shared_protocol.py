@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,11 +188,11 @@ class TestProtocolSurface:
         job = job_id()
         client.stage_in(job, [f])
         seen = [client.run(job, [f])]
-        for _ in range(2000):
-            if seen[-1] is JobState.DONE:
-                break
+        deadline = time.monotonic() + 30  # generous: 2 shared cores under load
+        while seen[-1] is not JobState.DONE and time.monotonic() < deadline:
+            time.sleep(0.005)
             seen.append(client.status(job.upper() if len(seen) % 2 else job))
-        assert seen[-1] is JobState.DONE
+        assert seen[-1] is JobState.DONE, f"not DONE after 30 s: {[s.name for s in seen[-3:]]}"
         assert seen == sorted(seen)
 
     def test_ok_responses_carry_their_required_fields_on_the_wire(self, target, raw):
