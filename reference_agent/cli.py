@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="FILE")
     serve.add_argument("--tls-key", metavar="FILE")
     serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by it")
+    serve.add_argument("--auth-tokens", metavar="FILE",
+                       help="require metadata 'authorization: Bearer TOKEN' with a token from FILE "
+                            "(one per line, '#' comments); others get UNAUTHENTICATED; health stays open")
     serve.add_argument("--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on 127.0.0.1:P")
     serve.add_argument("--max-request-bytes", type=_size, default=DEFAULT_MAX_REQUEST_BYTES, metavar="SIZE",
                        help="larger requests get RESOURCE_EXHAUSTED (default 4M)")
@@ -156,7 +159,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         limit_address_space=args.limit_address_space, limit_open_files=args.limit_open_files,
         limit_processes=args.limit_processes, job_env=dict(args.job_env),
         stop_jobs_on_exit=args.stop_jobs_on_exit, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca, metrics_port=args.metrics_port,
+        tls_client_ca=args.tls_client_ca, auth_tokens=args.auth_tokens, metrics_port=args.metrics_port,
         max_request_bytes=args.max_request_bytes, log_rpcs=not args.quiet,
     ).validate()
 

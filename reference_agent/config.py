@@ -58,6 +58,7 @@ class AgentConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    auth_tokens: str | None = None     # file of allowed bearer tokens (reference_agent.auth)
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -82,7 +83,7 @@ class AgentConfig:
             raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is on top of TLS)")
-        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_tokens"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"--{name.replace('_', '-')} {path!r}: no such file")

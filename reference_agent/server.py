@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from reference_agent.auth import TokenAuthInterceptor, load_tokens
 from reference_agent.config import AgentConfig, ConfigError, parse_listen
 from reference_agent.domain import AgentCore
 from reference_agent.servicer import SERVICE, AgentServicer, LoggingInterceptor, RawAgentHandler
@@ -31,6 +32,7 @@ class AgentServer:
                  servicer_factory: Callable[[AgentCore], AgentServicer] = AgentServicer,
                  telemetry: Telemetry | None = None):
         self.config = config.validate()
+        self._tokens = load_tokens(config.auth_tokens) if config.auth_tokens else None  # ConfigError now
         self.telemetry = telemetry or Telemetry()
         self.core_factory = core_factory
         self.servicer_factory = servicer_factory
@@ -77,8 +79,7 @@ class AgentServer:
         limit = self.config.max_request_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.rpc_threads, thread_name_prefix="agent-rpc"),
-            interceptors=[LoggingInterceptor(self.telemetry, f"/{SERVICE.full_name}/")]
-            if self.config.log_rpcs else [],
+            interceptors=self._interceptors(),
             options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
         servicer = self.servicer_factory(self.core)
         server.add_generic_rpc_handlers((RawAgentHandler(servicer, self.telemetry),))
@@ -88,6 +89,14 @@ class AgentServer:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection((SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
         return server
+
+    def _interceptors(self) -> list[grpc.ServerInterceptor]:
+        chosen: list[grpc.ServerInterceptor] = []
+        if self._tokens:  # first: a refused call does no other work
+            chosen.append(TokenAuthInterceptor(self._tokens, self.telemetry))
+        if self.config.log_rpcs:
+            chosen.append(LoggingInterceptor(self.telemetry, f"/{SERVICE.full_name}/"))
+        return chosen
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         c = self.config
@@ -107,8 +116,8 @@ class AgentServer:
             self._server.stop(grace).wait()
         if self.core is not None:
             self.core.close(stop_jobs=stop_jobs)
-        self.telemetry.close()
         self.telemetry.log("stop", address=self.address)
+        self.telemetry.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -1,0 +1,100 @@
+"""Bearer-token authentication: a server interceptor checking `authorization: Bearer TOKEN`."""
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+import grpc
+
+from reference_agent.config import ConfigError
+
+# Standard health checks stay open so that orchestrators can probe without a secret; they
+# reveal only SERVING / NOT_SERVING.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+HEADER = "authorization"
+SCHEME = "bearer"
+
+
+def load_tokens(path: str | Path) -> tuple[bytes, ...]:
+    """Tokens from a file: one per line; blank lines and lines starting with '#' are skipped.
+
+    Raises ConfigError naming the file when it cannot be read, holds no token, or a token is
+    not printable ASCII without spaces (the only kind a metadata value can carry)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--auth-tokens {str(path)!r}: cannot read ({exc})") from None
+    tokens = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not all(33 <= ord(c) <= 126 for c in line):
+            raise ConfigError(f"--auth-tokens {str(path)!r}: line {number} is not a token "
+                              "(printable ASCII without spaces)")
+        tokens.append(line.encode("ascii"))
+    if not tokens:
+        raise ConfigError(f"--auth-tokens {str(path)!r}: no token in the file")
+    return tuple(tokens)
+
+
+def token_of(metadata) -> bytes | None:
+    """The token of the first `authorization: Bearer TOKEN` entry, or None."""
+    for key, value in metadata or ():
+        if key.lower() != HEADER:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == SCHEME and token.strip():
+            return token.strip().encode("latin-1")
+        return None
+    return None
+
+
+def _refusal(handler, message: str):
+    """A handler of the same arity as `handler` that ends the call with UNAUTHENTICATED."""
+    def deny(_request_or_iterator, context):
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    if handler is None or handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(deny)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    return grpc.stream_stream_rpc_method_handler(deny)
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Refuses every call (Agent and reflection; also unknown methods, so their existence is
+    not revealed) that lacks `authorization: Bearer T` with T in the allowed tokens: status
+    UNAUTHENTICATED, logged as such. Tokens are compared in constant time. Health stays open."""
+
+    def __init__(self, tokens, telemetry=None):
+        self.tokens = tuple(t if isinstance(t, bytes) else t.encode("ascii") for t in tokens)
+        if not self.tokens:
+            raise ValueError("TokenAuthInterceptor needs at least one token")
+        self.telemetry = telemetry
+
+    def allowed(self, token: bytes | None) -> bool:
+        if token is None:
+            return False
+        ok = False
+        for candidate in self.tokens:  # no early exit: timing does not tell which token matched
+            ok |= hmac.compare_digest(candidate, token)
+        return ok
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if method.startswith(OPEN_PREFIXES):
+            return continuation(handler_call_details)
+        token = token_of(handler_call_details.invocation_metadata)
+        if self.allowed(token):
+            return continuation(handler_call_details)
+        reason = "missing bearer token" if token is None else "bearer token not accepted"
+        if self.telemetry is not None:
+            self.telemetry.rpc(method.rsplit("/", 1)[-1] if method.startswith("/Agent/") else method,
+                               "UNAUTHENTICATED", 0.0, reason=reason)
+        return _refusal(continuation(handler_call_details), f"{reason}: send metadata "
+                        "'authorization: Bearer TOKEN' with a token the agent allows")

@@ -1,0 +1,173 @@
+"""Helpers of the reliability tests: an agent harness, process listing by job, a test PKI."""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from protos.client import AgentCallError, AgentClient
+from protos.states import JobState
+from reference_agent.server import AgentServer
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def code_of(fn, *args, **kwargs) -> str:
+    """The status code name of a client call ("OK" when it succeeds)."""
+    try:
+        fn(*args, **kwargs)
+    except AgentCallError as exc:
+        return exc.code_name
+    return "OK"
+
+
+@dataclass
+class Agent:
+    """An in-process agent with its source directory, its state directory and a client."""
+
+    server: AgentServer
+    source: Path
+    state: Path
+    channels: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.client = AgentClient(self.channel(), timeout=20.0)
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def channel(self) -> grpc.Channel:
+        self.channels.append(grpc.insecure_channel(self.address))
+        return self.channels[-1]
+
+    def put(self, data: bytes | str, file: str | None = None) -> str:
+        file = file or new_id()
+        (self.source / file).write_bytes(data.encode() if isinstance(data, str) else data)
+        return file
+
+    def submit(self, code: str, job: str | None = None) -> str:
+        """Stage a script for a new job and submit it; return the job id."""
+        job = job or new_id()
+        entry = self.put(textwrap.dedent(code))
+        assert self.client.stage_in(job, [entry]) == [entry]
+        self.client.run(job, [entry])
+        return job
+
+    def wait_done(self, job: str, deadline: float = 30.0):
+        return self.client.wait_until_done(job, poll_interval=0.02, deadline=deadline)
+
+    def row(self, job: str):
+        return self.server.core.journal.job(job)
+
+    def workdir(self, job: str) -> Path:
+        return self.state / "jobs" / job / "work"
+
+    def output(self, job: str) -> str:
+        return Path(self.row(job).stdout).read_text(errors="replace")
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        self.server.stop(grace=0.2, stop_jobs=True)
+
+
+def processes_of(workdir: Path) -> list[int]:
+    """Live processes (not zombies) whose environment or working directory names workdir:
+    every process a job starts inherits HOME=workdir and starts in it."""
+    marker = f"HOME={workdir}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state in ("Z", "X"):
+                continue
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, IndexError):
+            continue
+        if marker in env or cwd == str(workdir) or cwd.startswith(f"{workdir}/"):
+            found.append(pid)
+    return found
+
+
+def none_left(workdir: Path, within: float = 5.0) -> list[int]:
+    """Wait until no process of the job is alive; return those still alive after `within`."""
+    end = time.monotonic() + within
+    while True:
+        left = processes_of(workdir)
+        if not left or time.monotonic() > end:
+            return left
+        time.sleep(0.05)
+
+
+def final_state(agent: Agent, job: str) -> JobState:
+    return agent.client.status(job)
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1/localhost, a client certificate from the CA, and
+    a client certificate from a rogue CA; written as PEM files. Returns name -> path."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    validity = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=2))
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def authority(cn):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(validity[0]).not_valid_after(validity[1])
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        return cert, key
+
+    def leaf(ca, ca_key, cn, san=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(validity[0]).not_valid_after(validity[1]))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(ca_key, hashes.SHA256()), key
+
+    def pem_cert(cert):
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def pem_key(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    ca, ca_key = authority("reliability test ca")
+    rogue, rogue_key = authority("rogue ca")
+    server, server_key = leaf(ca, ca_key, "localhost", [x509.DNSName("localhost"),
+                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client, client_key = leaf(ca, ca_key, "client")
+    stranger, stranger_key = leaf(rogue, rogue_key, "stranger")
+    files = {"ca": pem_cert(ca), "rogue_ca": pem_cert(rogue),
+             "server": pem_cert(server), "server_key": pem_key(server_key),
+             "client": pem_cert(client), "client_key": pem_key(client_key),
+             "stranger": pem_cert(stranger), "stranger_key": pem_key(stranger_key)}
+    paths = {}
+    for label, data in files.items():
+        paths[label] = directory / f"{label}.pem"
+        paths[label].write_bytes(data)
+    return paths
