@@ -272,7 +272,10 @@ class AgentCore(JobSupervisor):
                 job = self._next_job()
                 self._queue.remove(job.job)
                 self._busy.add(job.job)
-            self._start_job(job)
+            try:
+                self._start_job(job)
+            except Exception as exc:  # noqa: BLE001 - the scheduler must outlive any one job
+                self.telemetry.log("error", where="scheduler", job=job.job, error=repr(exc))
 
     def _launch(self, job: Job) -> Launch:
         """Create the job's process, paused until `go()`; no bookkeeping (see _start_job)."""
@@ -283,20 +286,31 @@ class AgentCore(JobSupervisor):
         """Launch the job's process paused, journal RUN with its pid, then let it go."""
         try:
             launch = self._launch(job)
-        except OSError as exc:
-            with self._wake:
-                now = time.time()
-                self._transition(job, Event.START, started=now)
-                self._transition(job, Event.FAIL, ended=now, note=f"could not start: {exc}")
-                self._busy.discard(job.job)
-                self._wake.notify_all()
+        except Exception as exc:  # noqa: BLE001 - e.g. the interpreter vanished: DONE (failed)
+            self._fail_start(job, exc)
             return
-        with self._lock:
-            job.pid, job.started = launch.pid, time.time()
-            self._transition(job, Event.START, pid=launch.pid, proc_start=launch.identity,
-                             started=job.started)
+        try:
+            with self._lock:
+                job.pid, job.started = launch.pid, time.time()
+                self._transition(job, Event.START, pid=launch.pid, proc_start=launch.identity,
+                                 started=job.started)
+        except Exception as exc:  # noqa: BLE001 - not journalled as RUN: it must never run
+            launch.abort()
+            self._fail_start(job, exc)
+            return
         launch.go()
         self._watch(job, launch=launch)
+
+    def _fail_start(self, job: Job, exc: BaseException) -> None:
+        with self._wake:
+            try:
+                now = time.time()
+                if job.state is JobState.WAIT:
+                    self._transition(job, Event.START, started=now)
+                self._transition(job, Event.FAIL, ended=now, note=f"could not start: {exc}")
+            finally:
+                self._busy.discard(job.job)
+                self._wake.notify_all()
 
     def _transition(self, job: Job, event: Event, **columns) -> None:
         """Journal the new state, then make it visible (AGT-STATE-1 via the one state machine)."""

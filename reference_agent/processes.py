@@ -101,12 +101,13 @@ class Launch:
         finally:
             os.close(read_fd)
         self.pid = self.proc.pid
-        self.pidfd = _pidfd(self.pid)
-        self.identity = process_identity(self.pid)
         try:
+            self.pidfd = _pidfd(self.pid)
+            self.identity = process_identity(self.pid)
             limits.apply(self.pid)
-        except ProcessLookupError:
-            pass
+        except BaseException:
+            self.abort()  # the launcher exits without running anything
+            raise
 
     def go(self) -> None:
         try:
@@ -118,8 +119,14 @@ class Launch:
 
     def abort(self) -> None:
         """Never run: close the pipe, the launcher exits with NOT_LAUNCHED."""
-        os.close(self._go_fd)
+        try:
+            os.close(self._go_fd)
+        except OSError:
+            pass
         self.proc.wait()
+        if getattr(self, "pidfd", None) is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _pidfd(pid: int) -> int | None:
@@ -131,9 +138,10 @@ def _pidfd(pid: int) -> int | None:
 
 def wait_fd(pidfd: int | None, pid: int, timeout: float | None) -> bool:
     """Block until the process ends (True) or timeout passes (False). No polling with pidfd."""
-    if pidfd is not None:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        return bool(ready)
+    if pidfd is not None:  # poll(), not select(): pidfds above FD_SETSIZE are fine
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
     deadline = None if timeout is None else time.monotonic() + timeout
     while deadline is None or time.monotonic() < deadline:  # fallback without pidfd: 10 ms polls
         if not alive(pid):

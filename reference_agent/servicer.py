@@ -49,6 +49,14 @@ def _job_of(request) -> str | None:
     return value if value is None or len(value) <= 64 else value[:61] + "..."
 
 
+def _code_name(context, failed: bool) -> str:
+    """The status an RPC ends with: the one set on the context, else OK or UNKNOWN (raised)."""
+    status = context.code() if hasattr(context, "code") else None
+    if isinstance(status, grpc.StatusCode):
+        return status.name
+    return "UNKNOWN" if failed else "OK"
+
+
 class RawAgentHandler(grpc.GenericRpcHandler):
     """Serves the servicer's methods on raw bytes, so that bytes which do not parse get
     INVALID_ARGUMENT (AGT-ERR-1) instead of grpcio's generic INTERNAL, and logs one line per
@@ -110,15 +118,13 @@ class LoggingInterceptor(grpc.ServerInterceptor):
         behaviour, telemetry = handler.unary_unary, self.telemetry
 
         def logged(request, context):
-            start, code = time.perf_counter(), "OK"
+            start, failed = time.perf_counter(), True
             try:
-                return behaviour(request, context)
-            except BaseException:
-                status = context.code() if hasattr(context, "code") else None
-                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
-                raise
+                response = behaviour(request, context)
+                failed = False
+                return response
             finally:
-                telemetry.rpc(method, code, time.perf_counter() - start)
+                telemetry.rpc(method, _code_name(context, failed), time.perf_counter() - start)
 
         return grpc.unary_unary_rpc_method_handler(logged, handler.request_deserializer,
                                                    handler.response_serializer)

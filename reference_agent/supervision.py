@@ -23,6 +23,17 @@ class JobSupervisor:
         thread.start()
 
     def _reap(self, job, launch: Launch | None, adopted: Adopted | None) -> None:
+        try:
+            self._wait_and_report(job, launch, adopted)
+        except Exception as exc:  # noqa: BLE001 - log, and free the slot if we still can
+            self.telemetry.log("error", where="reaper", job=job.job, error=repr(exc))
+            if not job.machine.done:
+                try:
+                    self._on_exit(job, None, None)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _wait_and_report(self, job, launch: Launch | None, adopted: Adopted | None) -> None:
         """Wait for the job's process (pidfd: no polling), enforce the wall-clock limit, report."""
         pid, pidfd = (launch.pid, launch.pidfd) if launch else (adopted.pid, adopted.pidfd)
         limit = self.config.job_timeout

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import threading
 import time
@@ -20,9 +21,12 @@ class Telemetry:
     `stream=None` silences the log but keeps the metrics.
     """
 
-    def __init__(self, stream: TextIO | None = sys.stderr):
+    def __init__(self, stream: TextIO | None = sys.stderr, queue_size: int = 10000):
         self.stream = stream
-        self._write_lock = threading.Lock()
+        self._lines: queue.Queue[str] = queue.Queue(maxsize=queue_size)
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self.dropped = 0  # lines lost because the stream did not keep up
         self.registry = CollectorRegistry(auto_describe=True)
         self.rpcs = Counter("agent_rpcs", "RPCs answered, by method and status code",
                             ["method", "code"], registry=self.registry)
@@ -35,15 +39,45 @@ class Telemetry:
         self._http = None
 
     def log(self, kind: str, **fields) -> None:
+        """Queue one line; a background thread writes it. Never blocks the caller: a stream
+        that does not keep up (a full pipe nobody reads) costs lines, not the agent."""
         if self.stream is None:
             return
         line = json.dumps({"ts": round(time.time(), 6), "kind": kind, **fields}, default=str)
-        with self._write_lock:
+        try:
+            self._lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_loop, name="agent-log", daemon=True)
+                    self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = [self._lines.get()]
+            while len(batch) < 256:
+                try:
+                    batch.append(self._lines.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self.stream.write(line + "\n")
+                self.stream.write("\n".join(batch) + "\n")
                 self.stream.flush()
             except (OSError, ValueError):
                 pass  # a closed stderr must never stop the agent
+            for _ in batch:
+                self._lines.task_done()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued line is written; False after `timeout` seconds."""
+        end = time.monotonic() + timeout
+        while self._lines.unfinished_tasks:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.005)
+        return True
 
     def rpc(self, method: str, code: str, seconds: float, **fields) -> None:
         self.rpcs.labels(method, code).inc()
@@ -63,6 +97,7 @@ class Telemetry:
         return server.server_port
 
     def close(self) -> None:
+        self.flush()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -10,6 +10,7 @@ import urllib.request
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_helpers import code_of, new_id
 from protos.client import AgentClient, secure_channel
@@ -95,16 +96,44 @@ def test_one_json_log_line_per_rpc_and_transition(make_agent):
     from reference_agent.telemetry import Telemetry
 
     stream = io.StringIO()
-    h = make_agent(telemetry=Telemetry(stream), log_rpcs=True)
+    telemetry = Telemetry(stream)
+    h = make_agent(telemetry=telemetry, log_rpcs=True)
     job = h.submit("pass\n")
     h.wait_done(job)
     code_of(h.client.run, "bad", [])
+    with pytest.raises(grpc.RpcError):
+        health_pb2_grpc.HealthStub(h.channel).Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+    assert telemetry.flush()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     rpcs = [entry for entry in lines if entry["kind"] == "rpc"]
     assert {(e["method"], e["code"]) for e in rpcs} >= {("StageInFiles", "OK"), ("RunJob", "OK"),
                                                          ("RunJob", "INVALID_ARGUMENT")}
     moves = [(e["old"], e["new"]) for e in lines if e["kind"] == "job" and e["job"] == job]
     assert moves == [(None, "WAIT"), ("WAIT", "RUN"), ("RUN", "DONE")]
+    assert ("/grpc.health.v1.Health/Check", "NOT_FOUND") in {(e["method"], e["code"]) for e in rpcs}
+
+
+def test_a_stuck_log_stream_never_blocks_the_agent(make_agent):
+    """Logging to a pipe nobody reads must cost log lines, not RPCs (AGT-ERR-2 in spirit)."""
+    import threading
+
+    from reference_agent.telemetry import Telemetry
+
+    release = threading.Event()
+
+    class Stuck(io.StringIO):
+        def write(self, text):
+            release.wait(30)
+            return super().write(text)
+
+    telemetry = Telemetry(Stuck(), queue_size=5)
+    h = make_agent(telemetry=telemetry, log_rpcs=True)
+    try:
+        for _ in range(30):
+            assert h.client.stage_in(new_id(), []) == []
+        assert telemetry.dropped > 0
+    finally:
+        release.set()
 
 
 def test_prometheus_metrics(make_agent):
