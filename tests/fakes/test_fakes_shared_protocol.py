@@ -16,8 +16,9 @@ from protos import Common_pb2, RunJob_pb2, StageInFile_pb2
 from protos.client import AgentCallError
 from protos.states import JobState
 
-MALFORMED = ["", "../x", "a/b", "x" * 36, str(uuid.uuid4()) + "0", str(uuid.uuid4())[:-1],
-             str(uuid.uuid4()) + "\n", "{" + str(uuid.uuid4()) + "}", str(uuid.uuid4()).replace("-", "")]
+_U = "5a0c6f1e-93b2-4c3d-8e4f-0a1b2c3d4e5f"  # fixed: parametrized test ids must not vary (xdist)
+MALFORMED = ["", "../x", "a/b", "x" * 36, _U + "0", _U[:-1], _U + "\n", "{" + _U + "}", _U.replace("-", ""),
+             _U.replace("a", "g", 1), " " + _U]
 RUNNING = ".".join(platform.python_version_tuple()[:2])
 
 
@@ -28,6 +29,7 @@ class Target:
     name: str
     address: str
     put: Callable[[str, bytes], None]
+    delete: Callable[[str], None]
 
     def new_file(self, data: bytes = b"pass\n") -> str:
         f = str(uuid.uuid4())
@@ -38,7 +40,7 @@ class Target:
 def _fake_target():
     agent = FakeAgent()
     with agent.serve() as address:
-        yield Target("fake", address, agent.source.put)
+        yield Target("fake", address, agent.source.put, agent.source.delete)
 
 
 def _reference_target(tmp: Path):
@@ -51,7 +53,8 @@ def _reference_target(tmp: Path):
     config = AgentConfig(listen="127.0.0.1:0", source=str(source), state_dir=str(tmp / "state"), slots=2,
                          discover_path=False, log_rpcs=False)
     with server_mod.AgentServer(config, telemetry=Telemetry(stream=None)) as server:
-        yield Target("reference", server.address, lambda f, data: (source / f.lower()).write_bytes(data))
+        yield Target("reference", server.address, lambda f, data: (source / f.lower()).write_bytes(data),
+                     lambda f: (source / f.lower()).unlink())
 
 
 @pytest.fixture(scope="module", params=["fake", "reference"])
@@ -88,6 +91,15 @@ class TestProtocolSurface:
         assert client.stage_in(job.upper(), [b.upper(), absent, a, b, a.upper()]) == [b, a]
         assert client.stage_in(job, [a, b, absent]) == [a, b]            # AGT-STAGE-2
         assert client.stage_in(job, []) == []
+
+    def test_content_is_cached_by_file_uuid(self, target, client):
+        """AGT-STAGE-5 (SHOULD), seen from outside: a file gone from the source still stages
+        for another job once it is on the agent; a file never staged does not."""
+        f, never = target.new_file(), target.new_file()
+        assert client.stage_in(job_id(), [f]) == [f]
+        target.delete(f)
+        target.delete(never)
+        assert client.stage_in(job_id(), [f, never]) == [f]
 
     def test_stage_after_submit_is_refused_without_state_change(self, target, client):
         f, late = target.new_file(), target.new_file()
@@ -137,7 +149,7 @@ class TestProtocolSurface:
         ("RunJob", RunJob_pb2.RunJobRequest()),
         ("RunJob", RunJob_pb2.RunJobRequest(job=Common_pb2.JobId())),
         ("StageInFiles", StageInFile_pb2.StageInFilesRequest()),
-        ("StageInFiles", StageInFile_pb2.StageInFilesRequest(job=Common_pb2.JobId(uuid=str(uuid.uuid4())),
+        ("StageInFiles", StageInFile_pb2.StageInFilesRequest(job=Common_pb2.JobId(uuid=_U),
                                                              files=[Common_pb2.FileId()])),
     ], ids=["run-no-job", "run-no-uuid", "stage-no-job", "stage-file-no-uuid"])
     def test_missing_required_fields_are_invalid_argument(self, target, raw, method, message):
