@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -166,10 +167,20 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
 
 
 def read_status(status_file: Path) -> int | None:
+    """The exit status the launcher wrote, or None. The job can put anything at that path (a
+    FIFO, a symlink to /dev/zero): only a regular file is read, never followed, 64 bytes at most."""
     try:
-        return int(status_file.read_text().strip())
+        fd = os.open(status_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return int(os.read(fd, 64).decode("ascii").strip())
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import threading
 import time
 
 from protos.states import Event, JobState
+from reference_agent.containment import kill_session, wait_contained
 from reference_agent.journal import JobRow
 from reference_agent.processes import NOT_LAUNCHED, Adopted, Launch, kill_group, read_status, wait_fd
 
@@ -34,19 +35,23 @@ class JobSupervisor:
                     pass
 
     def _wait_and_report(self, job, launch: Launch | None, adopted: Adopted | None) -> None:
-        """Wait for the job's process (pidfd: no polling), enforce the wall-clock limit, report."""
+        """Wait for the job's process (pidfd), enforce the wall-clock and process limits, report."""
         pid, pidfd = (launch.pid, launch.pidfd) if launch else (adopted.pid, adopted.pidfd)
         limit = self.config.job_timeout
         remaining = None if limit is None else max(0.0, job.started + limit - time.time())
-        if not wait_fd(pidfd, pid, remaining):
-            job.kill_reason = "timeout"
-            kill_group(pid, 15)
+        outcome = wait_contained(pidfd, pid, remaining, self.config.limit_processes, job.started)
+        if outcome != "ended":
+            job.kill_reason = outcome  # "timeout", or "processes": more than --limit-processes
+            if outcome == "processes":
+                kill_session(pid)  # a fork bomb gets no grace
+            else:
+                kill_group(pid, 15)
             if not wait_fd(pidfd, pid, self.config.kill_grace):
                 kill_group(pid)
                 wait_fd(pidfd, pid, None)
         returncode = None
         if launch is not None:
-            kill_group(pid)  # stragglers of the group; the leader is a zombie, so no pid reuse
+            kill_session(pid)  # stragglers, also in other groups; the leader is a zombie: no pid reuse
             returncode = launch.proc.wait()
         if pidfd is not None:
             os.close(pidfd)

@@ -55,11 +55,11 @@ class Agent:
         (self.source / file).write_bytes(data.encode() if isinstance(data, str) else data)
         return file
 
-    def submit(self, code: str, job: str | None = None) -> str:
-        """Stage a script for a new job and submit it; return the job id."""
+    def submit(self, code: str, job: str | None = None, extra=()) -> str:
+        """Stage a script (and extra files) for a new job and submit it; return the job id."""
         job = job or new_id()
         entry = self.put(textwrap.dedent(code))
-        assert self.client.stage_in(job, [entry]) == [entry]
+        assert self.client.stage_in(job, [entry, *extra]) == [entry, *extra]
         self.client.run(job, [entry])
         return job
 
