@@ -1,0 +1,212 @@
+"""Replay one scenario for real (a fleet of reference agents) and in the simulator, on one paired plan."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from protos import validation
+from simulator import calibrate as cal_mod
+from simulator import replay_report
+from simulator.calibrate import Calibration
+from simulator.engine import Simulation
+from simulator.polling import PollSchedule
+from simulator.realrun import Driver, PlannedJob, RealResult
+from simulator.scenario import Scenario
+
+POLICIES = ("round_robin", "random", "least_loaded")
+MAX_SOURCE_BYTES = 2e9
+
+
+class ReplayError(ValueError):
+    """A scenario replay cannot run as given; the message names the key and why."""
+
+
+@dataclass
+class Plan:
+    """The paired job sequence (arrivals from 0, runtimes, files, python) and the catalog's sizes."""
+
+    jobs: list[PlannedJob]
+    file_sizes: list[float]
+
+
+def check(sc: Scenario) -> None:
+    """Refuse what a real replay cannot reproduce, naming the key."""
+    c = sc.clients
+    policy = c.policy if isinstance(c.policy, str) else "(a function)"
+    if policy not in POLICIES:
+        raise ReplayError(f"clients.policy = {policy!r}: replay supports {', '.join(POLICIES)}")
+    if c.dispatch != "on_arrival":
+        raise ReplayError(f"clients.dispatch = {c.dispatch!r}: replay supports 'on_arrival' only")
+    if c.poll_interval <= 0:
+        raise ReplayError("clients.poll_interval = 0: a real client must poll; give an interval > 0")
+    for g in sc.agents:
+        if g.failures is not None:
+            raise ReplayError(f"agents[{g.name}].failures: replay does not kill agents; remove the table")
+        if g.speed != 1.0:
+            raise ReplayError(f"agents[{g.name}].speed = {g.speed:g}: real jobs sleep their runtime; use 1")
+    if sc.workload.fail_probability > 0:
+        raise ReplayError(f"workload.fail_probability = {sc.workload.fail_probability:g}: replay jobs all succeed")
+    here = "{}.{}.{}".format(*sys.version_info[:3])
+    for text, _ in sc.workload.python:
+        if validation.choose_interpreter([validation.parse_python_version(text)], [here]) is None:
+            raise ReplayError(f"workload.python = {text!r}: the local agents run Python {here} only")
+
+
+def _with(data: dict, **tables) -> dict:
+    import copy
+    out = copy.deepcopy(data)
+    for name, values in tables.items():
+        out.setdefault(name, {}).update(values)
+    return out
+
+
+def make_plan(sc: Scenario, max_jobs: int = 20000) -> Plan:
+    """Run the scenario once in the simulator and record what arrived: times, runtimes, files, python."""
+    seen: dict[int, tuple] = {}
+
+    def tracer(now, kind, job):
+        if kind == "submit" and job.attempt == 0:
+            seen[job.logical] = (now, job.runtime, tuple(job.files), job.python)
+
+    sim = Simulation(sc, 0, tracer=tracer)
+    sim.run()
+    if not seen:
+        raise ReplayError("the scenario produced no jobs")
+    if len(seen) > max_jobs:
+        raise ReplayError(f"the scenario produces {len(seen)} jobs; replay runs at most {max_jobs} (set run.jobs)")
+    origin = min(v[0] for v in seen.values())
+    jobs = [PlannedJob(i, t - origin, r, f, py, None) for i, (t, r, f, py) in sorted(seen.items())]
+    sizes = list(sim.file_sizes)
+    used = sum(sizes[f] for f in {f for j in jobs for f in j.files})
+    if used > MAX_SOURCE_BYTES:
+        raise ReplayError(f"workload.files: the plan's files total {used / 1e9:.1f} GB; replay writes them to a "
+                          f"local source and allows {MAX_SOURCE_BYTES / 1e9:g} GB (smaller size or catalog)")
+    return Plan(jobs, sizes)
+
+
+def sim_scenario(sc: Scenario, cal: Calibration, plan: Plan, trace: Path) -> Scenario:
+    """The calibrated scenario fed by the plan as a CSV trace, with each runtime + the slot overhead."""
+    with open(trace, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["submit", "runtime", "python"])
+        for j in plan.jobs:
+            w.writerow([repr(j.submit), repr(j.runtime + cal.service_overhead), j.python])
+    data = cal_mod.merge(sc.data, cal)
+    workload = {k: v for k, v in data["workload"].items() if k not in ("rate", "runtime", "time_scale")}
+    workload.update(arrivals="csv", trace=str(trace.resolve()), runtime="trace")
+    data["workload"] = workload
+    data["run"] = {k: v for k, v in data["run"].items() if k not in ("duration", "jobs")}
+    data["run"].update(jobs=len(plan.jobs), replications=1, drain=True)
+    return Scenario.from_dict(data, sc.base_dir)
+
+
+def simulate(sc: Scenario, cal: Calibration, plan: Plan, trace: Path) -> list[dict]:
+    """Per-job times of the calibrated simulation: start = RUN (the slot start + spawn delay), end =
+    DONE at the agent, first/last = the job's first and last statements as a witness would see them."""
+    scs = sim_scenario(sc, cal, plan, trace)
+    records, files = [], {}
+
+    def tracer(now, kind, job):
+        if kind == "submit":
+            files[job.logical] = tuple(job.files)
+
+    Simulation(scs, 0, sink=records.append, tracer=tracer).run()
+    for j in plan.jobs:
+        if files.get(j.index) != j.files:
+            raise ReplayError(f"pairing failed: job {j.index} drew files {files.get(j.index)} in the calibrated "
+                              f"run but {j.files} in the plan (the engine's random streams changed order)")
+    out = []
+    for r in sorted(records, key=lambda r: r.logical):
+        out.append({"index": r.logical, "agent": r.agent, "submit": r.submit, "run_submit": r.run_submit,
+                    "start": r.start + cal.spawn_delay, "end": r.end, "first": r.start + cal.launch_delay,
+                    "last": r.end - cal.done_delay, "done_seen": r.done_seen, "polls": r.polls})
+    return out
+
+
+def layout(sc: Scenario) -> list[tuple[str, int]]:
+    return [(g.name, g.slots) for g in sc.agents for _ in range(g.count)]
+
+
+def run_real(sc: Scenario, plan: Plan, addresses: list[str], source: Path, witness: Path, state_dirs: list[Path],
+             workers: int = 16, timeout: float | None = None) -> RealResult:
+    """Drive the plan against the agents at `addresses`; RUN and DONE times come from their journals."""
+    c = sc.clients
+    slots = [s for _, s in layout(sc)]
+    policy = "least_loaded" if c.policy == "least_loaded" else "planned"
+    span = plan.jobs[-1].submit
+    driver = Driver(plan.jobs, addresses, slots, plan.file_sizes, source, witness,
+                    PollSchedule(c.poll_interval, c.poll_backoff, c.poll_max_interval), policy=policy,
+                    workers=workers, timeout=timeout or max(120.0, span + sum(j.runtime for j in plan.jobs)))
+    driver.prepare()
+    result = driver.run()
+    by_id = {r.job: r for r in result.jobs}
+    for state_dir in state_dirs:
+        for row in read_journal(state_dir):
+            r = by_id.get(row["job"])
+            if r is not None:
+                r.start = row["started"] - result.t0 if row.get("started") is not None else math.nan
+                r.end = row["ended"] - result.t0 if row.get("ended") is not None else math.nan
+    return result
+
+
+def read_journal(state_dir: Path) -> list[dict]:
+    """The agent's jobs as its operator sees them (`reference-agent jobs --json`): started, ended, ..."""
+    proc = subprocess.run([sys.executable, "-m", "reference_agent", "jobs", "--json", "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise ReplayError(f"reading the journal in {state_dir} failed: {proc.stderr.strip()[:300]}")
+    return json.loads(proc.stdout or "[]")
+
+
+def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Calibration | None = None,
+           quick_calibration: bool = False, workers: int = 16, work: Path | None = None,
+           progress=print) -> dict:
+    """Run `scenario` for real and simulated; write the table, JSON, plot and per-job CSVs to `out`."""
+    from simulator.fleet import Fleet
+    sc = scenario if isinstance(scenario, Scenario) else Scenario.from_toml(scenario)
+    check(sc)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="replay-", dir=work) as tmp_name:
+        tmp = Path(tmp_name)
+        source = tmp / "source"
+        with Fleet(layout(sc), source, tmp / "agents") as fleet:
+            progress(f"fleet: {len(fleet.members)} reference agents, slots {[m.slots for m in fleet.members]}")
+            if calibration is None:
+                settings = cal_mod.Settings.quick() if quick_calibration else cal_mod.Settings()
+                calibration = cal_mod.measure(fleet.addresses[0], source, settings, work=tmp)
+                progress(f"calibrated against agent 0: launch {calibration.launch_delay * 1e3:.1f} ms, "
+                         f"done delay {calibration.done_delay * 1e3:.1f} ms, poll {calibration.poll_rtt * 1e3:.2f} ms")
+            calibration.write(out / "calibrated.toml", "agent-sim replay (calibration before the run)")
+            plan = make_plan(cal_scenario(sc, calibration))
+            sim = simulate(sc, calibration, plan, out / "trace.csv")
+            plan.jobs = [replace(j, agent=s["agent"]) for j, s in zip(plan.jobs, sim)]
+            progress(f"plan: {len(plan.jobs)} jobs over {plan.jobs[-1].submit:.1f} s; simulated; running for real")
+            real = run_real(sc, plan, fleet.addresses, source, tmp / "witness",
+                            [m.state_dir for m in fleet.members], workers=workers)
+    real_rows = [asdict(r) for r in real.jobs]
+    report = replay_report.compare(real_rows, sim, warmup=sc.run.warmup, warmup_jobs=sc.run.warmup_jobs)
+    report.update(scenario=sc.data, jobs=len(plan.jobs), calibration=calibration.to_dict(),
+                  client={"lateness_mean_s": real.lateness_mean, "lateness_max_s": real.lateness_max,
+                          "errors": real.errors[:20], "error_count": len(real.errors), "unfinished": real.unfinished},
+                  machine={"host": platform.node(), "load_average_after": list(_loadavg())},
+                  pairing="one plan: the same arrival times, runtimes, files and agent choices for both sides")
+    replay_report.write(report, real_rows, sim, out)
+    return report
+
+
+def cal_scenario(sc: Scenario, cal: Calibration) -> Scenario:
+    return Scenario.from_dict(cal_mod.merge(sc.data, cal), sc.base_dir)
+
+
+def _loadavg() -> tuple:
+    import os
+    return tuple(round(x, 2) for x in os.getloadavg())
+
