@@ -44,6 +44,8 @@ def _job_of(request) -> str | None:
     """The job id as sent, cut to 64 characters so a huge bad value cannot flood the log."""
     try:
         value = request.job.uuid if request.HasField("job") and request.job.HasField("uuid") else None
+        if isinstance(value, bytes):  # a proto2 string that is not UTF-8 comes back as bytes
+            value = value.decode("utf-8", "backslashreplace")
     except Exception:  # noqa: BLE001 - logging must not fail an RPC
         return None
     return value if value is None or len(value) <= 64 else value[:61] + "..."

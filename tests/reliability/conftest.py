@@ -14,7 +14,8 @@ from reference_agent.telemetry import Telemetry
 
 @pytest.fixture
 def start_agent(tmp_path):
-    """start_agent(**AgentConfig overrides) -> Agent on 127.0.0.1:0; stopped (jobs too) at teardown."""
+    """start_agent(server_class=AgentServer, **AgentConfig overrides) -> Agent on 127.0.0.1:0;
+    stopped (jobs too) at teardown."""
     made: list[Agent] = []
 
     def _start(**overrides) -> Agent:
@@ -24,8 +25,9 @@ def start_agent(tmp_path):
         state = Path(overrides.pop("state_dir", tmp_path / f"state{n}"))
         settings = dict(listen="127.0.0.1:0", source=str(source), state_dir=str(state), slots=2,
                         discover_path=False, log_rpcs=False)
+        server_class = overrides.pop("server_class", AgentServer)
         settings.update(overrides)
-        server = AgentServer(AgentConfig(**settings), telemetry=Telemetry(stream=None))
+        server = server_class(AgentConfig(**settings), telemetry=Telemetry(stream=None))
         server.start()
         made.append(Agent(server, source, state))
         return made[-1]
