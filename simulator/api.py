@@ -88,8 +88,11 @@ def run_replication(scenario: Scenario, index: int, out: str | Path | None = Non
             fh.close()
     columns = STATE_COLUMNS + tuple(f"run.{g}" for g in sim.group_names)
     values, cum = sim.collector.wait.cdf()
+    width = max(b.width for b in sim.rpc_bins)
+    for b in sim.rpc_bins:
+        b.coarsen_to(width)
     return Replication(index, metrics, sim.samples, columns,
-                       {g: sim.rpc_bins[i].bins for i, g in enumerate(sim.group_names)}, sim.sample_dt,
+                       {g: sim.rpc_bins[i].bins for i, g in enumerate(sim.group_names)}, width,
                        (values.tolist(), cum.tolist()), records)
 
 

@@ -41,28 +41,46 @@ class JobRecord(NamedTuple):
 
 
 class Binned:
-    """Values added at instants or spread evenly over intervals, summed in fixed-width time bins."""
+    """Values added at instants or spread evenly over intervals, summed in time bins.
 
-    def __init__(self, width: float):
+    At most `max_bins` bins: when time runs past them, neighbours are merged pairwise and the
+    width doubles, so memory stays bounded however long the run.
+    """
+
+    def __init__(self, width: float, max_bins: int = 1024):
         self.width = width
+        self.max_bins = max_bins
         self.bins: list[float] = []
 
-    def _grow(self, i: int) -> None:
+    def _grow(self, i: int) -> int:
+        """Make bin i exist (coarsening first if needed); return its index at the current width."""
+        while i >= self.max_bins:
+            b = self.bins + [0.0] * (len(self.bins) % 2)
+            self.bins = [b[k] + b[k + 1] for k in range(0, len(b), 2)]
+            self.width *= 2
+            i //= 2
         if i >= len(self.bins):
             self.bins.extend([0.0] * (i + 1 - len(self.bins)))
+        return i
+
+    def coarsen_to(self, width: float) -> None:
+        """Merge bins pairwise until this series is at least `width` wide (to align series)."""
+        while self.width < width * (1 - 1e-9):
+            b = self.bins + [0.0] * (len(self.bins) % 2)
+            self.bins = [b[k] + b[k + 1] for k in range(0, len(b), 2)]
+            self.width *= 2
 
     def point(self, t: float, value: float) -> None:
-        i = int(t / self.width)
-        self._grow(i)
+        i = self._grow(int(t / self.width))
         self.bins[i] += value
 
     def spread(self, t0: float, t1: float, value: float) -> None:
         if t1 <= t0:
             self.point(t0, value)
             return
+        self._grow(int(t1 / self.width))
         w, rate = self.width, value / (t1 - t0)
-        i, last = int(t0 / w), int(t1 / w)
-        self._grow(last)
+        i, last = int(t0 / w), min(int(t1 / w), len(self.bins) - 1)
         while i <= last:
             lo, hi = max(t0, i * w), min(t1, (i + 1) * w)
             if hi > lo:

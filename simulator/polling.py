@@ -39,24 +39,33 @@ class PollSchedule:
             return (max(t, origin), 0)
         delta = t - origin
         offsets = self.offsets
-        last = offsets[-1]
-        if delta <= last:
+        k = len(offsets)
+        if delta <= offsets[-1]:
             i = bisect.bisect_left(offsets, delta)
-            return (origin + offsets[i], i + 1)
-        j = math.ceil((delta - last) / self.cap - 1e-12)
-        return (origin + last + j * self.cap, len(offsets) + j)
+        else:
+            i = k - 1 + math.ceil((delta - offsets[-1]) / self.cap)
+        # settle rounding at the boundary on the absolute times, exactly as times() computes them
+        while i > 0 and self._at(origin, i - 1) >= t:
+            i -= 1
+        while self._at(origin, i) < t:
+            i += 1
+        return (self._at(origin, i), i + 1)
+
+    def _at(self, origin: float, i: int) -> float:
+        """Time of poll number i + 1."""
+        k = len(self.offsets)
+        if i < k:
+            return origin + self.offsets[i]
+        return origin + self.offsets[-1] + (i - k + 1) * self.cap
 
     def times(self, origin: float, t: float) -> list[float]:
         """Every poll time up to the first at or after t (for tests and traces; O(polls))."""
         if self.off:
             return []
-        out, k = [], 0
+        out, i = [], 0
         while True:
-            k += 1
-            if k <= len(self.offsets):
-                p = origin + self.offsets[k - 1]
-            else:
-                p = origin + self.offsets[-1] + (k - len(self.offsets)) * self.cap
+            p = self._at(origin, i)
             out.append(p)
             if p >= t:
                 return out
+            i += 1

@@ -100,7 +100,7 @@ def expected_span(scenario: Scenario) -> float:
     if run.duration is not None:
         return run.duration
     if w.rate:
-        return run.jobs / w.rate  # type: ignore[operator]
+        return run.jobs / w.rate + (w.runtime.mean if w.runtime else 0.0)  # type: ignore[operator]
     first = last = None
     for n, job in enumerate(traces.read_trace(w.arrivals, w.trace)):
         if run.jobs is not None and n >= run.jobs:

@@ -1,0 +1,48 @@
+"""The arithmetic poll schedule equals polling one by one, and its cost lands on the agents."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from simulator.api import run
+from simulator.polling import PollSchedule
+from simulator.scenario import Scenario
+
+
+@settings(max_examples=200, deadline=None)
+@given(interval=st.floats(0.01, 50), backoff=st.floats(1.0, 3.0), cap_factor=st.floats(1.0, 100.0),
+       origin=st.floats(0, 1e5), delta=st.floats(-5, 5000))
+def test_first_poll_matches_brute_force(interval, backoff, cap_factor, origin, delta):
+    sched = PollSchedule(interval, backoff, interval * cap_factor)
+    t = origin + delta
+    seen, polls = sched.first_at_or_after(origin, t)
+    times = sched.times(origin, t)
+    assert polls == len(times)
+    assert seen == pytest.approx(times[-1], rel=1e-12, abs=1e-9)
+    assert seen >= t - 1e-9 * max(1.0, abs(t))
+    if len(times) > 1:
+        assert times[-2] < t
+
+
+def test_schedule_values():
+    s = PollSchedule(1.0, 2.0, 8.0)
+    assert s.times(0, 30) == [1, 3, 7, 15, 23, 31]
+    assert s.first_at_or_after(0, 23) == (23, 5)
+    assert PollSchedule(0).first_at_or_after(5, 7) == (7, 0)
+
+
+def test_poll_cost_is_agent_load():
+    """Faster polling, same work: more polls per job and proportionally more RPC load."""
+    def scenario(interval):
+        return Scenario.from_dict({
+            "agents": [{"name": "g", "count": 20, "slots": 2}],
+            "workload": {"rate": 1.0, "runtime": {"dist": "fixed", "value": 10}},
+            "clients": {"poll_interval": interval, "rpc_cost_poll": 0.01},
+            "run": {"jobs": 500, "seed": 2},
+        })
+    slow, fast = run(scenario(5.0)), run(scenario(0.5))
+    assert slow.mean("polls_per_job") == pytest.approx(2.0, abs=0.3)     # 10 s job, 5 s polls
+    assert fast.mean("polls_per_job") == pytest.approx(20.0, abs=0.5)
+    ratio = fast.mean("rpc_load.g") / slow.mean("rpc_load.g")
+    assert ratio == pytest.approx(fast.mean("polls_per_job") / slow.mean("polls_per_job"), rel=0.05)
+    assert slow.mean("wait_mean") == fast.mean("wait_mean")            # polls do not change the agent
