@@ -17,6 +17,7 @@ import grpc
 
 from protos.client import AgentClient
 from protos.states import JobState
+from simulator.turnover import measure_turnover
 
 BENCH_PATH = Path(__file__).resolve().parent.parent / "bench" / "agent_bench.py"
 
@@ -49,10 +50,13 @@ class Settings:
     stage_mb: int = 32
     stage_rounds: int = 3
     probes: int = 15
+    turnover_rounds: int = 6
+    turnover_sleep: float = 0.5
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(poll_calls=300, starts=5, stage_mb=4, stage_rounds=2, probes=6)
+        return cls(poll_calls=300, starts=8, stage_mb=4, stage_rounds=2, probes=8, turnover_rounds=3,
+                   turnover_sleep=0.3)
 
 
 @dataclass
@@ -64,7 +68,7 @@ class Calibration:
     `start_overhead` (RunJob call -> the job's first statement), `run_to_running` (RunJob call
     -> RUN) and `done_delay` (the job's last statement -> DONE seen) have no scenario key. The
     slot is held from RunJob's acceptance until DONE, so replay adds `service_overhead`
-    (launch_delay + done_delay) to each job's service time and reports RUN `spawn_delay` after
+    (the measured slot turnover) to each job's service time and reports RUN `spawn_delay` after
     the simulated slot start.
     """
 
@@ -75,10 +79,11 @@ class Calibration:
     stage_new: float             # StageInFiles of one new small file (mean)
     stage_cached: float          # StageInFiles of one small file already in the agent's cache (mean)
     run_submit: float            # first RunJob, the call's round trip (mean)
-    start_overhead: float        # RunJob call -> first statement of the job (bench median)
-    bare_spawn: float            # Popen -> first statement, same interpreter (bench median)
+    start_overhead: float        # RunJob call -> first statement of the job (mean of bench_start runs)
+    bare_spawn: float            # Popen -> first statement, same interpreter (mean, the bench's baseline)
     done_delay: float            # last statement of the job -> DONE seen by a poll (mean)
     run_to_running: float        # RunJob call -> RUN seen by a poll (mean)
+    turnover: float              # a busy slot: one job's last statement -> the next job's first (mean)
     staging_bandwidth: float     # bytes/s, a new file source -> cache -> job dir (bench median)
     copy_bandwidth: float        # bytes/s, shutil.copyfile of the same file (bench baseline)
     host: str = field(default_factory=platform.node)
@@ -99,8 +104,12 @@ class Calibration:
 
     @property
     def service_overhead(self) -> float:
-        """Seconds a slot is held beyond the job's own runtime: launch, then exit to DONE."""
-        return self.launch_delay + self.done_delay
+        """Seconds a slot is held beyond the job's own runtime: exit to DONE, then the next launch.
+
+        Measured directly as the slot turnover with every slot busy; launch_delay + done_delay,
+        measured one job at a time on an idle agent, is the fallback and a cross-check.
+        """
+        return self.turnover if self.turnover > 0 else self.launch_delay + self.done_delay
 
     def scenario_keys(self) -> dict:
         return {
@@ -128,7 +137,8 @@ class Calibration:
             f"# No scenario key (replay adds them to each job's service time): spawn_delay = "
             f"{self.spawn_delay * 1e3:.4g} ms (RunJob accepted -> RUN), launch_delay = "
             f"{self.launch_delay * 1e3:.4g} ms (start_overhead {self.start_overhead * 1e3:.4g} ms less the RunJob "
-            f"call), done_delay = {self.done_delay * 1e3:.4g} ms.",
+            f"call), done_delay = {self.done_delay * 1e3:.4g} ms, slot turnover (service overhead) = "
+            f"{self.turnover * 1e3:.4g} ms.",
         ]
         for table, values in keys.items():
             lines += ["", f"[{table}]"] + [f'{k} = "{v}"' for k, v in values.items()]
@@ -169,7 +179,7 @@ class Calibration:
         except (ValueError, TypeError, KeyError) as exc:
             raise CalibrationError(f"calibration {str(side)!r} is not a calibration file: {exc}") from None
         for name in ("poll_rtt", "stage_new", "stage_cached", "run_submit", "start_overhead", "done_delay",
-                     "run_to_running", "staging_bandwidth"):
+                     "run_to_running", "turnover", "staging_bandwidth"):
             v = getattr(cal, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0 or v != v:
                 raise CalibrationError(f"calibration {str(side)!r}: {name} = {v!r} is not a number >= 0")
@@ -258,8 +268,13 @@ def probe_submissions(client: AgentClient, source: Path, tmp: Path, runs: int) -
     return out
 
 
-def measure(address: str, source: Path, settings: Settings | None = None, work: Path | None = None) -> Calibration:
-    """Measure the agent at `address`, whose file source is the local directory `source`."""
+def measure(address: str, source: Path, settings: Settings | None = None, work: Path | None = None,
+            fleet: list[tuple[str, int]] | None = None, slots: int = 2) -> Calibration:
+    """Measure the agent at `address`, whose file source is the local directory `source`.
+
+    The slot turnover is measured with every slot of `fleet` ((address, slots) pairs sharing the
+    source; default: this agent with `slots`) busy at once, as in a loaded run.
+    """
     settings = settings or Settings()
     bench = load_bench()
     source = Path(source)
@@ -282,15 +297,22 @@ def measure(address: str, source: Path, settings: Settings | None = None, work: 
             client.run(job, [entry])
             client.wait_until_done(job, 0.01, 60)
             _, lat = bench.polls(address, job, settings.poll_calls, 1)
-            start = bench.bench_start(client, source, tmp, settings.starts)
+            # one start per call: the bench reports medians, the model needs the mean (the slot's hold)
+            singles = [bench.bench_start(client, source, tmp, 1) for _ in range(settings.starts)]
+            agent_ms, bare_ms = [s["agent_ms"] for s in singles], [s["bare_ms"] for s in singles]
+            start = {"runs": len(singles), "agent_ms": statistics.fmean(agent_ms), "bare_ms": statistics.fmean(bare_ms),
+                     "agent_ms_p50": statistics.median(agent_ms), "bare_ms_p50": statistics.median(bare_ms),
+                     "agent_ms_max": max(agent_ms)}
             staging = bench.bench_staging(client, source, tmp, settings.stage_mb, settings.stage_rounds)
+        turn = measure_turnover(fleet or [(address, slots)], source, tmp, settings.turnover_rounds,
+                                settings.turnover_sleep, PROBE)
     return Calibration(
         target=address, poll_rtt=statistics.fmean(lat), poll_p50=bench.pct(lat, 0.5), poll_p99=bench.pct(lat, 0.99),
         stage_new=probes["stage_new_s"], stage_cached=probes["stage_cached_s"], run_submit=probes["run_submit_s"],
         start_overhead=start["agent_ms"] / 1e3, bare_spawn=start["bare_ms"] / 1e3, done_delay=probes["done_delay_s"],
-        run_to_running=probes["run_to_running_s"],
+        run_to_running=probes["run_to_running_s"], turnover=turn["mean_s"],
         staging_bandwidth=staging["stage_mb_s"] * 2**20, copy_bandwidth=staging["copy_mb_s"] * 2**20,
-        bench={"probes": probes, "start": start, "staging": staging,
+        bench={"probes": probes, "start": start, "staging": staging, "turnover": turn,
                "poll": {"calls": len(lat), "mean_ms": statistics.fmean(lat) * 1e3}})
 
 
@@ -305,7 +327,7 @@ def calibrate(target: str | None = None, source: str | Path | None = None, setti
     with tempfile.TemporaryDirectory(prefix="calibrate-fleet-") as tmp_name:
         tmp = Path(tmp_name)
         with Fleet([("calibration", slots)], tmp / "source", tmp) as fleet:
-            return measure(fleet.addresses[0], tmp / "source", settings, work=tmp)
+            return measure(fleet.addresses[0], tmp / "source", settings, work=tmp, slots=slots)
 
 
 def read_fragment(path: str | Path) -> dict:

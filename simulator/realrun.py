@@ -53,7 +53,7 @@ class RealJob:
     end: float = float("nan")           # DONE in the agent's journal
     first: float = float("nan")         # the job's first statement (witness file)
     last: float = float("nan")          # the job's last statement (witness file)
-    done_seen: float = float("nan")     # the poll that first saw DONE was sent
+    done_seen: float = float("nan")     # the answer of the first poll that saw DONE came back
     polls: int = 0
     error: str = ""
 
@@ -165,14 +165,13 @@ class Driver:
 
         def poll(i: int, k: int) -> None:
             r = jobs[i]
-            sent = time.time()
             try:
                 st = clients[r.agent].status(r.job)
             except AgentCallError as exc:
                 finish(i, str(exc))
                 return
             if st is JobState.DONE:
-                r.done_seen, r.polls = sent - t0, k
+                r.done_seen, r.polls = time.time() - t0, k
                 finish(i)
             else:
                 push(t0 + r.run_submit + poll_offset(self.schedule, k + 1), "poll", i, k + 1)

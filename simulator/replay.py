@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,8 @@ def sim_scenario(sc: Scenario, cal: Calibration, plan: Plan, trace: Path) -> Sce
         for j in plan.jobs:
             w.writerow([repr(j.submit), repr(j.runtime + cal.service_overhead), j.python])
     data = cal_mod.merge(sc.data, cal)
+    if isinstance(data.get("network"), dict) and data["network"].get("enabled", True):
+        data["network"]["link_bandwidth"] = "inf"     # local agents: the source is on this machine, no link
     workload = {k: v for k, v in data["workload"].items() if k not in ("rate", "runtime", "time_scale")}
     workload.update(arrivals="csv", trace=str(trace.resolve()), runtime="trace")
     data["workload"] = workload
@@ -177,15 +180,19 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
     with tempfile.TemporaryDirectory(prefix="replay-", dir=work) as tmp_name:
         tmp = Path(tmp_name)
         source = tmp / "source"
+        plan = make_plan(sc)   # calibration keys change no random stream: the simulation check() verifies it
         with Fleet(layout(sc), source, tmp / "agents") as fleet:
             progress(f"fleet: {len(fleet.members)} reference agents, slots {[m.slots for m in fleet.members]}")
             if calibration is None:
                 settings = cal_mod.Settings.quick() if quick_calibration else cal_mod.Settings()
-                calibration = cal_mod.measure(fleet.addresses[0], source, settings, work=tmp)
-                progress(f"calibrated against agent 0: launch {calibration.launch_delay * 1e3:.1f} ms, "
-                         f"done delay {calibration.done_delay * 1e3:.1f} ms, poll {calibration.poll_rtt * 1e3:.2f} ms")
+                # slot turnover measured with jobs about as long as the workload's: launches as frequent
+                settings.turnover_sleep = min(2.0, max(0.3, statistics.fmean(j.runtime for j in plan.jobs)))
+                calibration = cal_mod.measure(fleet.addresses[0], source, settings, work=tmp,
+                                              fleet=[(m.address, m.slots) for m in fleet.members])
+                progress(f"calibrated against agent 0 (turnover on all): launch {calibration.launch_delay * 1e3:.1f} ms, "
+                         f"done delay {calibration.done_delay * 1e3:.1f} ms, turnover {calibration.turnover * 1e3:.1f} ms, "
+                         f"poll {calibration.poll_rtt * 1e3:.2f} ms")
             calibration.write(out / "calibrated.toml", "agent-sim replay (calibration before the run)")
-            plan = make_plan(cal_scenario(sc, calibration))
             sim = simulate(sc, calibration, plan, out / "trace.csv")
             plan.jobs = [replace(j, agent=s["agent"]) for j, s in zip(plan.jobs, sim)]
             progress(f"plan: {len(plan.jobs)} jobs over {plan.jobs[-1].submit:.1f} s; simulated; running for real")
