@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from packaging.version import Version
+
 from protos.validation import PythonRequirement, choose_interpreter
 from reference_agent.processes import SAFE_PATH
 
@@ -134,7 +136,8 @@ class InterpreterRegistry:
         return found
 
     def versions(self) -> list[str]:
-        return [i.version for i in self.available()]
+        """Distinct versions, newest first (for messages)."""
+        return sorted({i.version for i in self.available()}, key=Version, reverse=True)
 
     def choose(self, requirements: Iterable[PythonRequirement]) -> Interpreter | None:
         interpreters = [i for i in self.available() if not i.prerelease]
