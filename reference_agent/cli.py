@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="RLIMIT_AS per job (default 8G)")
     serve.add_argument("--limit-open-files", type=_positive_int, default=1024, metavar="N")
     serve.add_argument("--limit-processes", type=_positive_int, default=4096, metavar="N",
-                       help="RLIMIT_NPROC (counted per user; not enforced for root)")
+                       help="processes of one job (its session, counted by the agent, root too; "
+                            "also RLIMIT_NPROC); past it the job is killed (default 4096)")
     serve.add_argument("--job-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
                        help="an environment variable for jobs (their environment is otherwise clean)")
     serve.add_argument("--stop-jobs-on-exit", action="store_true",

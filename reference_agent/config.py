@@ -52,7 +52,7 @@ class AgentConfig:
     kill_grace: float = 1.0                 # SIGTERM -> SIGKILL delay when a limit kills a job
     limit_address_space: int | None = 8 * 1024 ** 3   # RLIMIT_AS per job, bytes
     limit_open_files: int | None = 1024     # RLIMIT_NOFILE per job
-    limit_processes: int | None = 4096      # RLIMIT_NPROC (per user, ignored for root)
+    limit_processes: int | None = 4096      # processes per job session (containment) and RLIMIT_NPROC
     job_env: dict[str, str] = field(default_factory=dict)  # extra variables given to jobs
     stop_jobs_on_exit: bool = False         # on a clean stop: leave jobs running and adopt later
     tls_cert: str | None = None
