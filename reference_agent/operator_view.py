@@ -48,8 +48,10 @@ def _tail(path: str, limit: int) -> str:
             size = f.tell()
             f.seek(max(0, size - limit))
             data = f.read()
+    except FileNotFoundError:
+        return "(none yet)\n"
     except OSError as exc:
-        return f"(unreadable: {exc.strerror})"
+        return f"(unreadable: {exc.strerror})\n"
     prefix = f"(last {limit} of {size} bytes)\n" if size > limit else ""
     return prefix + data.decode("utf-8", "replace")
 
