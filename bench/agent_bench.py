@@ -142,7 +142,8 @@ def bench_start(client: AgentClient, source: Path, tmp: Path, runs: int) -> dict
         bare_s.append(_wait_file(stamp) - t0)
         proc.wait()
     a, b = statistics.median(agent_s), statistics.median(bare_s)
-    return {"runs": runs, "agent_ms": a * 1e3, "bare_ms": b * 1e3, "overhead_ms": (a - b) * 1e3}
+    return {"runs": runs, "agent_ms": a * 1e3, "bare_ms": b * 1e3, "overhead_ms": (a - b) * 1e3,
+            "agent_min_ms": min(agent_s) * 1e3, "bare_min_ms": min(bare_s) * 1e3}
 
 
 def bench_staging(client: AgentClient, source: Path, tmp: Path, size_mb: int, rounds: int) -> dict:
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             _stop(agent)
             _stop(bare)
+    results["load_average_after"] = os.getloadavg()[0]
     p1, p, s, g = results["poll_1_thread"], results["poll"], results["start"], results["staging"]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -230,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
           f"vs {p1['bare_p50_ms']:.2f} ms, p99 {p1['agent_p99_ms']:.2f} vs {p1['bare_p99_ms']:.2f} ms; "
           f"start {s['agent_ms']:.1f} vs bare spawn {s['bare_ms']:.1f} ms = +{s['overhead_ms']:.1f} ms (target < 20); "
           f"staging {g['size_mb']} MB {g['stage_mb_s']:.0f} MB/s vs copy {g['copy_mb_s']:.0f} MB/s "
-          f"ratio {g['ratio']:.2f} (target >= 0.7), cached {g['cached_stage_s'] * 1e3:.1f} ms")
+          f"ratio {g['ratio']:.2f} (target >= 0.7), cached {g['cached_stage_s'] * 1e3:.1f} ms; "
+          f"load {results['load_average_after']:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 

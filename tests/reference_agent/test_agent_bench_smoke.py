@@ -18,7 +18,7 @@ def test_agent_bench_quick(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("agent_bench: ")
     assert re.search(r"ratio \d+\.\d\d \(target >= 0\.8\)", lines[0])
     figures = json.loads((tmp_path / "r.json").read_text())
-    assert set(figures) == {"poll_1_thread", "poll", "start", "staging"}
+    assert set(figures) == {"poll_1_thread", "poll", "start", "staging", "load_average_after"}
     assert figures["poll"]["agent_per_s"] > 0 and figures["staging"]["size_mb"] == 4
 
 
