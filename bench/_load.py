@@ -147,14 +147,20 @@ class Stream:
             seen = max(seen, int(now))
         return True
 
+    def recheck(self, job: str, when: str) -> None:
+        """A job seen DONE must be answered DONE (a refusal means the agent forgot it)."""
+        code, state = self.call("RunJob", self.client.status, job)
+        if code == "OK" and int(state) != 2:
+            self.violation("DONE seen as other", f"job {job}: DONE earlier, {when} {int(state)}")
+        elif code != "OK" and code not in OUTAGE_CODES:
+            self.violation("DONE seen as other", f"job {job}: DONE earlier, {when} {code}")
+
     def after_done(self, job: str, data: str) -> None:
         """Re-check an older DONE job of this stream; now and then, send a request to refuse."""
         c = self.client
         if len(self.my_done) > 1:
             old = self.rng.choice(self.my_done[:-1])
-            code, state = self.call("RunJob", c.status, old)
-            if code == "OK" and int(state) != 2:
-                self.violation("DONE seen as other", f"job {old}: DONE earlier, now {int(state)}")
+            self.recheck(old, "now")
         if self.rng.random() >= self.cfg.error_rate:
             return
         kind = self.rng.randrange(4)
@@ -191,9 +197,7 @@ def _worker(cfg: LoadConfig, index: int, start_at: float, queue) -> None:
         t.join()
     auditor = Stream(cfg, client, result, lock, random.Random(0), stop_submit, stop_all + 30)
     for job in sorted(result.done):  # AGT-DUR-1: every job seen DONE is still DONE at the end
-        code, state = auditor.call("RunJob", client.status, job)
-        if code == "OK" and int(state) != 2:
-            auditor.violation("DONE seen as other", f"job {job}: DONE earlier, {int(state)} at the audit")
+        auditor.recheck(job, "at the audit")
     channel.close()
     queue.put(result)
 

@@ -60,62 +60,75 @@ raw_string = st.one_of(text_ish.map(lambda t: t.encode("utf-8", "surrogatepass")
                        st.uuids().map(lambda u: str(u).encode()[:-1] + b"\xff"))  # almost a UUID
 
 
+# Strategies are built once, here: building them inside a draw makes Hypothesis validate them
+# again for every example, which cost 10x the generation time.
+_tenth = st.integers(0, 9)
+_op, _position, _byte, _insert = st.integers(0, 5), st.integers(0, 2 ** 16), st.integers(0, 255), st.binary(min_size=1, max_size=8)
+_small = st.integers(0, 6)
+_payloads = st.one_of(st.integers(0, 2 ** 64 - 1).map(lambda n: (0, varint(n))),
+                      st.binary(min_size=8, max_size=8).map(lambda b: (1, b)),
+                      st.binary(max_size=20).map(lambda b: (2, varint(len(b)) + b)),
+                      st.binary(min_size=4, max_size=4).map(lambda b: (5, b)))
+unknown_field = st.tuples(st.integers(1, 2 ** 29 - 1), _payloads).map(lambda t: key(t[0], t[1][0]) + t[1][1])
+_odd_fields = st.one_of(unknown_field, st.sampled_from(
+    [key(1, 0) + varint(7), key(2, 0) + varint(1), key(3, 5) + b"\0\0\0\0", key(1, 1) + b"\0" * 8]))
+
+
+def _shuffle(draw, parts: list[bytes]) -> bytes:
+    """Join the parts in an order Hypothesis picks (cheaper than st.permutations)."""
+    if len(parts) > 1:
+        turn = draw(st.integers(0, len(parts) - 1))
+        parts = parts[turn:] + parts[:turn]
+    return b"".join(parts)
+
+
 @st.composite
 def id_message(draw) -> bytes:
     """A JobId or FileId: usually a uuid string (any bytes), maybe none, maybe unknown fields."""
-    parts = [] if draw(st.integers(0, 9)) == 0 else [ld(1, draw(raw_string))]
-    if draw(st.integers(0, 9)) == 0:
-        parts.append(draw(unknown_field()))
-    return b"".join(draw(st.permutations(parts)))
+    parts = [] if draw(_tenth) == 0 else [ld(1, draw(raw_string))]
+    if draw(_tenth) == 0:
+        parts.append(draw(unknown_field))
+    return _shuffle(draw, parts)
 
 
-@st.composite
-def unknown_field(draw) -> bytes:
-    field = draw(st.integers(1, 2 ** 29 - 1))
-    wire = draw(st.sampled_from([0, 1, 2, 5]))
-    payload = {0: varint(draw(st.integers(0, 2 ** 64 - 1))), 1: draw(st.binary(min_size=8, max_size=8)),
-               2: varint(n := draw(st.integers(0, 20))) + draw(st.binary(min_size=n, max_size=n)),
-               5: draw(st.binary(min_size=4, max_size=4))}[wire]
-    return key(field, wire) + payload
+_id_message = id_message()
 
 
 @st.composite
 def structured(draw, method: str) -> bytes:
     """A request built field by field: right or wrong types, repeats, unknown fields."""
     parts = []
-    if draw(st.integers(0, 7)):
-        parts.append(ld(1, draw(id_message())))
+    if draw(_tenth):
+        parts.append(ld(1, draw(_id_message)))
     files_field = 2 if method == "StageInFiles" else 3
-    for _ in range(draw(st.integers(0, 6))):
-        parts.append(ld(files_field, ld(1, draw(id_message())) if method == "StageInFiles" else draw(id_message())))
+    for _ in range(draw(_small)):
+        parts.append(ld(files_field, ld(1, draw(_id_message)) if method == "StageInFiles" else draw(_id_message)))
     if method == "RunJob":
-        for _ in range(draw(st.integers(0, 3))):
-            parts.append(ld(2, b"" if draw(st.integers(0, 4)) == 0 else ld(1, draw(raw_string))))
-    for _ in range(draw(st.integers(0, 2))):
-        parts.append(draw(st.one_of(unknown_field(), st.sampled_from(
-            [key(1, 0) + varint(7), key(2, 0) + varint(1), key(3, 5) + b"\0\0\0\0", key(1, 1) + b"\0" * 8]))))
-    return b"".join(draw(st.permutations(parts)))
+        for _ in range(draw(_small) // 2):
+            parts.append(ld(2, b"" if draw(_tenth) < 2 else ld(1, draw(raw_string))))
+    for _ in range(draw(_small) // 3):
+        parts.append(draw(_odd_fields))
+    return _shuffle(draw, parts)
 
 
 @st.composite
 def mutated(draw, method: str) -> bytes:
     """A structured request with byte-level damage: flips, cuts, insertions, bad lengths."""
     data = bytearray(draw(structured(method)))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.integers(0, 5))
-        at = draw(st.integers(0, len(data)))
+    for _ in range(1 + draw(_small) // 2):
+        op, at = draw(_op), draw(_position) % (len(data) + 1)
         if op == 0 and data:
-            data[min(at, len(data) - 1)] = draw(st.integers(0, 255))
+            data[min(at, len(data) - 1)] = draw(_byte)
         elif op == 1:
             del data[at:]
         elif op == 2:
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+            data[at:at] = draw(_insert)
         elif op == 3:
-            data[at:at] = key(draw(st.integers(1, 3)), 2) + b"\xff" * draw(st.integers(1, 11))  # absurd length
+            data[at:at] = key(1 + draw(_small) % 3, 2) + b"\xff" * (1 + draw(_tenth))  # absurd length
         elif op == 4:
             data += data[at:]
         else:
-            data[at:at] = key(draw(st.integers(0, 7)), draw(st.integers(0, 7)))  # field 0, wire types 6 and 7
+            data[at:at] = key(draw(_small), 6 + draw(_small) % 2)  # wire types 6 and 7 do not exist
     return bytes(data)
 
 
@@ -145,9 +158,12 @@ def huge(draw, method: str) -> bytes:
 
 def request_bytes(method: str):
     """Mostly small inputs; 1 in 100 huge."""
-    return st.integers(0, 99).flatmap(lambda k: (
-        huge(method) if k == 99 else st.binary(max_size=300) if k < 20 else deep(method) if k < 30
-        else structured(method) if k < 60 else mutated(method)))
+    return st.integers(0, 99).flatmap(lambda k: _KINDS[method][
+        4 if k == 99 else 0 if k < 20 else 1 if k < 30 else 2 if k < 60 else 3])
+
+
+_KINDS = {m: (st.binary(max_size=300), deep(m), structured(m), mutated(m), huge(m)) for m in METHODS}
+_CASES = st.sampled_from(sorted(METHODS)).flatmap(lambda m: st.tuples(st.just(m), request_bytes(m)))
 
 
 # --- judging an answer -------------------------------------------------------------------------
@@ -219,7 +235,7 @@ class Fuzzer:
         @seed(seed_value)
         @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
-        @given(st.sampled_from(sorted(METHODS)).flatmap(lambda m: st.tuples(st.just(m), request_bytes(m))))
+        @given(_CASES)
         def one(case):
             if self.send(*case) == "transport" and not alive():
                 raise SystemExit(f"fuzz: the agent died after {self.inputs} inputs; last: {self.findings[-1]}")

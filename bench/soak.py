@@ -99,11 +99,11 @@ def table(figures: dict) -> str:
     return "\n".join(lines + [f"examples: {e}" for e in figures["examples"][:10]])
 
 
-def baseline(agent_address: str, base: LoadConfig) -> float:
+def baseline(agent_address: str, base: LoadConfig, seconds: float) -> float:
     """p50 latency of one stream alone for a few seconds: the unloaded reference."""
     from dataclasses import replace
 
-    result = run_load(replace(base, address=agent_address, streams=1, processes=1, duration=4.0,
+    result = run_load(replace(base, address=agent_address, streams=1, processes=1, duration=seconds,
                               drain=20.0, error_rate=0.0))
     return percentile([ms for v in result.latencies.values() for ms in v], 50)
 
@@ -113,6 +113,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=positive(float), default=120.0, metavar="S",
                         help="seconds of load (default 120)")
+    parser.add_argument("--baseline", type=positive(float), default=4.0, metavar="S",
+                        help="seconds of one stream alone first, the latency reference (default 4)")
     add_load_arguments(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.error_rate <= 1:
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
         address = agent.start()
         cfg = LoadConfig(address, str(source), str(witness), script, args.streams, args.processes,
                          args.duration, args.drain, args.poll_interval, args.error_rate, seed=args.seed)
-        base_p50 = baseline(address, cfg)
+        base_p50 = baseline(address, cfg, args.baseline)
         for name in os.listdir(witness):
             os.unlink(witness / name)
         rss_start = agent.rss_mb()

@@ -146,6 +146,13 @@ def test_job_that_overwrites_its_input_does_not_change_another_jobs_bytes(start_
     assert (agent.workdir(job) / data).read_bytes() == b"print('original')\n"
 
 
+def _printed(agent, job, text) -> bool:
+    try:
+        return text in agent.output(job)
+    except (OSError, AttributeError):  # not started yet: no row or no stdout file
+        return False
+
+
 def test_helpers_see_the_processes_of_a_live_job(start_agent):
     """The process listing used above really finds a job's processes (so `none_left` can fail)."""
     agent = start_agent(job_timeout=30)
@@ -153,7 +160,7 @@ def test_helpers_see_the_processes_of_a_live_job(start_agent):
                        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
                        "print('up', flush=True)\ntime.sleep(30)\n")
     end = time.monotonic() + 20
-    while time.monotonic() < end and not (agent.workdir(job).exists() and "up" in agent.output(job)):
+    while time.monotonic() < end and not _printed(agent, job, "up"):
         time.sleep(0.05)
     assert len(processes_of(agent.workdir(job))) >= 3  # launcher, job, its child
     os.killpg(agent.row(job).pid, 9)
