@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-expected", action="store_true", help="rewrite --expected-failures from this run")
     p.add_argument("--hypothesis-profile", default="ci", metavar="ci|deep",
                    help="depth of the stateful test (ci: derandomized, short; deep: random, longer)")
+    p.add_argument("--max-request-bytes", metavar="N",
+                   help="the agent's request size limit: a larger request must get RESOURCE_EXHAUSTED")
     p.add_argument("-k", metavar="EXPR", dest="keyword", help="run only the tests matching EXPR (pytest -k)")
     p.add_argument("-q", "--quiet", action="store_true", help="less output")
     p.add_argument("--version", action="version", version=f"agent-conformance {SUITE_VERSION} (protocol v1)")
@@ -74,7 +76,7 @@ def _pytest_args(args: argparse.Namespace, ini: str) -> list[str]:
              (plugin.LEVEL, args.level), (plugin.TIME_SCALE, args.time_scale), (plugin.TLS_CA, args.tls_ca),
              (plugin.TLS_CERT, args.tls_cert), (plugin.TLS_KEY, args.tls_key),
              (plugin.REPORT_JSON, args.report_json), (plugin.EXPECTED, args.expected_failures),
-             (plugin.PROFILE, args.hypothesis_profile)]
+             (plugin.PROFILE, args.hypothesis_profile), (plugin.MAX_REQUEST, args.max_request_bytes)]
     out += [f"{opt}={value}" for opt, value in pairs if value is not None]
     if args.update_expected:
         out.append(plugin.UPDATE_EXPECTED)
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
            "python_version": args.python_version, "level": args.level, "time_scale": args.time_scale,
            "tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
            "report_json": args.report_json, "expected": args.expected_failures,
-           "update_expected": args.update_expected, "profile": args.hypothesis_profile}
+           "update_expected": args.update_expected, "profile": args.hypothesis_profile,
+           "max_request_bytes": args.max_request_bytes}
     try:
         validate(raw)
         if args.junitxml and not Path(args.junitxml).resolve().parent.is_dir():

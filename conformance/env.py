@@ -202,6 +202,26 @@ class Env:
     def wait_done(self, rid, job: str, deadline: float | None = None) -> None:
         self.wait_state(rid, job, lambda s: s is JobState.DONE, "DONE", deadline)
 
+    def finish(self, job: str, deadline: float | None = None) -> None:
+        """Poll until DONE; past the deadline the violation names what the timeline shows: never
+        started (AGT-SCHED-2), started but still WAIT (AGT-STATE-2) or never reported DONE (AGT-STATE-3)."""
+        limit = time.monotonic() + (deadline if deadline is not None else self.timing.done)
+        while self.status("AGT-RUN-7", job) is not JobState.DONE:
+            if time.monotonic() > limit:
+                last = self.last.get(job.lower())
+                started = self.witness is not None and self.witness.started(job.lower())
+                ended = self.witness is not None and self.witness.ended(job.lower())
+                if last is JobState.WAIT and not started:
+                    rid, what = "AGT-SCHED-2", "a job never started (still WAIT)"
+                elif last is JobState.WAIT:
+                    rid, what = "AGT-STATE-2", "a job whose process started is still reported WAIT"
+                else:
+                    rid, what = "AGT-STATE-3", ("a job whose process ended is not reported DONE" if ended
+                                                else "a short job is still not DONE")
+                raise violation(rid, what + " in time", f"job {job.lower()}: not DONE after "
+                                f"{limit - self.t0:.1f} s of the test\ntimeline: {self.timeline(job)}")
+            time.sleep(self.timing.poll)
+
     def wait_until(self, rid, condition: Callable[[], object], deadline: float, summary: str,
                    details: Callable[[], str] = lambda: "") -> None:
         limit = time.monotonic() + deadline
@@ -212,6 +232,13 @@ class Env:
 
     def runs(self, job: str) -> list[jobs.Run]:
         assert self.witness is not None
+        return self.witness.runs(job.lower())
+
+    def wait_ran(self, job: str) -> list[jobs.Run]:
+        """The witnessed executions of a DONE job; none at all means its first file never ran (AGT-RUN-6)."""
+        self.wait_until("AGT-RUN-6", lambda: self.witness.runs(job.lower()), self.timing(2.0),
+                        "a DONE job's first file never ran (no witness from its entry script)",
+                        lambda: f"job {job.lower()}\ntimeline: {self.timeline(job)}")
         return self.witness.runs(job.lower())
 
     def wait_started(self, rid, job: str, summary: str = "a job with a free slot did not start") -> None:
@@ -228,7 +255,7 @@ class Env:
                     self.witness.open_gate(job)
                 except OSError:
                     pass
-        limit = time.monotonic() + self.timing(10.0)
+        limit = time.monotonic() + self.timing(3.0)
         for job in self.jobs:
             while time.monotonic() < limit:
                 reply = self.target.call(wire.RUN_METHOD, wire.run_request(job), timeout=self.timing(2.0))

@@ -54,6 +54,7 @@ class AgentProcess:
         self.proc: subprocess.Popen | None = None
         self.output: collections.deque[str] = collections.deque(maxlen=200)
         self._found = threading.Event()
+        self._groups: list[int] = []   # process groups of every start: jobs of a killed agent live on there
 
     def command(self, listen: str) -> list[str]:
         return shlex.split(self.template.format(listen=listen, **self.values))
@@ -70,6 +71,7 @@ class AgentProcess:
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
+        self._groups.append(self.proc.pid)
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
         while not self._found.wait(0.02):
@@ -123,11 +125,12 @@ class AgentProcess:
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        try:  # leftover jobs of the agent we started live in its process group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for group in self._groups:  # leftover jobs of the agents we started live in their process groups
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

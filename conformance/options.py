@@ -37,6 +37,7 @@ class Settings:
     expected: str | None = None
     update_expected: bool = False
     profile: str = "ci"
+    max_request_bytes: int | None = None
 
     @property
     def owned(self) -> bool:
@@ -79,7 +80,7 @@ def _command(option: str, value: str, placeholders: tuple[str, ...]) -> str:
     return value
 
 
-def validate(raw: dict) -> Settings:
+def validate(raw: dict, source_from_hook: bool = False) -> Settings:
     """Check raw option values (strings or None, keyed by Settings field names)."""
     s = Settings()
     if raw.get("target") and raw.get("agent_cmd"):
@@ -98,7 +99,7 @@ def validate(raw: dict) -> Settings:
         s.put_cmd = _command("--put-cmd", raw["put_cmd"], ("path", "uuid"))
         if "{path}" not in s.put_cmd:
             raise OptionError(f"--put-cmd {s.put_cmd!r} has no {{path}} placeholder (the file to put)")
-    if s.target and not (s.source_dir or s.put_cmd):
+    if s.target and not (s.source_dir or s.put_cmd or source_from_hook):
         raise OptionError("--target needs --source-dir or --put-cmd: the suite must put test inputs into the "
                           "agent's file source")
     if raw.get("witness_dir"):
@@ -152,6 +153,11 @@ def validate(raw: dict) -> Settings:
     s.update_expected = bool(raw.get("update_expected"))
     if s.update_expected and not s.expected:
         raise OptionError("--update-expected needs --expected-failures FILE (the file to rewrite)")
+    if raw.get("max_request_bytes") not in (None, ""):
+        text = str(raw["max_request_bytes"])
+        if not text.isdigit() or not 1024 <= int(text) <= 64 * 1024 * 1024:
+            raise OptionError(f"--max-request-bytes {text!r}: expected a whole number of bytes from 1024 to 67108864")
+        s.max_request_bytes = int(text)
     profile = raw.get("profile") or "ci"
     if profile not in ("ci", "deep"):
         raise OptionError(f"--hypothesis-profile {profile!r}: expected ci or deep")

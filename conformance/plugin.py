@@ -21,6 +21,7 @@ REPORT_JSON = "--agent-report-json"
 EXPECTED = "--agent-expected-failures"
 UPDATE_EXPECTED = "--agent-update-expected"
 PROFILE = "--agent-hypothesis-profile"
+MAX_REQUEST = "--agent-max-request-bytes"
 
 PROFILES = ("ci", "deep")
 LEVELS = ("must", "should")
@@ -59,6 +60,8 @@ def pytest_addoption(parser) -> None:
     group.addoption(REPORT_JSON, metavar="FILE", help="write the per-requirement JSON report here")
     group.addoption(EXPECTED, metavar="FILE", help="expected failures: lines 'ID  # message prefix'")
     group.addoption(UPDATE_EXPECTED, action="store_true", help="rewrite the expected-failures file from this run")
+    group.addoption(MAX_REQUEST, metavar="N",
+                    help="the agent's request size limit in bytes: a larger request must get RESOURCE_EXHAUSTED")
     group.addoption(PROFILE, metavar="ci|deep", default="ci",
                     help="Hypothesis profile of the stateful test (ci: derandomized and short)")
 

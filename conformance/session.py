@@ -20,6 +20,7 @@ from protos.requirements import REQUIREMENTS, Level
 ENV_KEY = pytest.StashKey[Env]()
 PLUGIN_NAME = "agent-conformance-session"
 DEFAULT_SLOTS = 2
+REFERENCE_MAX_REQUEST = 4 * 1024 * 1024  # the reference agent's default --max-request-bytes
 
 NEEDS = {
     "witness": "needs --witness-dir (a folder that the agent's jobs can write and the suite can read)",
@@ -28,6 +29,7 @@ NEEDS = {
     "sigkill": "needs an agent that the suite starts itself (--agent-cmd or embedded) to SIGKILL it",
     "delete": "needs --source-dir (to remove or replace a file in the agent's source)",
     "symlink": "needs --source-dir (to place a symlink in the agent's source)",
+    "limit": "needs --max-request-bytes N (the agent's request size limit)",
 }
 
 _FIELDS = {"target": plugin.TARGET, "agent_cmd": plugin.AGENT_CMD, "source_dir": plugin.SOURCE_DIR,
@@ -35,13 +37,15 @@ _FIELDS = {"target": plugin.TARGET, "agent_cmd": plugin.AGENT_CMD, "source_dir":
            "restart_cmd": plugin.RESTART_CMD, "python_version": plugin.PYTHON_VERSION, "level": plugin.LEVEL,
            "time_scale": plugin.TIME_SCALE, "tls_ca": plugin.TLS_CA, "tls_cert": plugin.TLS_CERT,
            "tls_key": plugin.TLS_KEY, "report_json": plugin.REPORT_JSON, "expected": plugin.EXPECTED,
-           "update_expected": plugin.UPDATE_EXPECTED, "profile": plugin.PROFILE}
+           "update_expected": plugin.UPDATE_EXPECTED, "profile": plugin.PROFILE,
+           "max_request_bytes": plugin.MAX_REQUEST}
 
 
 def settings_from(config) -> Settings:
     raw = {name: config.getoption(plugin.dest(opt)) for name, opt in _FIELDS.items()}
+    hooked = bool(config.pluginmanager.hook.pytest_agent_conformance_source.get_hookimpls())
     try:
-        return validate(raw)
+        return validate(raw, source_from_hook=hooked)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -88,13 +92,15 @@ class ConformancePlugin:
             source = s.put_cmd and CommandSource(s.put_cmd) or DirSource(source_dir)
         else:
             address = s.target
-            source = DirSource(s.source_dir) if s.source_dir else CommandSource(s.put_cmd)
+            source = DirSource(s.source_dir) if s.source_dir else CommandSource(s.put_cmd) if s.put_cmd else None
         source = self.config.hook.pytest_agent_conformance_source(config=self.config) or source
         tls = None
         if s.tls_ca:
             tls = (read_optional(s.tls_ca), read_optional(s.tls_cert), read_optional(s.tls_key))
         self.target = Target(address, source, timing, Witness(witness_dir) if witness_dir else None, slots,
                              s.python_version, self.process, s.restart_cmd, tls)
+        self.target.max_request_bytes = s.max_request_bytes or (
+            REFERENCE_MAX_REQUEST if s.owned and not s.agent_cmd else None)
         try:
             self.target.wait_reachable(timing.restart)
         except AgentUnavailable as exc:
@@ -122,7 +128,7 @@ class ConformancePlugin:
         t = self.target
         have = {"witness": t.witness is not None, "slots": t.slots is not None, "restart": t.can_restart,
                 "sigkill": t.can_sigkill, "delete": getattr(t.source, "can_delete", False),
-                "symlink": getattr(t.source, "can_symlink", False)}
+                "symlink": getattr(t.source, "can_symlink", False), "limit": t.max_request_bytes is not None}
         for need in marker.kwargs.get("needs", ()):
             if not have.get(need, False):
                 pytest.skip(NEEDS[need])

@@ -37,15 +37,15 @@ class Timing:
 
     @property
     def start(self) -> float:      # a job with a free slot is started (or DONE) by then
-        return self(15.0)
+        return self(10.0)
 
     @property
     def done(self) -> float:       # a short job is DONE by then
-        return self(30.0)
+        return self(20.0)
 
     @property
     def done_after_end(self) -> float:  # AGT-STATE-3's bounded delay, generously
-        return self(5.0)
+        return self(2.0)
 
     @property
     def gate(self) -> float:       # a gated job gives up waiting for its gate after this
@@ -70,13 +70,17 @@ class Target:
     process: AgentProcess | None = None
     restart_cmd: str | None = None
     tls: tuple[bytes | None, bytes | None, bytes | None] | None = None
+    max_request_bytes: int | None = None
     _channel: grpc.Channel | None = None
 
     # --- connection -------------------------------------------------------------------------------
 
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+            # large limits on the suite's side: a status or message that the agent sends must reach the
+            # suite as sent (a client-side RESOURCE_EXHAUSTED would pass for the agent's own answer)
+            options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+                       ("grpc.max_metadata_size", 64 * 1024 * 1024)]
             if self.tls is not None:
                 ca, cert, key = self.tls
                 creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)

@@ -51,21 +51,18 @@ def _id(uuid: str | None) -> bytes:
 
 def stage_request(job: str | None, files: Iterable[str | None] = (), *, job_present: bool = True) -> bytes:
     """StageInFilesRequest by hand: job = 1, files = 2 (None: a FileId/JobId without uuid)."""
-    out = field_bytes(1, _id(job)) if job_present else b""
-    for f in files:
-        out += field_bytes(2, _id(f))
-    return out
+    head = field_bytes(1, _id(job)) if job_present else b""
+    return head + b"".join(field_bytes(2, _id(f)) for f in files)
 
 
 def run_request(job: str | None, files: Iterable[str | None] = (), requirements: Sequence[str | None] = (),
                 *, job_present: bool = True) -> bytes:
     """RunJobRequest by hand: job = 1, requirements = 2 (python_version = 1), files = 3."""
-    out = field_bytes(1, _id(job)) if job_present else b""
-    for req in requirements:
-        out += field_bytes(2, b"" if req is None else field_bytes(1, req.encode("utf-8", "surrogatepass")))
-    for f in files:
-        out += field_bytes(3, _id(f))
-    return out
+    parts = [field_bytes(1, _id(job))] if job_present else []
+    parts += [field_bytes(2, b"" if req is None else field_bytes(1, req.encode("utf-8", "surrogatepass")))
+              for req in requirements]
+    parts += [field_bytes(3, _id(f)) for f in files]
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)

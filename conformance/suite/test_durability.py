@@ -7,24 +7,23 @@ from conformance.env import OK
 from conformance.violations import also, covers, expect
 from protos.states import JobState
 
-WAIT_DONE = ("AGT-STATE-3", "AGT-SCHED-2")
 RID = "AGT-DUR-1"
 
 
 def _scenario(env, hard: bool):
     witness, slots = env.witness, env.target.slots
     done = env.job(RID)
-    env.wait_done(WAIT_DONE, done)
+    env.finish(done)
     running = env.job(RID, gate=witness is not None, sleep=0 if witness is not None else 2)
     if witness is not None:
-        env.wait_started((RID, "AGT-SCHED-2"), running)
+        env.wait_started("AGT-SCHED-2", running)
     else:
-        env.wait_state(WAIT_DONE, running, lambda s: s is not JobState.WAIT, "started", env.timing.start)
+        env.wait_state("AGT-SCHED-2", running, lambda s: s is not JobState.WAIT, "started", env.timing.start)
     fillers, waiting = [], None
     if witness is not None and slots is not None:
         fillers = [env.job(RID, gate=True) for _ in range(slots - 1)]
         for job in fillers:
-            env.wait_started((RID, "AGT-SCHED-2"), job)
+            env.wait_started("AGT-SCHED-2", job)
         waiting = env.job(RID)
         expect("AGT-SCHED-1", env.status(RID, waiting) is JobState.WAIT, "a job is not WAIT with every slot busy",
                f"--slots {slots}: job {waiting}\ntimeline: {env.timeline(waiting)}")
@@ -54,7 +53,7 @@ def _scenario(env, hard: bool):
             for job in [running, *fillers]:
                 witness.open_gate(job)
         for job in [running, *fillers, staged] + ([waiting] if waiting else []):
-            env.wait_done(WAIT_DONE, job)
+            env.finish(job)
         if witness is not None:
             time.sleep(env.timing(0.3))
             for job in [done, running, *fillers, staged] + ([waiting] if waiting else []):

@@ -13,13 +13,11 @@ from conformance.violations import covers, expect
 from protos.states import JobState
 
 EXISTS = grpc.StatusCode.ALREADY_EXISTS
-WAIT_DONE = ("AGT-STATE-3", "AGT-SCHED-2")
 
 
 def _no_second_run(env, rid, job, summary="a job id ran more than once"):
     """After DONE, allow a moment for a wrongly started second execution to show, then count."""
-    env.wait_until(rid, lambda: env.runs(job), env.timing(2.0), "a DONE job left no witness (it never ran)",
-                   lambda: f"job {job}\ntimeline: {env.timeline(job)}")
+    env.wait_ran(job)
     time.sleep(env.timing(0.3))
     runs = env.runs(job)
     expect(rid, len(runs) == 1, summary,
@@ -38,7 +36,7 @@ def test_repeat_is_a_status_query(env):
         for files, reqs in variants:
             env.expect_code("AGT-RUN-7", env.run_call(job, files, reqs, via="repeat"), OK,
                             "a repeat RunJob equal to the submission is not answered as a status query")
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
     for files, reqs in variants:
         reply = env.run_call(job, files, reqs, via="repeat")
         expect("AGT-RUN-7", reply.ok and reply.state is JobState.DONE, "a repeat after DONE did not answer DONE",
@@ -53,7 +51,7 @@ def test_repeat_never_runs_again(env):
     env.submit("AGT-RUN-7", job, [entry])
     for _ in range(5):
         env.run_call(job, [entry], via="repeat")
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
     for _ in range(5):
         env.run_call(job, [entry], via="repeat")
         env.run_call(job.upper(), [entry.upper()], via="repeat")
@@ -74,7 +72,7 @@ def test_repeat_equal_lists_are_status_queries(env):
                         "a repeat with lists equal to the submission's is not a status query",
                         "files as ordered lower-case UUIDs with duplicates; requirements as ordered strings, "
                         "an unset python_version counting as ''")
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
 
 
 @covers("AGT-RUN-8")
@@ -99,7 +97,7 @@ def test_repeat_with_other_lists_is_already_exists(env):
                         "after ALREADY_EXISTS the job no longer matches its own submission (it was changed)")
     if env.witness is not None:
         env.witness.open_gate(job)
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
     if env.witness is not None:
         _no_second_run(env, "AGT-RUN-8", job, "a refused repeat started the job again")
         expect("AGT-RUN-8", env.runs(job)[0].mark == "entry", "the job ran other files than submitted")
@@ -132,6 +130,6 @@ def test_concurrent_first_runjobs_create_one_job(env):
                f"job {job}: {threads} simultaneous RunJob(job, [{entry}]) -> non-OK answers {bad}")
         env.jobs.append(job)
     for job, _ in jobs_:
-        env.wait_done(WAIT_DONE, job)
+        env.finish(job)
         if env.witness is not None:
             _no_second_run(env, "AGT-RUN-9", job, "concurrent first RunJobs started more than one execution")

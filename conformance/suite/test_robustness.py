@@ -16,7 +16,6 @@ from protos.states import JobState
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-WAIT_DONE = ("AGT-STATE-3", "AGT-SCHED-2")
 
 
 @covers("AGT-ERR-1")
@@ -56,8 +55,8 @@ def test_huge_and_hostile_requests_leave_agent_and_jobs_alone(env):
     cases = [
         ("RunJob with a 6 MiB python_version", wire.RUN_METHOD,
          wire.run_request(env.new_id(), [env.new_id()], ["x" * big]), (INVALID, EXHAUSTED)),
-        ("StageInFiles with 170000 files", wire.STAGE_METHOD,
-         wire.stage_request(env.new_id(), [env.new_id() for _ in range(170_000)]), (OK, EXHAUSTED)),
+        ("StageInFiles with 20000 files absent from the source", wire.STAGE_METHOD,
+         wire.stage_request(env.new_id(), [env.new_id() for _ in range(20_000)]), (OK, EXHAUSTED)),
         ("6 MiB of unparseable bytes", wire.RUN_METHOD, b"\x0a\xff\xff\xff\x7f" + b"\xff" * big,
          (INVALID, grpc.StatusCode.INTERNAL, EXHAUSTED)),
         ("RunJob naming the bystander with 20000 requirements", wire.RUN_METHOD,
@@ -79,11 +78,23 @@ def test_huge_and_hostile_requests_leave_agent_and_jobs_alone(env):
     expect("AGT-ERR-2", state in (JobState.WAIT, JobState.RUN, JobState.DONE), "another job changed")
     if witness:
         env.witness.open_gate(bystander)
-    env.wait_done(WAIT_DONE, bystander)
+    env.finish(bystander)
     if witness:
         runs = env.runs(bystander)
         expect("AGT-ERR-2", len(runs) == 1 and runs[0].mark == "entry", "a request changed another job",
                f"job {bystander}: {len(runs)} executions")
+
+
+@covers("AGT-ERR-2", needs=("limit",))
+def test_request_over_size_limit_is_resource_exhausted(env):
+    limit = env.target.max_request_bytes
+    payload = wire.run_request(env.new_id(), [env.new_id()], ["x" * (limit + 64 * 1024)])
+    code, details, _ = env.target.call(wire.RUN_METHOD, payload)
+    expect("AGT-ERR-2", code is EXHAUSTED, "a request over the agent's size limit is not RESOURCE_EXHAUSTED",
+           f"request: RunJob with a python_version of {limit + 64 * 1024} characters ({len(payload)} bytes; "
+           f"--max-request-bytes {limit})\n"
+           f"received: {code.name} {details[:200]!r}\nexpected: RESOURCE_EXHAUSTED")
+    _alive(env, "AGT-ERR-2", "a request over the size limit")
 
 
 @covers("AGT-ERR-3")

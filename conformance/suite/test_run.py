@@ -14,7 +14,6 @@ from protos.states import JobState
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-WAIT_DONE = ("AGT-STATE-3", "AGT-SCHED-2")
 
 # Malformed by the contract (packaging's SpecifierSet refuses them and none is a bare release).
 MALFORMED_VERSIONS = ("3.11.x", ">=>3", "python3", "~=3", "\uff13.11", ">=3.10;<4", "../../bin/sh", "=3.11",
@@ -46,7 +45,7 @@ def test_first_runjob_submits_and_answers_state(env):
     expect("AGT-RUN-1", reply.state in (JobState.WAIT, JobState.RUN, JobState.DONE), "no state answered")
     env.expect_code("AGT-RUN-1", env.stage_call(job, []), PRECONDITION,
                     "after an OK first RunJob the job is not submitted (StageInFiles still accepted)")
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
 
 
 @covers("AGT-RUN-2")
@@ -80,7 +79,7 @@ def test_unstaged_files_are_failed_precondition_naming_them(env):
     env.expect_code("AGT-RUN-3", reply, PRECONDITION, "RunJob naming a file never staged is not FAILED_PRECONDITION")
     expect("AGT-RUN-3", absent in reply.details.lower(), "the FAILED_PRECONDITION message does not name the unstaged UUIDs",
            f"{reply.describe()}\nexpected the message to name {absent}")
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
 
 
 @covers("AGT-RUN-4")
@@ -98,7 +97,7 @@ def test_malformed_python_version_is_invalid_argument(env):
     env.submit("AGT-RUN-4", job, [entry])
     env.expect_code("AGT-RUN-4", env.run_call(job, [entry], [">=>3"]), INVALID,
                     "a repeat RunJob with a malformed python_version is not INVALID_ARGUMENT")
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
 
 
 @covers("AGT-RUN-4")
@@ -124,7 +123,7 @@ def test_valid_python_versions_are_accepted(env):
         env.jobs.append(job)
         submitted.append((job, reqs))
     for job, reqs in submitted:
-        env.wait_done(WAIT_DONE, job)
+        env.finish(job)
         if env.witness is not None:
             _check_version(env, "AGT-RUN-4", job, reqs)
 
@@ -145,9 +144,7 @@ def _matches(version: str, reqs) -> bool:
 
 
 def _check_version(env, rid, job, reqs) -> str:
-    env.wait_until(rid, lambda: env.runs(job), env.timing(2.0), "a DONE job left no witness (it never ran)",
-                   lambda: f"job {job} with requirements {reqs}")
-    version = env.runs(job)[0].version
+    version = env.wait_ran(job)[0].version
     expect(("AGT-RUN-5",) if rid == "AGT-RUN-5" else (rid, "AGT-RUN-5"), _matches(version, reqs),
            "the interpreter chosen does not satisfy every requirement",
            f"job {job}: requirements {reqs}, ran under Python {version}")
@@ -169,7 +166,7 @@ def test_requirements_hold_together(env):
 def test_interpreter_choice_satisfies_and_is_deterministic(env):
     job, entry = _staged_job(env, "AGT-RUN-5")
     env.submit("AGT-RUN-5", job, [entry])
-    env.wait_done(WAIT_DONE, job)
+    env.finish(job)
     version = _check_version(env, "AGT-RUN-5", job, [""])
     major, minor, micro = Version(version).release[:3]
     lists = [[f"{major}.{minor}"], [f"{major}.{minor}.{micro}"], [f"=={major}.{minor}.*", ">=3"],
@@ -178,7 +175,7 @@ def test_interpreter_choice_satisfies_and_is_deterministic(env):
     for reqs in lists:
         j, e = _staged_job(env, "AGT-RUN-5")
         env.submit("AGT-RUN-5", j, [e], reqs)
-        env.wait_done(WAIT_DONE, j)
+        env.finish(j)
         seen[j] = (reqs, _check_version(env, "AGT-RUN-5", j, reqs))
     same = {v for reqs, v in seen.values() if reqs == [">=3"]}
     expect("AGT-RUN-5", len(same) == 1, "the same requirements chose different interpreters (not deterministic)",
@@ -196,11 +193,11 @@ def test_job_runs_first_file_in_its_directory(env):
     other = env.new_id()
     other_entry = env.script(other)
     env.stage("AGT-RUN-6", other, [other_entry], [other_entry])
-    env.submit("AGT-RUN-6", job, [entry, decoy, entry])        # duplicates allowed; data staged, not named
+    env.submit("AGT-RUN-6", job, [entry, entry, decoy])        # duplicates allowed; data staged, not named
     env.submit("AGT-RUN-6", other, [other_entry])
     for j in (job, other):
-        env.wait_done(WAIT_DONE, j)
-        env.wait_until("AGT-RUN-6", lambda j=j: env.runs(j), env.timing(2.0), "a DONE job left no witness")
+        env.finish(j)
+        env.wait_ran(j)
     run = env.runs(job)[0]
     detail = f"job {job}: witness {run}"
     expect("AGT-RUN-6", run.mark == "entry", "the job did not run the first file of `files`",

@@ -11,7 +11,7 @@ def _saturate(env, rid, log=None):
     """Submit N gated jobs and wait until all N have started; return them."""
     gated = [env.job(rid, gate=True, start_log=log) for _ in range(env.target.slots)]
     for job in gated:
-        env.wait_started(("AGT-SCHED-2",) if rid == "AGT-SCHED-2" else (rid, "AGT-SCHED-2"), job,
+        env.wait_started("AGT-SCHED-2", job,
                          "a job did not start although a slot was free")
     return gated
 
@@ -45,7 +45,7 @@ def test_at_most_n_jobs_run(env):
                    lambda: f"--slots {n}: running {running}")
             time.sleep(env.timing.poll)
     for job in all_jobs:
-        env.wait_done(("AGT-SCHED-2", "AGT-STATE-3"), job)
+        env.finish(job)
 
 
 @covers("AGT-SCHED-2")
@@ -53,8 +53,8 @@ def test_every_job_runs_eventually(env):
     """More short jobs than slots: the waiting ones start as slots free up."""
     count = (env.target.slots or 2) + 3
     jobs_ = [env.job("AGT-SCHED-2", sleep=0.2) for _ in range(count)]
-    for job in jobs_:
-        env.wait_done(("AGT-SCHED-2", "AGT-STATE-3"), job, env.timing.done + env.timing(0.5) * count)
+    for job in jobs_:  # each job, in turn, has the start deadline to finish once the one before did
+        env.finish(job, env.timing.start)
 
 
 @covers("AGT-SCHED-2", needs=("witness", "slots"))
@@ -66,7 +66,7 @@ def test_waiting_job_starts_when_a_slot_frees(env):
            f"--slots {env.target.slots}; job {waiting} started while {len(gated)} gated jobs ran")
     env.witness.open_gate(gated[0])
     env.wait_started("AGT-SCHED-2", waiting, "a waiting job did not start after a slot was freed")
-    env.wait_done(("AGT-SCHED-2", "AGT-STATE-3"), waiting)
+    env.finish(waiting)
 
 
 @covers("AGT-SCHED-3", needs=("witness", "slots"))
@@ -87,4 +87,4 @@ def test_jobs_start_in_submission_order(env):
     for job in gated + waiting:
         env.witness.open_gate(job)
     for job in gated + waiting:
-        env.wait_done(("AGT-SCHED-2", "AGT-STATE-3"), job)
+        env.finish(job)

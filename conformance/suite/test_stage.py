@@ -41,7 +41,7 @@ def test_stage_is_idempotent(env):
     a, b = env.put(b"a"), env.put(b"b")
     first = env.stage("AGT-STAGE-2", job, [a, b], [a, b])
     for files, want in (([a, b], first), ([b], [b]), ([a, b, a], [a, b]), ([a, b], first)):
-        env.stage("AGT-STAGE-2", job, files, want, "a repeated StageInFiles returned another list")
+        env.stage(("AGT-STAGE-2", "AGT-STAGE-1"), job, files, want, "a repeated StageInFiles returned another list")
 
 
 @covers("AGT-STAGE-2", needs=("delete",))
@@ -50,7 +50,7 @@ def test_staged_file_stays_staged_when_source_loses_it(env):
     a, b = env.put(b"a"), env.put(b"b")
     env.stage("AGT-STAGE-2", job, [a, b], [a, b])
     env.target.source.delete(a)
-    env.stage("AGT-STAGE-2", job, [a, b], [a, b],
+    env.stage(("AGT-STAGE-2", "AGT-STAGE-1"), job, [a, b], [a, b],
               "a file once staged for a job was not listed again after it left the source")
 
 
@@ -71,9 +71,8 @@ def test_job_sees_the_bytes_of_staging_time(env):
     env.put(jobs.script(job, str(env.witness.dir), mark="changed"), entry)
     env.put(b"changed after staging", data)
     env.submit("AGT-STAGE-3", job, [entry, data])
-    env.wait_done(("AGT-STATE-3", "AGT-SCHED-2"), job)
-    env.wait_until("AGT-STAGE-3", lambda: env.runs(job), env.timing(2.0), "the job left no witness")
-    run = env.runs(job)[0]
+    env.finish(job)
+    run = env.wait_ran(job)[0]
     expect("AGT-STAGE-3", run.mark == "entry", "the job ran the entry script as changed after staging",
            f"job {job}: ran the script marked {run.mark!r}, expected the one staged ('entry')")
     want = {entry: hashlib.sha256(entry_bytes).hexdigest(), data: hashlib.sha256(data_bytes).hexdigest()}
@@ -95,7 +94,7 @@ def test_stage_after_submit_is_failed_precondition(env):
                         f"StageInFiles ({what}) for a submitted job is not FAILED_PRECONDITION")
     if gated:
         env.witness.open_gate(job)
-    env.wait_done(("AGT-STATE-3", "AGT-SCHED-2"), job)
+    env.finish(job)
     env.expect_code("AGT-STAGE-4", env.stage_call(job, [b]), PRECONDITION,
                     "StageInFiles for a DONE job is not FAILED_PRECONDITION")
     if gated:

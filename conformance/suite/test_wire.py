@@ -37,14 +37,14 @@ def test_seed_field_numbers_are_understood(env):
 def test_response_code_enum_values(env):
     """ResponseCode WAIT=0, RUN=1, DONE=2: a running job answers 1, an ended one 2."""
     job = env.job("AGT-WIRE-1", gate=True)
-    env.wait_started("AGT-WIRE-1", job)
+    env.wait_started("AGT-SCHED-2", job)
     reply = env.run_call(job)
     expect("AGT-WIRE-1", reply.ok and reply.state is JobState.RUN,
            "a started job is not answered with ResponseCode RUN = 1",
            lambda: f"{reply.describe()}\nexpected: OK, code 1 (RUN): the job's process is running (witness)")
     env.witness.open_gate(job)
     env.wait_until("AGT-WIRE-1", lambda: env.witness.ended(job), env.timing.done, "gated job did not end")
-    env.wait_done(("AGT-WIRE-1", "AGT-STATE-3"), job, env.timing.done_after_end)
+    env.finish(job, env.timing.done_after_end)
 
 
 def _reflected_files(channel, timeout: float):
@@ -137,16 +137,16 @@ def test_ok_answers_carry_required_fields(env):
     data = env.put(b"data")
     env.stage("AGT-WIRE-2", job, [entry, data, entry], [entry, data])   # each StagedFile checked on its bytes
     env.submit("AGT-WIRE-2", job, [entry])
-    env.wait_done(("AGT-WIRE-2", "AGT-STATE-3"), job)
+    env.finish(job)
     env.status("AGT-WIRE-2", job)
     t = env.target
     if t.witness is None or t.slots is None:
         return
     gated = [env.job("AGT-WIRE-2", gate=True) for _ in range(t.slots)]
     for g in gated:
-        env.wait_started(("AGT-WIRE-2", "AGT-SCHED-2"), g)
+        env.wait_started("AGT-SCHED-2", g)
     waiting = env.job("AGT-WIRE-2")  # all slots busy: answered WAIT, whose code 0 must be on the wire
     env.status("AGT-WIRE-2", waiting)
     for g in gated:
         env.witness.open_gate(g)
-    env.wait_done(("AGT-WIRE-2", "AGT-SCHED-2"), waiting)
+    env.finish(waiting)

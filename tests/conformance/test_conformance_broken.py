@@ -1,0 +1,55 @@
+"""The suite against every broken agent of fakes.broken: it must fail each on the IDs it declares."""
+from __future__ import annotations
+
+import pytest
+
+from _conformance_runs import PRIMARY, broken_args, run_inprocess
+from fakes.broken import CATALOGUE
+from protos.requirements import REQUIREMENTS
+
+# MUST failures besides the declared ones that a defect explains (it breaks both by nature).
+EXPLAINED: dict[str, set[str]] = {
+    "GoesBackFromDoneToRun": {"AGT-RUN-7"},
+    "ReportsDoneBeforeRun": {"AGT-SCHED-1", "AGT-SCHED-3", "AGT-DUR-1"},
+    "NeverLeavesWait": {"AGT-WIRE-1", "AGT-STATE-3", "AGT-DUR-1", "AGT-RUN-5", "AGT-RUN-6"},
+}
+
+
+def _check(name: str, run, selected: set[str] | None) -> None:
+    declared = set(CATALOGUE[name].violates)
+    failed = run.failed()
+    assert run.report is not None, f"{name}: no report; exit code {run.code}"
+    assert run.code == 1, f"{name}: exit code {run.code}, expected 1 (a MUST failed); failed {sorted(failed)}"
+    assert declared <= failed, (f"{name} declares {sorted(declared)} but the suite failed {sorted(failed)}\n"
+                                f"{ {k: v for k, v in run.report['requirements'].items() if k in declared} }")
+    spurious = {rid for rid in failed - declared - EXPLAINED.get(name, set())
+                if REQUIREMENTS[rid].level.value == "MUST"}
+    assert not spurious, f"{name}: MUST failures the defect does not explain: {sorted(spurious)}"
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_suite_fails_broken_agent_on_declared_ids(name, tmp_path):
+    """Default run: only the primary tests of the declared IDs."""
+    tests = sorted({t for rid in CATALOGUE[name].violates for t in PRIMARY[rid]})
+    run = run_inprocess(broken_args(name) + ["-k", " or ".join(tests)], tmp_path)
+    _check(name, run, set(tests))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_full_suite_fails_broken_agent_only_where_explained(name, tmp_path):
+    run = run_inprocess(broken_args(name), tmp_path)
+    _check(name, run, None)
+
+
+def test_every_declared_id_has_a_primary_test():
+    from conformance.session import registry
+
+    reg = registry()
+    names = {key.split("::")[1]: cov for key, cov in reg.items()}
+    for rid, tests in PRIMARY.items():
+        for test in tests:
+            assert test in names, f"PRIMARY names {test}, which is no suite test"
+            assert rid in names[test].ids, f"{test} does not declare {rid}"
+    declared = {rid for cls in CATALOGUE.values() for rid in cls.violates}
+    assert declared <= set(PRIMARY), sorted(declared - set(PRIMARY))
