@@ -10,7 +10,9 @@ from reference_agent.processes import wait_fd
 
 # How often a running job's processes are counted: often while the job is young (fork bombs
 # start at once), then rarely, so that a long job costs almost nothing.
-FAST_INTERVAL, SLOW_INTERVAL, FAST_PERIOD = 0.05, 0.25, 2.0
+# A scan of /proc costs a few milliseconds, so a job shorter than FAST_INTERVAL costs one scan
+# (the cleanup at its end) and nothing more.
+FAST_INTERVAL, SLOW_INTERVAL, FAST_PERIOD = 0.1, 0.5, 1.0
 
 
 def session_members(sid: int) -> list[int]:
@@ -23,13 +25,17 @@ def session_members(sid: int) -> list[int]:
     for entry in entries:
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
+        try:  # os.open/os.read: half the cost of open() for these tiny files
+            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY)
+            try:
+                data = os.read(fd, 1024)
+            finally:
+                os.close(fd)
+            fields = data[data.rindex(b")") + 2:].split(b" ", 4)  # state ppid pgrp session ...
+            if int(fields[3]) == sid:
+                members.append(int(entry))
+        except (OSError, ValueError, IndexError):
             continue
-        if len(fields) > 3 and int(fields[3]) == sid:  # after comm: state ppid pgrp session
-            members.append(int(entry))
     return members
 
 
