@@ -9,34 +9,18 @@ import time
 from reference_agent.processes import wait_fd
 
 # How often a running job's processes are counted: often while the job is young (fork bombs
-# start at once), then rarely, so that a long job costs almost nothing.
-# A scan of /proc costs a few milliseconds, so a job shorter than FAST_INTERVAL costs one scan
-# (the cleanup at its end) and nothing more.
+# start at once), then rarely. A scan of /proc costs a few milliseconds, so a job shorter than
+# FAST_INTERVAL costs one scan (the cleanup at its end) and a long job almost nothing.
 FAST_INTERVAL, SLOW_INTERVAL, FAST_PERIOD = 0.1, 0.5, 1.0
 
 
 def session_members(sid: int) -> list[int]:
     """Pids of every process (zombies included: they hold a pid) whose session id is sid."""
-    members = []
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return members
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:  # os.open/os.read: half the cost of open() for these tiny files
-            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY)
-            try:
-                data = os.read(fd, 1024)
-            finally:
-                os.close(fd)
-            fields = data[data.rindex(b")") + 2:].split(b" ", 4)  # state ppid pgrp session ...
-            if int(fields[3]) == sid:
-                members.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return members
+        return []
+    return session_members_of([int(e) for e in entries if e.isdigit()], sid)
 
 
 def kill_session(sid: int, rounds: int = 100) -> int:
@@ -52,12 +36,42 @@ def kill_session(sid: int, rounds: int = 100) -> int:
         if not left:
             return 0
         for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_member(pid, sid)
         time.sleep(min(0.001 * 2 ** attempt, 0.05))
     return len(left)
+
+
+def _kill_member(pid: int, sid: int) -> None:
+    """SIGKILL pid only if it is still in session sid: the pidfd pins the process, so a pid
+    reused by another process between the scan and the kill is never signalled."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return
+    try:
+        if pid in session_members_of((pid,), sid):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def session_members_of(pids, sid: int) -> list[int]:
+    """Those of pids whose session id is sid now."""
+    out = []
+    for pid in pids:
+        try:
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+            try:
+                data = os.read(fd, 1024)
+            finally:
+                os.close(fd)
+            if int(data[data.rindex(b")") + 2:].split(b" ", 4)[3]) == sid:
+                out.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def _zombie(pid: int) -> bool:
