@@ -72,7 +72,13 @@ def is_active(config) -> bool:
                 or getattr(opt, dest(EMBEDDED), False))
 
 
+MARKER_HELP = "requirement(*ids, needs=()): the PROTOCOL-V1 requirement IDs a conformance test checks"
+
+
 def pytest_configure(config) -> None:
+    # The marker is registered always (as the fakes plugin does) so that importing the suite's
+    # modules under --strict-markers works; nothing else happens without the suite's options.
+    config.addinivalue_line("markers", MARKER_HELP)
     if not is_active(config):
         return
     from conformance import fixtures  # imported only when the suite runs

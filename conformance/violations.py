@@ -8,10 +8,10 @@ from typing import Callable, Iterable, Iterator
 
 import pytest
 
+from conformance.plugin import MARKER_HELP  # noqa: F401  (one text for the marker, re-exported)
 from protos.requirements import REQUIREMENTS, Level
 
 MARKER = "requirement"
-MARKER_HELP = "requirement(*ids, needs=()): the PROTOCOL-V1 requirement IDs a conformance test checks"
 
 # Every suite test registers here at import: test name -> (requirement IDs, capabilities needed).
 REGISTRY: dict[str, "Coverage"] = {}

@@ -1,0 +1,158 @@
+"""The suite end to end: passes the reference agent and the fake, reports, exit codes, expected failures."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from _conformance_runs import ROOT, broken_args, run_inprocess
+from conformance import cli, plugin
+from protos.requirements import REQUIREMENTS
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One full --level should run against the embedded reference agent (JUnit and JSON written)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    junit = tmp / "junit.xml"
+    run = run_inprocess(["--level", "should", "--junitxml", str(junit)], tmp)
+    return run, junit
+
+
+def test_suite_passes_the_reference_agent(reference_run):
+    run, _ = reference_run
+    outcomes = run.outcomes()
+    assert run.code == 0, {k: v for k, v in run.report["requirements"].items() if v["outcome"] != "PASS"}
+    assert outcomes == {rid: "PASS" for rid in REQUIREMENTS}
+    assert run.report["conformant"] is True and run.report["summary"][0] == "MUST: 27/27 pass, conformant"
+
+
+def test_reports_carry_requirement_ids_and_timelines(reference_run):
+    run, junit = reference_run
+    assert run.report["suite_version"] and run.report["protocol"] == "v1"
+    assert any(t["timelines"] for t in run.report["tests"])
+    props = {(p.get("name"), p.get("value")) for p in ET.parse(junit).iter("property")}
+    assert {("requirement", rid) for rid in REQUIREMENTS} <= props
+
+
+class _FakeSource:
+    """Puts test inputs into a FakeAgent's in-memory source (the plugin's source hook)."""
+
+    can_delete, can_symlink = True, False
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def put(self, uuid, data):
+        self.fake.source.put(uuid, data)
+
+    def delete(self, uuid):
+        self.fake.source.delete(uuid)
+
+    def pytest_agent_conformance_source(self, config):
+        return self
+
+
+def test_suite_passes_the_fake_agent(tmp_path):
+    """The FakeAgent runs no process, so the witness, slot and restart checks are SKIP; every
+    requirement the suite can check without them passes."""
+    from fakes import AfterPolls, FakeAgent
+
+    fake = FakeAgent(progression=AfterPolls(wait=1, run=3))
+    report = tmp_path / "fake.json"
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    with fake.serve() as address:
+        code = pytest.main([str(ROOT / "conformance" / "suite"), "-c", str(ini), "--rootdir", str(ROOT / "conformance"),
+                            "-p", "no:cacheprovider", "-q", f"{plugin.TARGET}={address}", f"{plugin.LEVEL}=should",
+                            f"{plugin.REPORT_JSON}={report}"], plugins=[_FakeSource(fake)])
+    data = json.loads(report.read_text())
+    outcomes = {rid: v["outcome"] for rid, v in data["requirements"].items()}
+    assert code == 0, {rid: v["reason"] for rid, v in data["requirements"].items() if v["outcome"] != "PASS"}
+    assert not [rid for rid, o in outcomes.items() if o in ("FAIL", "ERROR")]
+    passed = {rid for rid, o in outcomes.items() if o == "PASS"}
+    assert {"AGT-WIRE-1", "AGT-WIRE-2", "AGT-ID-1", "AGT-ID-2", "AGT-ID-3", "AGT-STAGE-1", "AGT-STAGE-2",
+            "AGT-STAGE-4", "AGT-STAGE-5", "AGT-RUN-1", "AGT-RUN-2", "AGT-RUN-3", "AGT-RUN-4", "AGT-RUN-5",
+            "AGT-RUN-7", "AGT-RUN-8", "AGT-RUN-9", "AGT-STATE-1", "AGT-ERR-1", "AGT-ERR-2"} <= passed
+    skipped = {rid: v["reason"] for rid, v in data["requirements"].items() if v["outcome"] == "SKIP"}
+    assert all("needs --" in why for why in skipped.values()), skipped
+
+
+def test_expected_failures_file_turns_a_known_failure_green(tmp_path):
+    expected = tmp_path / "expected.txt"
+    args = broken_args("OkWithoutCode") + ["-k", "test_ok_answers_carry_required_fields"]
+    first = run_inprocess(args + ["--expected-failures", str(expected), "--update-expected"], tmp_path)
+    assert first.code == 1 and first.failed() == {"AGT-WIRE-2"}
+    lines = [ln for ln in expected.read_text().splitlines() if not ln.startswith("#")]
+    assert lines == ["AGT-WIRE-2  # OK RunJobResponse without a valid code"]
+    second = run_inprocess(args + ["--expected-failures", str(expected)], tmp_path)
+    assert second.code == 0 and second.report["requirements"]["AGT-WIRE-2"]["expected"] is True
+    expected.write_text("AGT-WIRE-2  # some other message\n")
+    assert run_inprocess(args + ["--expected-failures", str(expected)], tmp_path).code == 1
+    expected.write_text("AGT-WIRE-2  # OK RunJobResponse\nAGT-ID-1  # listed but passing\n")
+    third = run_inprocess(args + ["--expected-failures", str(expected), "-k",
+                                  "test_ok_answers_carry_required_fields or test_malformed_uuids"], tmp_path)
+    assert third.code == 1 and third.report["unexpected_passes"] == ["AGT-ID-1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_target_exits_2(tmp_path, capsys):
+    code = cli.main(["--target", f"127.0.0.1:{_free_port()}", "--source-dir", str(tmp_path), "--time-scale", "0.1",
+                     "-k", "test_stage_is_idempotent"])
+    assert code == 2
+    assert "not reachable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "nohost"], "--target 'nohost': expected HOST:PORT"),
+    (["--target", "127.0.0.1:5"], "--target needs --source-dir or --put-cmd"),
+    (["--slots", "-3"], "--slots '-3'"),
+    (["--time-scale", "fast"], "--time-scale 'fast'"),
+    (["--level", "MAYBE"], "--level 'MAYBE'"),
+    (["--agent-cmd", "my-agent --port 1"], "no {listen} placeholder"),
+    (["--expected-failures", "/nonexistent/expected.txt"], "no such file"),
+    (["--junitxml", "/nonexistent/dir/j.xml"], "folder does not exist"),
+    (["--hypothesis-profile", "huge"], "expected ci or deep"),
+])
+def test_malformed_options_exit_2_naming_the_value(args, message, capsys):
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("usage: agent-conformance")
+
+
+def test_malformed_expected_file_exits_2(tmp_path, capsys):
+    bad = tmp_path / "expected.txt"
+    bad.write_text("AGT-WIRE-9  # no such requirement\n")
+    assert cli.main(["--expected-failures", str(bad)]) == 2
+    assert "expected.txt:1: 'AGT-WIRE-9' is not a requirement ID" in capsys.readouterr().err
+
+
+def test_console_script_exit_code_and_help():
+    script = Path(sys.executable).parent / "agent-conformance"
+    done = subprocess.run([str(script), "--slots", "many"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--slots 'many'" in done.stderr
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "examples:" in done.stdout and "exit codes" in done.stdout
+
+
+def test_plugin_is_inert_without_its_options(tmp_path):
+    (tmp_path / "test_plain.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "1 passed" in done.stdout
+    assert "agent-conformance" not in done.stdout and "MUST" not in done.stdout
+    done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert plugin.TARGET in done.stdout and plugin.WITNESS_DIR in done.stdout
