@@ -244,7 +244,10 @@ class AgentCore(JobSupervisor):
             self._queue.append(req.job)
             self.telemetry.log("job", job=req.job, old=None, new="WAIT", event="submit",
                                python=interpreter.version, interpreter=interpreter.path)
+            now_startable = self._take_next()  # a free slot: start here, no scheduler wake-up
             self._wake.notify_all()
+        if now_startable is not None:
+            self._start_safely(now_startable)
         return job
 
     def _report_state(self, job: Job) -> JobState:
@@ -262,20 +265,30 @@ class AgentCore(JobSupervisor):
         """The job to start next: the oldest waiting one (AGT-SCHED-3). Called under the lock."""
         return self._jobs[self._queue[0]] if self._queue else None
 
+    def _take_next(self) -> Job | None:
+        """Under the lock: the job to start now, out of the queue and holding a slot, or None."""
+        if self._stopping or self._free_slots() <= 0:
+            return None
+        job = self._next_job()
+        if job is not None:
+            self._queue.remove(job.job)
+            self._busy.add(job.job)
+        return job
+
     def _schedule_loop(self) -> None:
         while True:
             with self._wake:
-                while not self._stopping and (self._free_slots() <= 0 or self._next_job() is None):
+                while (job := self._take_next()) is None:
+                    if self._stopping:
+                        return
                     self._wake.wait()
-                if self._stopping:
-                    return
-                job = self._next_job()
-                self._queue.remove(job.job)
-                self._busy.add(job.job)
-            try:
-                self._start_job(job)
-            except Exception as exc:  # noqa: BLE001 - the scheduler must outlive any one job
-                self.telemetry.log("error", where="scheduler", job=job.job, error=repr(exc))
+            self._start_safely(job)
+
+    def _start_safely(self, job: Job) -> None:
+        try:
+            self._start_job(job)
+        except Exception as exc:  # noqa: BLE001 - the scheduler must outlive any one job
+            self.telemetry.log("error", where="scheduler", job=job.job, error=repr(exc))
 
     def _launch(self, job: Job) -> Launch:
         """Create the job's process, paused until `go()`; no bookkeeping (see _start_job)."""
