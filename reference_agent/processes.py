@@ -83,7 +83,7 @@ def process_identity(pid: int) -> str | None:
 
 
 class Launch:
-    """A launched, paused job process. `go()` lets it run; `wait()` returns how it ended."""
+    """A launched, paused job process: `go()` lets it run, `abort()` ends it without running."""
 
     def __init__(self, interpreter: str, entry: str, workdir: Path, stdout: Path, stderr: Path,
                  status_file: Path, env: dict[str, str], limits: Limits):
