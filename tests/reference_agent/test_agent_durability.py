@@ -75,12 +75,24 @@ def _kill_group(pid):
         pass
 
 
+def _live_members(pgid: int) -> list[int]:
+    """Pids in process group pgid that are alive (zombies waiting for init do not count)."""
+    live = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                live.append(int(entry))
+    return live
+
+
 def _group_gone(pgid: int, within: float) -> bool:
     end = time.monotonic() + within
     while time.monotonic() < end:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not _live_members(pgid):
             return True
         time.sleep(0.02)
     return False
