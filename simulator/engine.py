@@ -540,6 +540,15 @@ class Simulation:
         for pool in agent.pools:
             pool.touched(agent)
         self._refill(agent)
+        if not self.when_free:   # jobs parked at the client while every eligible agent was down
+            for pool in agent.pools:
+                q = self.central[pool]
+                while q:
+                    chosen = self.choose(pool, q[0], self.streams.policy, False)
+                    if chosen is None:
+                        break
+                    self.central_count -= 1
+                    self._assign(q.popleft(), chosen)
         if not self.finished.triggered:
             self.at(self._failure_samplers[agent.gi][0](), P_AGENT, self._fail, agent)
 

@@ -149,7 +149,7 @@ class Collector:
             self.completed += 1
             self.turnaround.add(r.done_seen - r.first_submit)
         self._n += 1
-        if self._n & 0xFFFF == 0:
+        if self._n & 0xFFF == 0:
             self.wait.maybe_flush()
             self.queue_wait.maybe_flush()
             self.turnaround.maybe_flush()

@@ -48,6 +48,7 @@ class LogHistogram:
     """
 
     LOW, HIGH, RATIO = 1e-9, 1e12, 1.001
+    BUFFER = 4096   # values held before binning: bounds memory, amortises numpy's per-call cost
 
     def __init__(self) -> None:
         self._log_ratio = math.log(self.RATIO)
@@ -75,7 +76,7 @@ class LogHistogram:
         self.counts += np.bincount(idx, minlength=self.nbins)
 
     def maybe_flush(self) -> None:
-        if len(self._buf) >= 65536:
+        if len(self._buf) >= self.BUFFER:
             self._flush()
 
     def count(self) -> int:

@@ -43,7 +43,7 @@ def executor_for(address):
     except ImportError:
         raise UsageError("--dask needs dask[distributed]: pip install 'dask[distributed]'") from None
     try:
-        return Client(address, timeout="10s")
+        return Client(address, timeout="5s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"--dask {address!r}: cannot connect ({exc})") from None
 

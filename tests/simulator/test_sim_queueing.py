@@ -40,7 +40,8 @@ def test_central_queue_of_one_slot_agents_is_exactly_one_agent_with_c_slots():
 
 
 def test_central_queue_matches_erlang_c(check_little):
-    checks, res = theory.erlang_checks(analytic.ERLANG_CASES[1], "central_queue", jobs=JOBS, replications=REPS, seed=1)
+    # the job-by-job equivalence above covers the rest; one smaller case checked against theory
+    checks, res = theory.erlang_checks(analytic.ERLANG_CASES[0], "central_queue", jobs=20000, replications=6, seed=1)
     assert all(c.ok for c in checks), theory.table(checks)
     check_little(res, tolerance=0.02)
 
