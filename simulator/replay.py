@@ -170,7 +170,7 @@ def read_journal(state_dir: Path) -> list[dict]:
 
 def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Calibration | None = None,
            quick_calibration: bool = False, workers: int = 16, work: Path | None = None,
-           progress=print) -> dict:
+           nice: int = 0, progress=print) -> dict:
     """Run `scenario` for real and simulated; write the table, JSON, plot and per-job CSVs to `out`."""
     from simulator.fleet import Fleet
     sc = scenario if isinstance(scenario, Scenario) else Scenario.from_toml(scenario)
@@ -181,7 +181,7 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
         tmp = Path(tmp_name)
         source = tmp / "source"
         plan = make_plan(sc)   # calibration keys change no random stream: the simulation check() verifies it
-        with Fleet(layout(sc), source, tmp / "agents") as fleet:
+        with Fleet(layout(sc), source, tmp / "agents", nice=nice) as fleet:
             progress(f"fleet: {len(fleet.members)} reference agents, slots {[m.slots for m in fleet.members]}")
             if calibration is None:
                 settings = cal_mod.Settings.quick() if quick_calibration else cal_mod.Settings()
@@ -200,13 +200,29 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
                             [m.state_dir for m in fleet.members], workers=workers)
     real_rows = [asdict(r) for r in real.jobs]
     report = replay_report.compare(real_rows, sim, warmup=sc.run.warmup, warmup_jobs=sc.run.warmup_jobs)
+    report["diagnostics"] = diagnostics(real_rows, plan, calibration)
     report.update(scenario=sc.data, jobs=len(plan.jobs), calibration=calibration.to_dict(),
                   client={"lateness_mean_s": real.lateness_mean, "lateness_max_s": real.lateness_max,
                           "errors": real.errors[:20], "error_count": len(real.errors), "unfinished": real.unfinished},
-                  machine={"host": platform.node(), "load_average_after": list(_loadavg())},
+                  machine={"host": platform.node(), "load_average_after": list(_loadavg()), "nice": nice,
+                           "load_average_before": calibration.load_average},
                   pairing="one plan: the same arrival times, runtimes, files and agent choices for both sides")
     replay_report.write(report, real_rows, sim, out)
     return report
+
+
+def diagnostics(real: list[dict], plan: Plan, cal: Calibration) -> dict:
+    """The real run's own overheads next to the calibrated ones (to explain a gap; the model never sees them)."""
+    def mean(values):
+        values = [v for v in values if math.isfinite(v)]
+        return statistics.fmean(values) if values else math.nan
+    by = {j.index: j for j in plan.jobs}
+    hold = [r["end"] - r["start"] - by[r["index"]].runtime + cal.spawn_delay for r in real]
+    return {"real_slot_overhead_mean_s": mean(hold), "calibrated_slot_overhead_s": cal.service_overhead,
+            "real_run_to_first_mean_s": mean([r["first"] - r["start"] for r in real]),
+            "real_last_to_done_mean_s": mean([r["end"] - r["last"] for r in real]),
+            "real_submit_to_runjob_mean_s": mean([r["run_submit"] - r["submit"] for r in real]),
+            "calibrated_submit_to_runjob_s": cal.stage_new + cal.run_submit}
 
 
 def cal_scenario(sc: Scenario, cal: Calibration) -> Scenario:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 
 import pytest
 
@@ -12,14 +13,17 @@ from simulator.calibrate import Calibration
 from simulator.scenario import Scenario
 
 # Moderate load (70 % of 8 slots on the scenario's runtimes), state-free dispatch (round robin) and
-# one paired plan: robust on a loaded 2-core machine, yet any drift between the model and the
-# agent (a slower start, a later DONE, a changed poll schedule) moves the wait or throughput.
+# one paired plan. Seed 15 draws arrivals whose span is the nominal one (16.1 s for 15.8 s), and
+# 1.5 s jobs keep the per-job overhead (about 0.1 s, more on a loaded machine) a small share: in the
+# simulator a 30 ms error of that overhead moves this plan's mean wait by 6 % and its p95 by 3 %,
+# so the 25 % bound holds on a loaded 2-core machine while a real drift between model and agent
+# (a start or a DONE 0.15 s slower, a scheduler that holds slots) still fails it.
 SHORT = {
-    "run": {"jobs": 60, "seed": 11},
+    "run": {"jobs": 60, "seed": 15},
     "agents": [{"name": "local", "count": 4, "slots": 2}],
     "network": {"cache": True},
-    "workload": {"arrivals": "poisson", "rate": 5.6,
-                 "runtime": {"dist": "uniform", "low": 0.5, "high": 1.5},
+    "workload": {"arrivals": "poisson", "rate": 3.733,
+                 "runtime": {"dist": "uniform", "low": 0.75, "high": 2.25},
                  "files": {"count": 1, "catalog": 20, "size": "256kB"}},
     "clients": {"policy": "round_robin", "poll_interval": "0.25s"},
 }
@@ -29,7 +33,10 @@ BOUND = 0.25
 def test_replay_60_jobs_real_and_simulated_agree(tmp_path):
     sc = Scenario.from_dict(SHORT)
     out = tmp_path / "out"
-    report = replay.replay(sc, out, quick_calibration=True, work=tmp_path, progress=lambda m: None)
+    # as root (CI), the agents and their jobs run at nice -10: the other tests' CPU load then
+    # shifts the agent's overheads less between the calibration and the run
+    nice = -10 if os.geteuid() == 0 else 0
+    report = replay.replay(sc, out, quick_calibration=True, work=tmp_path, nice=nice, progress=lambda m: None)
     client = report["client"]
     assert client["error_count"] == 0 and client["unfinished"] == 0, client
     assert report["real"]["jobs_done"] == report["sim"]["jobs_done"] == 60
@@ -158,3 +165,46 @@ def test_plan_refuses_a_huge_source(tmp_path):
     data["workload"]["files"] = {"count": 1, "catalog": 20, "size": "1GB", "popularity": "uniform"}
     with pytest.raises(replay.ReplayError, match="workload.files"):
         replay.make_plan(Scenario.from_dict(data))
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def _scenario_file(tmp_path, **clients):
+    import tomllib  # noqa: F401  (the file below must parse as TOML)
+    extra = "".join(f'{k} = "{v}"\n' for k, v in clients.items())
+    path = tmp_path / "s.toml"
+    path.write_text('[run]\njobs = 4\n[[agents]]\ncount = 1\nslots = 1\n[workload]\nrate = 1.0\n'
+                    'runtime = 0.1\n[clients]\npoll_interval = "0.1s"\n' + extra)
+    return path
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--max-error", "0"], "'0'"),
+    (["--max-error", "-0.1"], "'-0.1'"),
+    (["--max-error", "lots"], "'lots'"),
+    (["--max-error", "nan"], "'nan'"),
+    (["--jobs", "0"], "'0'"),
+    (["--seed", "-1"], "'-1'"),
+    (["--client-threads", "0"], "'0'"),
+    (["--calibration", "missing.toml"], "missing.json"),
+])
+def test_cli_usage_errors_name_the_value(extra, named, tmp_path, capsys, monkeypatch):
+    from simulator.cli import main
+    monkeypatch.chdir(tmp_path)
+    path = _scenario_file(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", str(path), "--out", str(tmp_path / "o")] + extra)
+    assert exc.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_cli_refuses_a_missing_or_unsupported_scenario(tmp_path, capsys):
+    from simulator.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "nope.toml" in capsys.readouterr().err
+    path = _scenario_file(tmp_path, policy="power_of_two")
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", str(path), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "clients.policy = 'power_of_two'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()      # refused before any agent started
