@@ -1,6 +1,7 @@
 """Callback events on SimPy's clock, and the documented order of events at equal times."""
 from __future__ import annotations
 
+import heapq
 from typing import Any, Callable
 
 import simpy
@@ -21,40 +22,52 @@ P_SAMPLE = 8     # the state-count sampler
 class Call:
     """A SimPy-compatible event that calls `fn(arg)` when processed. Far cheaper than a process.
 
-    SimPy's `Environment.step()` pops `(time, priority, id, event)`, runs `event.callbacks` and
-    checks `event._ok`; this class offers exactly that, with slots and one shared callback list.
-    `cancelled` events are skipped (used when a transfer's rate changes).
+    SimPy's `Environment.step()` pops `(time, priority, id, event)` from the environment's heap,
+    runs `event.callbacks` and checks `event._ok`; this class offers exactly that, with slots and
+    one shared callback list. `cancel()` turns a pending call into a no-op (a transfer whose
+    rate changed is rescheduled rather than removed from the heap).
     """
 
-    __slots__ = ("callbacks", "_ok", "_value", "fn", "arg", "cancelled")
+    __slots__ = ("callbacks", "fn", "arg")
+    _ok = True          # read by SimPy's step(); never failed
+    _value = None
 
     def __init__(self, fn: Callable[[Any], None], arg: Any):
         self.callbacks = _DISPATCH
-        self._ok = True
-        self._value = None
         self.fn = fn
         self.arg = arg
-        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.fn = _noop
+
+
+def _noop(_arg: Any) -> None:
+    return None
 
 
 def _dispatch(event: Call) -> None:
-    if not event.cancelled:
-        event.fn(event.arg)
+    event.fn(event.arg)
 
 
 _DISPATCH = [_dispatch]
 
 
 class Clock:
-    """Schedules Calls on a SimPy environment: `at(delay, priority, fn, arg)`."""
+    """Schedules Calls on a SimPy environment: `at(delay, priority, fn, arg)`.
+
+    Pushes onto the environment's own heap with its own event counter, exactly as
+    `Environment.schedule()` does, minus one call per event (this is the engine's hot path).
+    """
 
     def __init__(self, env: simpy.Environment):
         self.env = env
-        self._schedule = env.schedule
+        self._queue = env._queue
+        self._eid = env._eid
+        self._push = heapq.heappush
 
     def at(self, delay: float, priority: int, fn: Callable[[Any], None], arg: Any = None) -> Call:
         ev = Call(fn, arg)
-        self._schedule(ev, priority, delay)
+        self._push(self._queue, (self.env._now + delay, priority, next(self._eid), ev))
         return ev
 
     @property

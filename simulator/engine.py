@@ -114,7 +114,8 @@ class Simulation:
         self.at = clock.at
         self.tracer = tracer
         self.progress = progress
-        self.collector = Collector(sink)
+        self.sink = sink
+        self.collector = Collector()
         self.group_names = [g.name for g in sc.agents]
         self.agents: list[Agent] = []
         for gi, g in enumerate(sc.agents):
@@ -124,6 +125,7 @@ class Simulation:
         self._pools: dict[str, policies.Pool | None] = {}
         self.choose = policies.resolve(sc.clients.policy)
         self.when_free = sc.clients.dispatch == "when_free"
+        self.track_pools = self.when_free or getattr(self.choose, "needs_heap", False)
         self.central: dict[policies.Pool, deque] = {}
         self.central_count = 0
         net = sc.network
@@ -140,6 +142,9 @@ class Simulation:
         c = sc.clients
         self.polls = PollSchedule(c.poll_interval, c.poll_backoff, c.poll_max_interval)
         self.lat = c.rpc_latency
+        self.cost_run, self.cost_stage, self.cost_poll = c.rpc_cost_run, c.rpc_cost_stage, c.rpc_cost_poll
+        self.fail_p = sc.workload.fail_probability
+        self.fetch_delay = c.rpc_latency + sc.network.source_latency   # request to usable content
         self.span = expected_span(sc)
         self.sample_dt = sc.run.sample_interval or max(self.span / self.SAMPLES, 1e-9)
         self.rpc_bins = [Binned(self.sample_dt) for _ in sc.agents]
@@ -179,7 +184,8 @@ class Simulation:
         if pool is False:
             req = [validation.parse_python_version(text)]
             eligible = [a for a in self.agents if validation.choose_interpreter(req, self.versions[a.group])]
-            pool = policies.Pool(eligible) if eligible else None
+            track = self.track_pools
+            pool = policies.Pool(eligible, track) if eligible else None
             if pool is not None:
                 for a in eligible:
                     a.pools.append(pool)
@@ -224,14 +230,14 @@ class Simulation:
         """Statistics are taken over [warm-up end, arrivals end]: snapshot the time integrals."""
         if self.window_end is None:
             self._integrate()
-            self.window_end = self.clock.now
+            self.window_end = self.env._now
             self.close_ns = self.ns_area
             self.close_busy = list(self.busy_area)
             if not self.warm:   # the warm-up never ended: an empty window at the end
                 self._maybe_warm(force=True)
 
     def _maybe_warm(self, _=None, force: bool = False) -> None:
-        now = self.clock.now
+        now = self.env._now
         if not self.warm and (force or now >= self.sc.run.warmup and self.next_id >= self.sc.run.warmup_jobs):
             self._integrate()
             self.warm = True
@@ -240,7 +246,7 @@ class Simulation:
             self.snap_busy = list(self.busy_area)
 
     def _integrate(self) -> None:
-        now = self.clock.now
+        now = self.env._now
         self.ns_area += self.in_system * (now - self.ns_t)
         self.ns_t = now
         for g in range(len(self.busy)):
@@ -248,7 +254,7 @@ class Simulation:
             self.busy_t[g] = now
 
     def _sample(self, _=None) -> None:
-        now = self.clock.now
+        now = self.env._now
         self.samples.append((now, self.staging, self.central_count, self.waiting, sum(self.busy), self.ended,
                              *self.busy))
         if self.progress is not None:
@@ -269,7 +275,7 @@ class Simulation:
                 self._close_window()
             self._check_finished()
             return
-        self.at(max(0.0, item[0] - self.clock.now), P_ARRIVAL, self._arrive, item)
+        self.at(max(0.0, item[0] - self.env._now), P_ARRIVAL, self._arrive, item)
 
     def _arrive(self, item) -> None:
         _, runtime, python = item
@@ -284,11 +290,11 @@ class Simulation:
         self.next_id += 1
         if not self.warm:
             self._maybe_warm()
-        self._submit(jid, 0, self.clock.now, runtime, files, python)
+        self._submit(jid, 0, self.env._now, runtime, files, python)
         self._schedule_next_arrival()   # after the submission: the run may end when this is None
 
     def _submit(self, logical: int, attempt: int, first_submit: float, runtime, files, python) -> None:
-        now = self.clock.now
+        now = self.env._now
         jid = self.next_attempt
         self.next_attempt += 1
         pool = self.pool_for(python)
@@ -301,7 +307,8 @@ class Simulation:
             return
         if self.warm:
             self.arrived_window += 1
-        self._integrate_ns()
+        self.ns_area += self.in_system * (now - self.ns_t)
+        self.ns_t = now
         self.in_system += 1
         self.submit_sum += now
         if self.tracer:
@@ -314,7 +321,7 @@ class Simulation:
             self._assign(job, agent)
 
     def _integrate_ns(self) -> None:
-        now = self.clock.now
+        now = self.env._now
         self.ns_area += self.in_system * (now - self.ns_t)
         self.ns_t = now
 
@@ -322,21 +329,27 @@ class Simulation:
     def _assign(self, job: Job, agent: Agent) -> None:
         job.agent = agent
         agent.load += 1
-        self._touch(agent)
-        job.stage_start = self.clock.now
+        if self.track_pools:
+            self._touch(agent)
+        job.stage_start = self.env._now
         self.staging += 1
-        c = self.sc.clients
-        if c.rpc_cost_stage:
-            agent.rpc += c.rpc_cost_stage
-            self.rpc_bins[agent.gi].point(self.clock.now, c.rpc_cost_stage)
-        if not self.staging_on:
-            if self.lat:
-                self.at(self.lat, P_TRANSFER, self._stage_part, job)
-                job.pending = 1
-            else:
-                self._staged(job)
+        cost = self.cost_stage
+        if cost:
+            agent.rpc += cost
+            self.rpc_bins[agent.gi].point(self.env._now, cost)
+        if not self.staging_on or not job.files:
+            self._stage_rpc_only(job)
             return
         self._stage_files(job, agent)
+
+    def _stage_rpc_only(self, job: Job) -> None:
+        """Nothing to transfer: StageInFiles takes one RPC latency, RunJob another (one event)."""
+        if self.lat:
+            job.stage_end = self.env._now + self.lat
+            self.at(2 * self.lat, P_RUNJOB, self._runjob, job)
+        else:
+            job.stage_end = self.env._now
+            self._runjob(job)
 
     def _stage_files(self, job: Job, agent: Agent) -> None:
         net, sizes = self.sc.network, self.file_sizes
@@ -360,20 +373,18 @@ class Simulation:
         job.missed = missed
         job.bytes = miss_bytes
         if missed:
+            # The flow shares the links from the request on; the RPC and source latencies delay
+            # the moment the content is usable (one event less per transfer than a delayed start).
             job.pending += 1
-            delay = self.lat + net.source_latency
             if self.instant[agent.index] or miss_bytes <= 0:
-                self.at(delay, P_TRANSFER, self._transfer_done, job)
+                self._transfer_done(job)
             else:
-                self.at(delay, P_TRANSFER, self._start_transfer, job)
-        if self.lat:
+                self.transfers.start(agent.index, miss_bytes, self._transfer_done, job)
+        if job.pending == 0:
+            self._stage_rpc_only(job)     # every file cached: no transfer
+        elif self.lat and not missed:     # waiting for files in flight; the RPC itself takes lat
             job.pending += 1
             self.at(self.lat, P_TRANSFER, self._stage_part, job)
-        if job.pending == 0:
-            self._staged(job)
-
-    def _start_transfer(self, job: Job) -> None:
-        self.transfers.start(job.agent.index, job.bytes, self._transfer_done, job)
 
     def _transfer_done(self, job: Job) -> None:
         agent, net = job.agent, self.sc.network
@@ -384,22 +395,24 @@ class Simulation:
                 agent.cache_used += size
                 self.holders.setdefault(f, set()).add(agent.index)
                 for waiter in agent.inflight.pop(f, ()):
-                    self._stage_part(waiter)
+                    self._stage_part(waiter, self.fetch_delay)
             while agent.cache_used > net.cache_capacity and agent.cache:
                 old = next(iter(agent.cache))
                 agent.cache_used -= agent.cache.pop(old)
                 self.holders[old].discard(agent.index)
-        self._stage_part(job)
+        self._stage_part(job, self.fetch_delay)
 
-    def _stage_part(self, job: Job) -> None:
+    def _stage_part(self, job: Job, extra: float = 0.0) -> None:
         job.pending -= 1
         if job.pending == 0:
-            self._staged(job)
+            self._staged(job, extra)
 
-    def _staged(self, job: Job) -> None:
-        job.stage_end = self.clock.now
-        if self.lat:
-            self.at(self.lat, P_RUNJOB, self._runjob, job)
+    def _staged(self, job: Job, extra: float = 0.0) -> None:
+        """StageInFiles returns `extra` from now; RunJob reaches the agent one latency later."""
+        job.stage_end = self.env._now + extra
+        delay = extra + self.lat
+        if delay:
+            self.at(delay, P_RUNJOB, self._runjob, job)
         else:
             self._runjob(job)
 
@@ -407,11 +420,11 @@ class Simulation:
     def _runjob(self, job: Job) -> None:
         agent = job.agent
         self.staging -= 1
-        job.run_submit = self.clock.now
-        c = self.sc.clients
-        if c.rpc_cost_run:
-            agent.rpc += c.rpc_cost_run
-            self.rpc_bins[agent.gi].point(job.run_submit, c.rpc_cost_run)
+        job.run_submit = self.env._now
+        cost = self.cost_run
+        if cost:
+            agent.rpc += cost
+            self.rpc_bins[agent.gi].point(job.run_submit, cost)
         job.sm = JobStateMachine()        # WAIT: accepted, not started (AGT-RUN-1)
         self.waiting += 1
         if agent.up and agent.running < agent.slots and not agent.queue:
@@ -424,7 +437,7 @@ class Simulation:
         job.sm.advance(Event.START)
         self.waiting -= 1
         gi = agent.gi
-        now = self.clock.now
+        now = self.env._now
         self.busy_area[gi] += self.busy[gi] * (now - self.busy_t[gi])
         self.busy_t[gi] = now
         self.busy[gi] += 1
@@ -437,7 +450,7 @@ class Simulation:
             self.tracer(now, "start", job)
 
     def _end(self, job: Job) -> None:
-        p = self.sc.workload.fail_probability
+        p = self.fail_p
         failed = p > 0 and self.streams.service.random() < p
         job.sm.advance(Event.FAIL if failed else Event.SUCCEED)
         if self.has_failures:
@@ -447,18 +460,20 @@ class Simulation:
 
     def _ended(self, job: Job, outcome: str) -> None:
         agent = job.agent
-        now = self.clock.now
+        now = self.env._now
         gi = agent.gi
         self.busy_area[gi] += self.busy[gi] * (now - self.busy_t[gi])
         self.busy_t[gi] = now
         self.busy[gi] -= 1
         agent.running -= 1
         agent.load -= 1
-        self._touch(agent)
+        if self.track_pools:
+            self._touch(agent)
         self.ended += 1
         if self.warm and self.window_end is None:
             self.ended_window += 1
-        self._integrate_ns()
+        self.ns_area += self.in_system * (now - self.ns_t)
+        self.ns_t = now
         self.in_system -= 1
         self.end_sum += now
         job.end = now
@@ -495,7 +510,7 @@ class Simulation:
         agent = job.agent
         if not agent.up:   # polls fail while the agent is down; DONE is seen at the first after repair
             job.seen, job.polls = self.polls.first_at_or_after(job.run_submit, agent.repair_at)
-            self.at(job.seen - self.clock.now, P_SEEN, self._seen, arg)
+            self.at(job.seen - self.env._now, P_SEEN, self._seen, arg)
             return
         c = self.sc.clients
         resubmit = outcome == "interrupted" and c.resubmit_interrupted and job.attempt < c.max_resubmits
@@ -506,16 +521,17 @@ class Simulation:
     def _finalize(self, job: Job, outcome: str, final: bool = True) -> None:
         agent = job.agent
         if job.polls and agent is not None:
-            cost = self.sc.clients.rpc_cost_poll
+            cost = self.cost_poll
             agent.polls += job.polls
             if cost:
                 agent.rpc += cost * job.polls
                 self.rpc_bins[agent.gi].spread(job.run_submit, job.seen, cost * job.polls)
-        rec = JobRecord(job.id, job.logical, job.attempt, agent.group if agent else "", agent.index if agent else -1,
-                        job.python, job.submit, job.first_submit, job.stage_start, job.stage_end, job.run_submit,
-                        job.start, job.end, job.seen, job.polls, job.bytes, job.hits, job.misses, outcome,
-                        not job.warm)
-        self.collector.record(rec, final)
+        if self.sink is not None:
+            self.sink(JobRecord(job.id, job.logical, job.attempt, agent.group if agent else "",
+                                agent.index if agent else -1, job.python, job.submit, job.first_submit,
+                                job.stage_start, job.stage_end, job.run_submit, job.start, job.end, job.seen,
+                                job.polls, job.bytes, job.hits, job.misses, outcome, not job.warm))
+        self.collector.record(job, outcome, final)
         if final:
             self.outstanding -= 1
             if self.arrivals_done and self.outstanding == 0:
@@ -525,11 +541,11 @@ class Simulation:
     def _fail(self, agent: Agent) -> None:
         ttf, ttr = self._failure_samplers[agent.gi]
         agent.up = False
-        now = self.clock.now
+        now = self.env._now
         agent.repair_at = now + ttr()
         self._touch(agent)
         for job in sorted(agent.runset, key=lambda j: j.start):   # RUN jobs end DONE (interrupted)
-            job.end_ev.cancelled = True
+            job.end_ev.cancel()
             job.sm.advance(Event.INTERRUPT)
             self._ended(job, "interrupted")
         agent.runset.clear()
@@ -571,7 +587,7 @@ class Simulation:
         # jobs in the system equals the sum of their (possibly unfinished) sojourns. Exact on
         # every run (up to rounding); the windowed L vs lambda*W above is the statistical form.
         self._integrate_ns()
-        now = self.clock.now
+        now = self.env._now
         sojourns = self.end_sum + self.in_system * now - self.submit_sum
         out["little_identity_error"] = abs(self.ns_area - sojourns) / max(sojourns, 1e-300) if sojourns > 0 else 0.0
         return out

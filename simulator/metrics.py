@@ -43,60 +43,84 @@ class JobRecord(NamedTuple):
 class Binned:
     """Values added at instants or spread evenly over intervals, summed in time bins.
 
-    At most `max_bins` bins: when time runs past them, neighbours are merged pairwise and the
-    width doubles, so memory stays bounded however long the run.
+    `spread` is O(1): the partial first and last bins get their share directly, the bins in
+    between through a difference array that `values()` sums up. At most `max_bins` bins: when
+    time runs past them, neighbours are merged pairwise and the width doubles, so memory stays
+    bounded however long the run.
     """
 
     def __init__(self, width: float, max_bins: int = 1024):
         self.width = width
         self.max_bins = max_bins
-        self.bins: list[float] = []
+        self._direct: list[float] = []
+        self._delta: list[float] = []
+
+    @property
+    def bins(self) -> list[float]:
+        out, acc = [], 0.0
+        for d, x in zip(self._delta, self._direct):
+            acc += d
+            out.append(x + acc)
+        return out
+
+    def _merge(self) -> None:
+        b = self.bins
+        b += [0.0] * (len(b) % 2)
+        self._direct = [b[k] + b[k + 1] for k in range(0, len(b), 2)]
+        self._delta = [0.0] * len(self._direct)
+        self.width *= 2
 
     def _grow(self, i: int) -> int:
         """Make bin i exist (coarsening first if needed); return its index at the current width."""
         while i >= self.max_bins:
-            b = self.bins + [0.0] * (len(self.bins) % 2)
-            self.bins = [b[k] + b[k + 1] for k in range(0, len(b), 2)]
-            self.width *= 2
+            self._merge()
             i //= 2
-        if i >= len(self.bins):
-            self.bins.extend([0.0] * (i + 1 - len(self.bins)))
+        n = len(self._direct)
+        if i >= n:
+            self._direct.extend([0.0] * (i + 1 - n))
+            self._delta.extend([0.0] * (i + 1 - n))
         return i
 
     def coarsen_to(self, width: float) -> None:
         """Merge bins pairwise until this series is at least `width` wide (to align series)."""
         while self.width < width * (1 - 1e-9):
-            b = self.bins + [0.0] * (len(self.bins) % 2)
-            self.bins = [b[k] + b[k + 1] for k in range(0, len(b), 2)]
-            self.width *= 2
+            self._merge()
 
     def point(self, t: float, value: float) -> None:
-        i = self._grow(int(t / self.width))
-        self.bins[i] += value
+        i = int(t / self.width)
+        if i >= len(self._direct):
+            i = self._grow(i)
+        self._direct[i] += value
 
     def spread(self, t0: float, t1: float, value: float) -> None:
-        if t1 <= t0:
+        w = self.width
+        i0, i1 = int(t0 / w), int(t1 / w)
+        if t1 <= t0 or i0 == i1:   # the common case: one bin
             self.point(t0, value)
             return
-        self._grow(int(t1 / self.width))
-        w, rate = self.width, value / (t1 - t0)
-        i, last = int(t0 / w), min(int(t1 / w), len(self.bins) - 1)
-        while i <= last:
-            lo, hi = max(t0, i * w), min(t1, (i + 1) * w)
-            if hi > lo:
-                self.bins[i] += rate * (hi - lo)
-            i += 1
+        if i1 >= len(self._direct):
+            self._grow(i1)
+            w = self.width
+            i0, i1 = int(t0 / w), int(t1 / w)
+            if i0 == i1:
+                self._direct[i0] += value
+                return
+        rate = value / (t1 - t0)
+        self._direct[i0] += rate * ((i0 + 1) * w - t0)
+        self._direct[i1] += rate * (t1 - i1 * w)
+        if i1 > i0 + 1:
+            self._delta[i0 + 1] += rate * w
+            self._delta[i1] -= rate * w
 
 
 class Collector:
     """Accumulates statistics of one replication in memory independent of the number of done jobs.
 
-    Wait, queue wait and turnaround go to log histograms; records go to `sink` (a CSV writer or
-    a list) only if one is given, so a million-job run keeps nothing per done job.
+    Wait, queue wait and turnaround go to log histograms; per-job records go only to the
+    engine's optional sink (a CSV writer or a list), so a million-job run keeps nothing per done job.
     """
 
-    def __init__(self, sink: Callable[[JobRecord], None] | None):
-        self.sink = sink
+    def __init__(self) -> None:
         self.wait = LogHistogram()
         self.queue_wait = LogHistogram()
         self.turnaround = LogHistogram()
@@ -117,37 +141,38 @@ class Collector:
         self.sojourn_n = 0
         self._n = 0
 
-    def record(self, r: JobRecord, final: bool) -> None:
-        if self.sink is not None:
-            self.sink(r)
-        if r.warmup:
+    def record(self, job, outcome: str, final: bool) -> None:
+        """Count one finished attempt (an engine Job: submit, start, end, seen, polls, bytes, ...)."""
+        if not job.warm:
             return
-        if r.outcome == "rejected":
+        if outcome == "rejected":
             self.rejected += 1
             return
-        if r.start == r.start:  # not NaN: it ran
+        start = job.start
+        if start == start:  # not NaN: it ran
             self.started += 1
-            self.wait.add(r.start - r.submit)
-            qw = (r.stage_start - r.submit) + (r.start - r.run_submit)   # client queue + agent WAIT
+            self.wait.add(start - job.submit)
+            qw = (job.stage_start - job.submit) + (start - job.run_submit)   # client queue + agent WAIT
             self.queue_wait.add(qw)
             if qw > 1e-12:
                 self.waited += 1
-        self.sojourn_sum += r.end - r.submit
+        self.sojourn_sum += job.end - job.submit
         self.sojourn_n += 1
-        self.polls += r.polls
-        self.bytes_staged += r.bytes_staged
-        self.hits += r.cache_hits
-        self.misses += r.cache_misses
-        if r.outcome == "interrupted":
+        self.polls += job.polls
+        if job.hits or job.misses:
+            self.bytes_staged += job.bytes
+            self.hits += job.hits
+            self.misses += job.misses
+        if outcome == "interrupted":
             self.interrupted += 1
             if not final:
                 self.resubmitted += 1
-        elif r.outcome == "failed":
+        elif outcome == "failed":
             self.failed += 1
         if final:
             self.logical_done += 1
             self.completed += 1
-            self.turnaround.add(r.done_seen - r.first_submit)
+            self.turnaround.add(job.seen - job.first_submit)
         self._n += 1
         if self._n & 0xFFF == 0:
             self.wait.maybe_flush()

@@ -79,7 +79,7 @@ class Transfers:
     def _reschedule(self, a: int) -> None:
         old = self.pending[a]
         if old is not None:
-            old.cancelled = True
+            old.cancel()
             self.pending[a] = None
         heap = self.heaps[a]
         if heap:

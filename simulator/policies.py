@@ -22,10 +22,11 @@ class Pool:
     so its size stays proportional to the number of agents, not of jobs.
     """
 
-    def __init__(self, agents: list):
+    def __init__(self, agents: list, track: bool = True):
         self.agents = agents
         self.members = {a.index for a in agents}
         self.rr = 0
+        self.track = track      # keep the heap up to date (only policies that read it need it)
         self.heap: list = []
         self.rebuild()
 
@@ -35,12 +36,15 @@ class Pool:
 
     def touched(self, agent) -> None:
         """Record a change of load or up state of `agent`."""
-        if agent.up:
+        if self.track and agent.up:
             heapq.heappush(self.heap, (agent.load / agent.slots, agent.index, agent))
             if len(self.heap) > 4 * len(self.agents) + 64:
                 self.rebuild()
 
     def least_loaded(self):
+        if not self.track:   # a policy without the heap asked for a fallback: scan
+            up = [a for a in self.agents if a.up]
+            return min(up, key=_key) if up else None
         heap = self.heap
         while heap:
             key, _, agent = heap[0]
@@ -94,8 +98,12 @@ def power_of_two(pool: Pool, job, rng: random.Random, free_only: bool):
     if len(agents) == 1:
         a = agents[0]
         return a if a.up else None
+    n = len(agents)
+    rand = rng.randrange
     for _ in range(8):
-        i, j = rng.sample(range(len(agents)), 2)
+        i = rand(n)
+        j = rand(n - 1)
+        j += j >= i                   # two distinct agents, uniformly
         a, b = agents[i], agents[j]
         if a.up and b.up:
             return a if _key(a) <= _key(b) else b
@@ -126,6 +134,10 @@ def cache_affinity(pool: Pool, job, rng: random.Random, free_only: bool):
         return best[1]
     return least_loaded(pool, job, rng, free_only)
 
+
+# Policies that read the least-loaded heap on every choice; the others skip its upkeep.
+least_loaded.needs_heap = True      # type: ignore[attr-defined]
+cache_affinity.needs_heap = True    # type: ignore[attr-defined]
 
 BUILTIN = {
     "random": random_choice,

@@ -39,17 +39,27 @@ class PollSchedule:
             return (max(t, origin), 0)
         delta = t - origin
         offsets = self.offsets
-        k = len(offsets)
-        if delta <= offsets[-1]:
+        last = offsets[-1]
+        if delta <= last:
             i = bisect.bisect_left(offsets, delta)
-        else:
-            i = k - 1 + math.ceil((delta - offsets[-1]) / self.cap)
-        # settle rounding at the boundary on the absolute times, exactly as times() computes them
-        while i > 0 and self._at(origin, i - 1) >= t:
-            i -= 1
-        while self._at(origin, i) < t:
-            i += 1
-        return (self._at(origin, i), i + 1)
+            p = origin + offsets[i]
+            if i and origin + offsets[i - 1] >= t:   # rounding at a boundary: settle on absolute times
+                i -= 1
+                p = origin + offsets[i]
+            elif p < t:
+                i += 1
+                p = self._at(origin, i)
+            return (p, i + 1)
+        cap, k = self.cap, len(offsets)
+        j = math.ceil((delta - last) / cap)
+        p = origin + last + j * cap
+        if j >= 1 and origin + last + (j - 1) * cap >= t:   # j = 0: the last growing poll
+            j -= 1
+            p = origin + last + j * cap
+        elif p < t:
+            j += 1
+            p = origin + last + j * cap
+        return (p, k + j)
 
     def _at(self, origin: float, i: int) -> float:
         """Time of poll number i + 1."""

@@ -50,6 +50,8 @@ class FileCatalog:
         if len(buf) < k:
             self._refill()
             buf = self._buf
+        if k == 1:
+            return (buf.pop(),)
         return tuple(buf.pop() for _ in range(k))
 
 
