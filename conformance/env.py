@@ -205,7 +205,7 @@ class Env:
     def finish(self, job: str, deadline: float | None = None) -> None:
         """Poll until DONE; past the deadline the violation names what the timeline shows: never
         started (AGT-SCHED-2), started but still WAIT (AGT-STATE-2) or never reported DONE (AGT-STATE-3)."""
-        limit = time.monotonic() + (deadline if deadline is not None else self.timing.done)
+        limit = time.monotonic() + self._progress(deadline if deadline is not None else self.timing.done)
         while self.status("AGT-RUN-7", job) is not JobState.DONE:
             if time.monotonic() > limit:
                 last = self.last.get(job.lower())
@@ -213,6 +213,7 @@ class Env:
                 ended = self.witness is not None and self.witness.ended(job.lower())
                 if last is JobState.WAIT and not started:
                     rid, what = "AGT-SCHED-2", "a job never started (still WAIT)"
+                    self.target.stalled = True
                 elif last is JobState.WAIT:
                     rid, what = "AGT-STATE-2", "a job whose process started is still reported WAIT"
                 else:
@@ -242,8 +243,17 @@ class Env:
         return self.witness.runs(job.lower())
 
     def wait_started(self, rid, job: str, summary: str = "a job with a free slot did not start") -> None:
-        self.wait_until(rid, lambda: self.witness.started(job.lower()), self.timing.start, summary,
-                        lambda: f"job {job.lower()}: no start witness\ntimeline: {self.timeline(job)}")
+        try:
+            self.wait_until(rid, lambda: self.witness.started(job.lower()), self._progress(self.timing.start),
+                            summary, lambda: f"job {job.lower()}: no start witness\ntimeline: {self.timeline(job)}")
+        except AssertionError:
+            self.target.stalled = True
+            raise
+
+    def _progress(self, deadline: float) -> float:
+        """Once the agent has left a job unstarted past its deadline, later waits for progress are
+        short: every test would otherwise wait out its full deadline against a stalled agent."""
+        return min(deadline, self.timing(2.0)) if self.target.stalled else deadline
 
     # --- cleanup -------------------------------------------------------------------------------------
 
@@ -255,7 +265,7 @@ class Env:
                     self.witness.open_gate(job)
                 except OSError:
                     pass
-        limit = time.monotonic() + self.timing(3.0)
+        limit = time.monotonic() + self.timing(0.5 if self.target.stalled else 3.0)
         for job in self.jobs:
             while time.monotonic() < limit:
                 reply = self.target.call(wire.RUN_METHOD, wire.run_request(job), timeout=self.timing(2.0))

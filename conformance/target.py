@@ -71,6 +71,7 @@ class Target:
     restart_cmd: str | None = None
     tls: tuple[bytes | None, bytes | None, bytes | None] | None = None
     max_request_bytes: int | None = None
+    stalled: bool = False   # a job was left unstarted past its deadline (see Env._progress)
     _channel: grpc.Channel | None = None
 
     # --- connection -------------------------------------------------------------------------------
