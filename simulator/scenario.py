@@ -147,6 +147,13 @@ class Scenario:
         _set_key(data, key, value)
         return _parse(data, self.base_dir)
 
+    def with_values(self, changes: dict[str, Any]) -> "Scenario":
+        """A copy with several dotted keys changed at once, validated together."""
+        data = copy.deepcopy(self.data)
+        for key, value in changes.items():
+            _set_key(data, key, value)
+        return _parse(data, self.base_dir)
+
     @property
     def total_slots(self) -> int:
         return sum(g.count * g.slots for g in self.agents)

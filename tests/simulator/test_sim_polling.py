@@ -46,3 +46,28 @@ def test_poll_cost_is_agent_load():
     ratio = fast.mean("rpc_load.g") / slow.mean("rpc_load.g")
     assert ratio == pytest.approx(fast.mean("polls_per_job") / slow.mean("polls_per_job"), rel=0.05)
     assert slow.mean("wait_mean") == fast.mean("wait_mean")            # polls do not change the agent
+
+
+@settings(max_examples=100, deadline=None)
+@given(width=st.sampled_from([0.5, 1.0, 3.0]), max_bins=st.sampled_from([4, 1024]),
+       items=st.lists(st.tuples(st.floats(0, 50), st.floats(0, 30), st.floats(0, 5)), min_size=1, max_size=20))
+def test_load_bins_spread_matches_brute_force(width, max_bins, items):
+    """The O(1) spread (difference array) equals spreading bin by bin, also after coarsening."""
+    from simulator.metrics import Binned
+    b = Binned(width, max_bins=max_bins)
+    for t0, d, v in items:
+        b.spread(t0, t0 + d, v)
+    w, bins = b.width, b.bins
+    expected = [0.0] * len(bins)
+    for t0, d, v in items:
+        t1 = t0 + d
+        if t1 <= t0 or int(t0 / w) == int(t1 / w):
+            expected[int(t0 / w)] += v
+            continue
+        for i in range(len(bins)):
+            lo, hi = max(t0, i * w), min(t1, (i + 1) * w)
+            if hi > lo:
+                expected[i] += v * (hi - lo) / d
+    assert bins == pytest.approx(expected, abs=1e-9)
+    assert sum(bins) == pytest.approx(sum(v for _, _, v in items), abs=1e-9)
+    assert len(bins) <= max_bins
