@@ -44,12 +44,13 @@ class AgentProcess:
     state directory after SIGKILL (hard=True) or SIGTERM. stop() ends it and its process group."""
 
     def __init__(self, template: str, *, source: str, state_dir: str, slots: int,
-                 startup_timeout: float = 30.0, log_path: str | None = None):
+                 startup_timeout: float = 30.0, log_path: str | None = None, insecure_probe: bool = True):
         check_command(template)
         self.template = template
         self.values = {"source": source, "state_dir": state_dir, "slots": str(slots)}
         self.startup_timeout = startup_timeout
         self.log_path = log_path
+        self.insecure_probe = insecure_probe   # False for a TLS agent: the address line is enough
         self.address: str | None = None
         self.proc: subprocess.Popen | None = None
         self.output: collections.deque[str] = collections.deque(maxlen=200)
@@ -82,7 +83,8 @@ class AgentProcess:
                 self.stop()
                 raise LaunchError(f"agent {argv!r} printed no 'listening on HOST:PORT' line within "
                                   f"{self.startup_timeout:.0f} s")
-        self.wait_ready(deadline)
+        if self.insecure_probe:
+            self.wait_ready(deadline)
         return self.address  # type: ignore[return-value]
 
     def _drain(self, proc: subprocess.Popen) -> None:

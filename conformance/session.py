@@ -76,6 +76,7 @@ class ConformancePlugin:
         timing = Timing(s.time_scale)
         self.tmp = tempfile.mkdtemp(prefix="agent-conformance-")
         tmp = Path(self.tmp)
+        self._keep_hypothesis_home(tmp / "hypothesis")
         witness_dir, slots = s.witness_dir, s.slots
         if s.owned:
             source_dir = s.source_dir or str(tmp / "source")
@@ -106,7 +107,19 @@ class ConformancePlugin:
         except AgentUnavailable as exc:
             pytest.exit(f"agent-conformance: {exc}", returncode=2)
 
+    def _keep_hypothesis_home(self, directory: Path | None) -> None:
+        """Hypothesis caches data in ./.hypothesis by default; the suite must not write into the
+        user's folder. The previous setting is restored at the end (the suite may run in-process)."""
+        import hypothesis.configuration as hc
+
+        if directory is not None:
+            self._hypothesis_home = getattr(hc, "__hypothesis_home_directory", None)
+            hc.set_hypothesis_home_dir(str(directory))
+        elif hasattr(self, "_hypothesis_home"):
+            hc.set_hypothesis_home_dir(self._hypothesis_home)
+
     def pytest_unconfigure(self, config) -> None:
+        self._keep_hypothesis_home(None)
         if self.target is not None:
             self.target.close()
         if self.process is not None:

@@ -8,10 +8,12 @@ from typing import Callable, Iterable, Iterator
 
 import pytest
 
-from conformance.plugin import MARKER_HELP  # noqa: F401  (one text for the marker, re-exported)
+from conformance.plugin import MARKER_HELP
 from protos.requirements import REQUIREMENTS, Level
 
 MARKER = "requirement"
+__all__ = ["MARKER", "MARKER_HELP", "REGISTRY", "Coverage", "Violation", "AgentUnavailable", "also", "covers",
+           "expect", "find_violation", "ids_covered", "violation"]
 
 # Every suite test registers here at import: test name -> (requirement IDs, capabilities needed).
 REGISTRY: dict[str, "Coverage"] = {}

@@ -54,20 +54,20 @@ def test_huge_and_hostile_requests_leave_agent_and_jobs_alone(env):
     big = 6 * 1024 * 1024
     cases = [
         ("RunJob with a 6 MiB python_version", wire.RUN_METHOD,
-         wire.run_request(env.new_id(), [env.new_id()], ["x" * big]), (INVALID, EXHAUSTED)),
+         wire.run_request(env.new_id(), [env.new_id()], ["x" * big]), (INVALID, EXHAUSTED), "AGT-ERR-2"),
         ("StageInFiles with 2000 files absent from the source", wire.STAGE_METHOD,
-         wire.stage_request(env.new_id(), [env.new_id() for _ in range(2_000)]), (OK, EXHAUSTED)),
+         wire.stage_request(env.new_id(), [env.new_id() for _ in range(2_000)]), (OK, EXHAUSTED), "AGT-ERR-2"),
         ("6 MiB of unparseable bytes", wire.RUN_METHOD, b"\x0a\xff\xff\xff\x7f" + b"\xff" * big,
-         (INVALID, grpc.StatusCode.INTERNAL, EXHAUSTED)),
+         (INVALID, grpc.StatusCode.INTERNAL, EXHAUSTED), "AGT-ERR-2"),
         ("RunJob naming the bystander with 20000 requirements", wire.RUN_METHOD,
-         wire.run_request(bystander, [], ["3"] * 20_000), (grpc.StatusCode.ALREADY_EXISTS, EXHAUSTED)),
+         wire.run_request(bystander, [], ["3"] * 20_000), (grpc.StatusCode.ALREADY_EXISTS, EXHAUSTED), "AGT-RUN-8"),
     ]
-    for name, method, payload, allowed in cases:
+    for name, method, payload, allowed, rid in cases:
         code, details, _ = env.target.call(method, payload)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             _alive(env, "AGT-ERR-2", name)
         names = " or ".join(c.name for c in allowed)
-        expect("AGT-ERR-2", code in allowed, "a large or hostile request got an unexpected status",
+        expect(rid, code in allowed, "a large or hostile request got an unexpected status",
                f"request: {name} ({len(payload)} bytes)\nreceived: {code.name} {details[:200]!r}\nexpected: {names} "
                f"(RESOURCE_EXHAUSTED when over the agent's size limit)")
         _alive(env, "AGT-ERR-2", name)
@@ -105,8 +105,8 @@ def test_traversal_names_are_refused(env):
                         "a path-like file UUID was not refused")
         env.expect_code(("AGT-ERR-3", "AGT-ID-1"), env.stage_call(bad, [entry]), INVALID,
                         "a path-like job UUID was not refused")
-    for text in ("../../../bin/sh", "/usr/bin/python3", "$(id)"):
-        env.expect_code(("AGT-ERR-3", "AGT-RUN-4"), env.run_call(env.new_id(), [entry], [text]), INVALID,
+    for text in ("../../../bin/sh", "/usr/bin/python3", "$(id)"):  # refused as malformed, never used as a path
+        env.expect_code("AGT-RUN-4", env.run_call(env.new_id(), [entry], [text]), INVALID,
                         "a path-like python_version was not refused")
 
 

@@ -32,7 +32,7 @@ def test_at_most_n_jobs_run(env):
         running = _running(env, all_jobs)
         states = {j: env.status("AGT-SCHED-1", j) for j in all_jobs}
         reported = [j for j, s in states.items() if s is JobState.RUN]
-        expect("AGT-SCHED-1", len(running) <= n and len(reported) <= n, f"more jobs running than slots",
+        expect("AGT-SCHED-1", len(running) <= n and len(reported) <= n, "more jobs running than slots",
                lambda: f"--slots {n}: {len(running)} scripts running, {len(reported)} reported RUN\n"
                        + "\n".join(f"job {j}: {env.timeline(j)}" for j in all_jobs))
         time.sleep(env.timing(0.05))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import grpc
 
-from conformance import wire
 from conformance.env import OK
 from conformance.violations import covers, expect, violation
 from protos import AgentService_pb2, Common_pb2, RunJob_pb2, StageInFile_pb2

@@ -156,3 +156,81 @@ def test_plugin_is_inert_without_its_options(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=env)
     assert plugin.TARGET in done.stdout and plugin.WITNESS_DIR in done.stdout
+
+
+def _cert(common_name, issuer=None, ca=False):
+    """(certificate, key, PEM certificate, PEM key) for 127.0.0.1, signed by `issuer` or itself."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_name, issuer_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(hours=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert, key, cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+def test_mutual_tls_target_and_put_cmd(tmp_path):
+    """--target with --tls-ca/--tls-cert/--tls-key against a reference agent that requires client
+    certificates, its inputs put by --put-cmd; without the client certificate: exit 2."""
+    from conformance.launcher import REFERENCE_CMD, AgentProcess
+
+    ca = _cert("test CA", ca=True)
+    server, client = _cert("agent", issuer=ca), _cert("suite", issuer=ca)
+    files = {"ca.pem": ca[2], "server.pem": server[2], "server.key": server[3],
+             "client.pem": client[2], "client.key": client[3]}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    source = tmp_path / "source"
+    source.mkdir()
+    cmd = (REFERENCE_CMD + f" --no-path-pythons --tls-cert {tmp_path / 'server.pem'} --tls-key {tmp_path / 'server.key'}"
+           f" --tls-client-ca {tmp_path / 'ca.pem'}")
+    agent = AgentProcess(cmd, source=str(source), state_dir=str(tmp_path / "state"), slots=2, insecure_probe=False)
+    agent.start()
+    try:
+        base = ["--target", agent.address, "--put-cmd", f"cp {{path}} {source}/{{uuid}}", "--tls-ca",
+                str(tmp_path / "ca.pem"), "-k", "test_stage_lists_staged_files_once_in_request_order"]
+        run = run_inprocess(base + ["--tls-cert", str(tmp_path / "client.pem"), "--tls-key", str(tmp_path / "client.key")],
+                            tmp_path)
+        assert run.code == 0 and run.outcomes()["AGT-STAGE-1"] == "PASS", run.report
+        assert cli.main(base + ["--time-scale", "0.1"]) == 2   # the agent refuses a client without certificate
+    finally:
+        agent.stop()
+
+
+def test_two_runs_in_a_row_against_one_agent_both_pass(tmp_path):
+    """Fresh UUIDs everywhere: a second run against the same agent (same source, same witness
+    folder) passes as the first did, and the suite leaves no inputs or witness files behind."""
+    from conformance.launcher import REFERENCE_CMD, AgentProcess
+
+    source, witness = tmp_path / "source", tmp_path / "witness"
+    source.mkdir()
+    witness.mkdir()
+    agent = AgentProcess(REFERENCE_CMD + " --no-path-pythons", source=str(source), state_dir=str(tmp_path / "state"),
+                         slots=2)
+    agent.start()
+    try:
+        args = ["--target", agent.address, "--source-dir", str(source), "--witness-dir", str(witness), "--slots", "2",
+                "-k", "stateful or idempotent or repeat_with_other or at_most_n"]
+        for attempt in (1, 2):
+            run = run_inprocess(args, tmp_path)
+            assert run.code == 0, (attempt, run.report["summary"])
+            assert {k for k, v in run.outcomes().items() if v == "PASS"} >= {"AGT-STAGE-2", "AGT-RUN-8", "AGT-SCHED-1"}
+        assert not list(source.iterdir()) and not list(witness.iterdir())
+    finally:
+        agent.stop()
