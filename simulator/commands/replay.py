@@ -14,8 +14,8 @@ ORDER = 60
 HELP = "run a scenario for real (K local reference agents) and simulated, on the same arrivals; compare"
 EPILOG = """\
 examples:
-  agent-sim replay examples/replay.toml --out out/replay
-  agent-sim replay examples/replay.toml --jobs 60 --quick-calibration --out /tmp/r --max-error 0.25
+  agent-sim replay simulator/replay_70.toml --out out/replay-70
+  agent-sim replay simulator/replay_95.toml --nice -10 --out out/replay-95 --max-error 0.1
   agent-sim replay my.toml --calibration calibrated.toml --out out/r
 
 The scenario's agents become local `reference-agent serve` processes (count x slots each); its
