@@ -30,7 +30,7 @@ def full_scenario(jobs: int):
     return Scenario.from_dict({
         "agents": [{"name": "fleet", "count": AGENTS, "slots": SLOTS, "python": ["3.11.9", "3.12.4"]}],
         "network": {"source_bandwidth": "10GB/s", "source_latency": "5ms", "link_bandwidth": "1Gbit/s",
-                    "cache": True},
+                    "cache": True, "cache_capacity": "2GB"},
         "workload": {"rate": RATE, "runtime": {"dist": "exponential", "mean": MEAN_RUNTIME},
                      "files": {"catalog": 10000, "count": 1, "popularity": "zipf", "zipf_s": 1.1,
                                "size": {"dist": "lognormal", "mean": "10MB", "sigma": 1.0}}},

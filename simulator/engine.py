@@ -130,7 +130,11 @@ class Simulation:
         self.central_count = 0
         net = sc.network
         self.staging_on = net.enabled
-        self.holders: dict[int, set] = {}
+        self.holders: dict[int, set] = {}     # file -> agents caching it (for cache_affinity)
+        self.track_holders = self.choose is policies.cache_affinity
+        self.use_cache = net.cache
+        self.cache_capacity = net.cache_capacity
+        self.lru = net.cache_capacity != math.inf
         self.file_sizes: list[float] = []
         if net.enabled:
             self.catalog = FileCatalog(sc, self.streams.service, self.streams.files)
@@ -352,15 +356,17 @@ class Simulation:
             self._runjob(job)
 
     def _stage_files(self, job: Job, agent: Agent) -> None:
-        net, sizes = self.sc.network, self.file_sizes
+        sizes, use_cache = self.file_sizes, self.use_cache
         cache, inflight = agent.cache, agent.inflight
         missed, miss_bytes = [], 0.0
-        for f in dict.fromkeys(job.files):   # duplicates are staged once (AGT-STAGE-1)
+        files = job.files if len(job.files) == 1 else dict.fromkeys(job.files)   # staged once (AGT-STAGE-1)
+        for f in files:
             self.bytes_requested += sizes[f]
-            if net.cache and f in cache:
-                cache[f] = cache.pop(f)          # LRU touch
+            if use_cache and f in cache:
+                if self.lru:
+                    cache[f] = cache.pop(f)      # LRU touch
                 job.hits += 1
-            elif net.cache and f in inflight:
+            elif use_cache and f in inflight:
                 inflight[f].append(job)          # fetched once per agent (AGT-STAGE-5)
                 job.hits += 1
                 job.pending += 1
@@ -368,7 +374,7 @@ class Simulation:
                 job.misses += 1
                 missed.append(f)
                 miss_bytes += sizes[f]
-                if net.cache:
+                if use_cache:
                     inflight[f] = []
         job.missed = missed
         job.bytes = miss_bytes
@@ -387,19 +393,22 @@ class Simulation:
             self.at(self.lat, P_TRANSFER, self._stage_part, job)
 
     def _transfer_done(self, job: Job) -> None:
-        agent, net = job.agent, self.sc.network
-        if net.cache:
+        agent = job.agent
+        if self.use_cache:
+            holders = self.holders if self.track_holders else None
             for f in job.missed:
                 size = self.file_sizes[f]
                 agent.cache[f] = size
                 agent.cache_used += size
-                self.holders.setdefault(f, set()).add(agent.index)
+                if holders is not None:
+                    holders.setdefault(f, set()).add(agent.index)
                 for waiter in agent.inflight.pop(f, ()):
                     self._stage_part(waiter, self.fetch_delay)
-            while agent.cache_used > net.cache_capacity and agent.cache:
+            while self.lru and agent.cache_used > self.cache_capacity and agent.cache:
                 old = next(iter(agent.cache))
                 agent.cache_used -= agent.cache.pop(old)
-                self.holders[old].discard(agent.index)
+                if holders is not None:
+                    holders[old].discard(agent.index)
         self._stage_part(job, self.fetch_delay)
 
     def _stage_part(self, job: Job, extra: float = 0.0) -> None:
