@@ -56,6 +56,7 @@ class StreamResult:
     done: set = field(default_factory=set)
     violations: Counter = field(default_factory=Counter)     # kind -> n
     examples: list = field(default_factory=list)             # first violations, as text
+    window: tuple = (0.0, 0.0)                               # wall-clock start and end of submitting
 
 
 def prepare(source: Path, witness: Path) -> str:
@@ -229,7 +230,9 @@ def run_load(cfg: LoadConfig, during=None) -> StreamResult:
             p.kill()
     if len(results) < len(procs):
         raise SystemExit(f"load: {len(procs) - len(results)} client process(es) gave no result")
-    return merge(results)
+    merged = merge(results)
+    merged.window = (start_at, start_at + cfg.duration)
+    return merged
 
 
 def merge(results: list[StreamResult]) -> StreamResult:
@@ -248,6 +251,14 @@ def merge(results: list[StreamResult]) -> StreamResult:
 def executions(witness: Path) -> Counter:
     """Job id -> number of times it started, from the witness files."""
     return Counter(name.split(".", 1)[0] for name in os.listdir(witness))
+
+
+def start_rate(witness: Path, window: tuple[float, float], warmup: float = 2.0) -> float:
+    """Jobs started per second within the window, after a warm-up (the first jobs of all
+    streams start together): the steady throughput, from the witness files' start times."""
+    begin, end = window[0] + warmup, window[1]
+    starts = [int(name.rsplit(".", 1)[1]) / 1e9 for name in os.listdir(witness)]
+    return sum(1 for t in starts if begin <= t < end) / max(1e-9, end - begin)
 
 
 def percentile(values: list[float], q: float) -> float:

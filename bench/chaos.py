@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _load import AgentProcess, LoadConfig, executions, machine, prepare, run_load  # noqa: E402
+from _load import (AgentProcess, LoadConfig, executions, machine, prepare, run_load,  # noqa: E402
+                   start_rate)
 from soak import add_load_arguments, positive, summarise, table  # noqa: E402
 
 EPILOG = """\
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
         cfg = LoadConfig(address, str(source), str(witness), script, args.streams, args.processes,
                          args.baseline, args.drain, args.poll_interval, args.error_rate, seed=args.seed)
         base = run_load(cfg)
-        base_rate = len(base.done) / args.baseline
+        base_rate = start_rate(witness, base.window)
         base_runs = executions(witness)
         rss_start = agent.rss_mb()
         # Service time between kills, plus restarts of ~2 s each, plus a tail without kills.
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
                        restart_s_mean=round(sum(chaos.downtimes) / max(1, len(chaos.downtimes)), 2),
                        restart_s_max=round(max(chaos.downtimes, default=0), 2), duration_s=round(duration, 1),
                        wall_s=round(seconds, 1), rss_start_mb=round(rss_start, 1), rss_end_mb=round(rss_end, 1),
-                       baseline_jobs_per_s=round(base_rate, 2), jobs_per_s=round(len(result.done) / duration, 2),
+                       baseline_jobs_per_s=round(base_rate, 2), jobs_per_s=round(start_rate(witness, result.window), 2),
                        baseline_lost=len(base.submitted - base.done), baseline_run_twice=twice_base,
                        reasons=dict(agent.reasons()))
         figures["throughput_ratio"] = round(figures["jobs_per_s"] / base_rate, 2) if base_rate else None
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
           f"AGT-DUR-1 violation ({sum(figures['violations'].values())} in all), {figures['unexpected']} unexpected "
           f"statuses, {figures['outage']} outage RPCs retried; jobs {figures['submitted']} submitted, "
           f"{figures['done']} DONE, {figures['lost']} lost, {figures['run_twice']} run twice; "
-          f"{figures['jobs_per_s']} jobs/s = x{figures['throughput_ratio']} the no-kill baseline; "
+          f"{figures['jobs_per_s']} jobs started/s = x{figures['throughput_ratio']} the no-kill baseline; "
           f"agent RSS {figures['rss_start_mb']} -> {figures['rss_end_mb']} MB: {figures['verdict']}")
     return 0 if ok else 1
 

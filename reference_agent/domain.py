@@ -76,7 +76,9 @@ class AgentCore(JobSupervisor):
         self._queue: collections.deque[str] = collections.deque()
         self._busy: set[str] = set()          # jobs holding a slot (starting or RUN)
         self._staged: dict[str, dict[str, None]] = {}  # job -> ordered set of staged files
-        self._job_locks: dict[str, threading.Lock] = {}
+        # Striped, not one per id: a lock per id ever seen grew without bound (about 200 bytes
+        # for every refused or empty request with a new job id).
+        self._job_locks = [threading.Lock() for _ in range(256)]
         self._watchers: list[threading.Thread] = []
         self._scheduler: threading.Thread | None = None
         self._stopping = False
@@ -158,8 +160,7 @@ class AgentCore(JobSupervisor):
     # --- staging hooks ----------------------------------------------------------------------
     def _submission_lock(self, job_id: str) -> threading.Lock:
         """Serialises staging and first submission of one job id (AGT-STAGE-4, AGT-RUN-9)."""
-        with self._lock:
-            return self._job_locks.setdefault(job_id, threading.Lock())
+        return self._job_locks[hash(job_id) % len(self._job_locks)]
 
     def _lookup(self, job_id: str) -> Job | None:
         with self._lock:

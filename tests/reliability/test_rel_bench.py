@@ -45,6 +45,7 @@ def test_tiny_chaos_passes_on_the_reference_agent(tmp_path):
     assert code == 0, output
     assert figures["kills"] == 3 and figures["restarts"] == 3 and figures["parked"] == 3
     assert figures["violations"] == {} and figures["lost"] == 0
+    assert figures["baseline_jobs_per_s"] > 0 and figures["jobs_per_s"] > 0
 
 
 @pytest.mark.slow
