@@ -158,8 +158,8 @@ class Driver:
                 first = client.run(r.job, files, python_version=p.python or None)
                 r.run_submit = time.time() - t0
                 r.first_state = first.name
-            except (AgentCallError, RuntimeError) as exc:
-                finish(i, str(exc))
+            except Exception as exc:  # noqa: BLE001 - any failure ends this job, never the run
+                finish(i, str(exc) if isinstance(exc, (AgentCallError, RuntimeError)) else repr(exc))
                 return
             push(t0 + r.run_submit + poll_offset(self.schedule, 1), "poll", i, 1)
 
@@ -167,8 +167,8 @@ class Driver:
             r = jobs[i]
             try:
                 st = clients[r.agent].status(r.job)
-            except AgentCallError as exc:
-                finish(i, str(exc))
+            except Exception as exc:  # noqa: BLE001
+                finish(i, str(exc) if isinstance(exc, AgentCallError) else repr(exc))
                 return
             if st is JobState.DONE:
                 r.done_seen, r.polls = time.time() - t0, k

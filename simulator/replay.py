@@ -54,7 +54,7 @@ def check(sc: Scenario) -> None:
             raise ReplayError(f"agents[{g.name}].speed = {g.speed:g}: real jobs sleep their runtime; use 1")
     if sc.workload.fail_probability > 0:
         raise ReplayError(f"workload.fail_probability = {sc.workload.fail_probability:g}: replay jobs all succeed")
-    here = "{}.{}.{}".format(*sys.version_info[:3])
+    here = local_version()
     for text, _ in sc.workload.python:
         if validation.choose_interpreter([validation.parse_python_version(text)], [here]) is None:
             raise ReplayError(f"workload.python = {text!r}: the local agents run Python {here} only")
@@ -131,6 +131,17 @@ def simulate(sc: Scenario, cal: Calibration, plan: Plan, trace: Path) -> list[di
                     "start": r.start + cal.spawn_delay, "end": r.end, "first": r.start + cal.launch_delay,
                     "last": r.end - cal.done_delay, "done_seen": r.done_seen, "polls": r.polls})
     return out
+
+
+def local_version() -> str:
+    return "{}.{}.{}".format(*sys.version_info[:3])
+
+
+def with_fleet(sc: Scenario, agents: int, slots: int) -> Scenario:
+    """The scenario with its agent groups replaced by `agents` local agents of `slots` slots each."""
+    data = dict(sc.data)
+    data["agents"] = [{"name": "local", "count": agents, "slots": slots, "python": [local_version()]}]
+    return Scenario.from_dict(data, sc.base_dir)
 
 
 def layout(sc: Scenario) -> list[tuple[str, int]]:

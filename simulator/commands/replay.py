@@ -18,11 +18,12 @@ examples:
   agent-sim replay simulator/replay_95.toml --nice -10 --out out/replay-95 --max-error 0.1
   agent-sim replay my.toml --calibration calibrated.toml --out out/r
 
-The scenario's agents become local `reference-agent serve` processes (count x slots each); its
+The scenario's agent groups are replaced by K local `reference-agent serve` processes with S slots
+each (--agents, --slots: default 4 x 2; keep the workload's rate in line with K x S); its
 arrivals, runtimes and files become one plan that both sides run: real jobs sleep their runtime,
 stage the plan's files from a local source, and a client (protos.client.AgentClient, a bounded
 thread pool) submits and polls on the scenario's schedule. Supported: policies round_robin, random,
-least_loaded; dispatch on_arrival; no failures; speed 1. Without --calibration, agent 0 is
+least_loaded; dispatch on_arrival; no failing jobs. Without --calibration, agent 0 is
 calibrated first. Writes comparison.md / .json (mean, p50, p95 wait and turnaround, throughput,
 polls per job, real vs simulated, relative error), states.png (WAIT/RUN/DONE, both), real-jobs.csv,
 sim-jobs.csv, trace.csv (the plan fed to the simulator) and calibrated.toml/.json.
@@ -48,6 +49,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--calibration", metavar="FILE.toml", help="a fragment from `agent-sim calibrate` (default: measure)")
     p.add_argument("--quick-calibration", action="store_true", help="calibrate with fewer samples (seconds)")
+    p.add_argument("--agents", type=positive_int, default=4, metavar="K",
+                   help="local reference agents; they replace the scenario's agent groups (default 4)")
+    p.add_argument("--slots", type=positive_int, default=2, metavar="S", help="slots per local agent (default 2)")
     p.add_argument("--jobs", type=positive_int, default=None, metavar="N", help="override run.jobs")
     p.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="override run.seed")
     p.add_argument("--client-threads", type=positive_int, default=16, metavar="N",
@@ -74,6 +78,11 @@ def run(args) -> int:
         sc = sc.with_value("run.seed", args.seed)
     if not -20 <= args.nice <= 19:
         raise UsageError(f"--nice {args.nice}: must be in -20..19")
+    groups = ", ".join(f"{g.name}: {g.count} x {g.slots}" for g in sc.agents)
+    dropped = [g.name for g in sc.agents if g.failures is not None or g.speed != 1.0]
+    sc = replay.with_fleet(sc, args.agents, args.slots)
+    print(f"agents: {args.agents} local reference agents x {args.slots} slots (the scenario's: {groups})"
+          + (f"; failures and speed of {', '.join(dropped)} are not replayed" if dropped else ""), file=sys.stderr)
     if args.nice:
         try:
             os.nice(args.nice)

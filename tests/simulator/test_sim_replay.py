@@ -170,7 +170,6 @@ def test_plan_refuses_a_huge_source(tmp_path):
 # --- the command line ------------------------------------------------------------------------------
 
 def _scenario_file(tmp_path, **clients):
-    import tomllib  # noqa: F401  (the file below must parse as TOML)
     extra = "".join(f'{k} = "{v}"\n' for k, v in clients.items())
     path = tmp_path / "s.toml"
     path.write_text('[run]\njobs = 4\n[[agents]]\ncount = 1\nslots = 1\n[workload]\nrate = 1.0\n'
@@ -187,6 +186,10 @@ def _scenario_file(tmp_path, **clients):
     (["--seed", "-1"], "'-1'"),
     (["--client-threads", "0"], "'0'"),
     (["--calibration", "missing.toml"], "missing.json"),
+    (["--nice", "50"], "--nice 50"),
+    (["--nice", "high"], "'high'"),
+    (["--agents", "0"], "'0'"),
+    (["--slots", "two"], "'two'"),
 ])
 def test_cli_usage_errors_name_the_value(extra, named, tmp_path, capsys, monkeypatch):
     from simulator.cli import main
