@@ -73,8 +73,9 @@ def least_loaded(pool: Pool, job, rng: random.Random, free_only: bool):
 def random_choice(pool: Pool, job, rng: random.Random, free_only: bool):
     agents = pool.agents
     if not free_only:
+        n = len(agents)
         for _ in range(8):
-            a = agents[rng.randrange(len(agents))]
+            a = agents[int(rng.random() * n)]
             if a.up:
                 return a
     cands = pool.up_agents(free_only)
@@ -99,10 +100,10 @@ def power_of_two(pool: Pool, job, rng: random.Random, free_only: bool):
         a = agents[0]
         return a if a.up else None
     n = len(agents)
-    rand = rng.randrange
+    rand = rng.random               # int(random() * n): uniform on 0..n-1, far cheaper than randrange
     for _ in range(8):
-        i = rand(n)
-        j = rand(n - 1)
+        i = int(rand() * n)
+        j = int(rand() * (n - 1))
         j += j >= i                   # two distinct agents, uniformly
         a, b = agents[i], agents[j]
         if a.up and b.up:
