@@ -139,15 +139,45 @@ class Env:
         files = list(files)
         reply = self.expect_code(rid, self.stage_call(job, files), OK, "StageInFiles did not return OK")
         if expected is not None and reply.staged != expected:
-            raise violation(rid, summary, f"{reply.describe()}\nexpected: success_files {expected}")
+            detail = f"{reply.describe()}\nexpected: success_files {expected}"
+            if list(dict.fromkeys(reply.staged)) == expected:
+                raise violation("AGT-STAGE-1", "a file was listed more than once in success_files", detail)
+            raise violation(rid, summary, detail)
         return reply.staged  # type: ignore[return-value]
 
     def submit(self, rid, job: str, files: Sequence[str], reqs: Sequence[str | None] = ()) -> JobState:
         reply = self.expect_code(rid, self.run_call(job, files, reqs), OK,
                                  "a valid first RunJob did not return OK")
+        self.confirm_created(job)
+        return reply.state  # type: ignore[return-value]
+
+    def confirm_created(self, job: str) -> None:
+        """After an OK first RunJob the job exists: a status query answers it (AGT-RUN-1)."""
         if job.lower() not in self.jobs:
             self.jobs.append(job.lower())
-        return reply.state  # type: ignore[return-value]
+        reply = self.run_call(job)
+        self.expect_code("AGT-RUN-1", reply, OK, "an OK first RunJob did not create the job",
+                         "a status query right after the submission must answer the job's state")
+
+    def assert_not_staged(self, rid, job: str, file: str, why: str) -> None:
+        """`file` must not be staged for `job` after a refused call: RunJob(job, [file]) is
+        FAILED_PRECONDITION. If the agent accepts RunJob with unstaged files at all (a control
+        with a file never staged anywhere), that is AGT-RUN-3, not the refused call's fault."""
+        reply = self.run_call(job, [file])
+        if reply.code is grpc.StatusCode.FAILED_PRECONDITION:
+            return
+        if reply.ok:
+            self.jobs.append(job.lower())
+        control = self.run_call(self.new_id(), [self.new_id()])
+        self.expect_code("AGT-RUN-3", control, grpc.StatusCode.FAILED_PRECONDITION,
+                         "RunJob with unstaged files is not FAILED_PRECONDITION")
+        raise violation(rid, f"{why} changed the agent's state (a file got staged)",
+                        f"{reply.describe()}\nexpected: FAILED_PRECONDITION, {file} was never staged for {job}")
+
+    def assert_not_created(self, rid, job: str, why: str) -> None:
+        """`job` must not exist after a refused RunJob: StageInFiles for it is still OK."""
+        self.expect_code(rid, self.stage_call(job, []), OK, f"{why} created the job",
+                         f"job {job} should not exist afterwards, so StageInFiles should be OK")
 
     def status(self, rid, job: str) -> JobState:
         reply = self.expect_code(rid, self.run_call(job), OK,

@@ -29,7 +29,7 @@ def put(name, record):
 
 def digest(name):
     try:
-        if not os.path.isfile(name) or os.path.islink(name) or os.path.getsize(name) > 1 << 22:
+        if not os.path.isfile(name) or os.path.getsize(name) > 1 << 22:
             return None
         with open(name, "rb") as f:
             return hashlib.sha256(f.read()).hexdigest()

@@ -38,20 +38,6 @@ def malformed_uuids(valid: str) -> dict[str, str]:
     }
 
 
-def _no_stage_happened(env, rid, job, file, why):
-    """`file` must not be staged for `job`: RunJob gets FAILED_PRECONDITION and creates nothing."""
-    reply = env.run_call(job, [file])
-    env.expect_code(rid, reply, PRECONDITION, f"{why} changed the agent's state (a file got staged)",
-                    f"after the rejected call, file {file} should not be staged for job {job}")
-
-
-def _job_not_created(env, rid, job, why):
-    """`job` must not be submitted: StageInFiles for it is still OK."""
-    reply = env.stage_call(job, [])
-    env.expect_code(rid, reply, OK, f"{why} changed the agent's state (the job was created)",
-                    f"after the rejected RunJob, job {job} should not exist, so StageInFiles should be OK")
-
-
 @covers("AGT-ID-1")
 def test_malformed_uuids_are_invalid_argument(env):
     good = env.put(b"print('never run')\n")
@@ -61,11 +47,11 @@ def test_malformed_uuids_are_invalid_argument(env):
         env.expect_code("AGT-ID-1", env.stage_call(bad, [good]), INVALID, summary + " (StageInFiles job)")
         env.expect_code("AGT-ID-1", env.run_call(bad, [good]), INVALID, summary + " (RunJob job)")
         env.expect_code("AGT-ID-1", env.stage_call(job, [good, bad]), INVALID, summary + " (StageInFiles file)")
-        _no_stage_happened(env, "AGT-ID-1", job, good, f"a StageInFiles with a malformed file UUID ({name})")
+        env.assert_not_staged("AGT-ID-1", job, good, f"a StageInFiles with a malformed file UUID ({name})")
         job = env.new_id()
         env.stage("AGT-ID-1", job, [good], [good])
         env.expect_code("AGT-ID-1", env.run_call(job, [good, bad]), INVALID, summary + " (RunJob file)")
-        _job_not_created(env, "AGT-ID-1", job, f"a RunJob with a malformed file UUID ({name})")
+        env.assert_not_created("AGT-ID-1", job, f"a RunJob with a malformed file UUID ({name})")
 
 
 @covers("AGT-ID-1")
@@ -98,7 +84,7 @@ def test_any_hex_uuid_is_valid(env):
         fresh = env.new_id()
         text = fresh[:14] + version + fresh[15:19] + variant + fresh[20:]
         file = env.put(b"x", text)
-        reply = env.stage_call(env.new_id(), [file.upper()])
+        reply = env.stage_call(env.new_id(), [file])
         expect("AGT-ID-1", reply.ok and reply.staged == [file], "a valid hex UUID is refused",
                lambda: f"{reply.describe()}\nexpected: OK, success_files [{file!r}]")
 
@@ -117,12 +103,12 @@ def test_missing_required_fields_are_invalid_argument(env):
         env.expect_code("AGT-ID-2", call(), INVALID, f"{name}: not INVALID_ARGUMENT")
     env.expect_code("AGT-ID-2", env.stage_call(job, [good, None]), INVALID,
                     "StageInFiles with a FileId without uuid: not INVALID_ARGUMENT")
-    _no_stage_happened(env, "AGT-ID-2", job, good, "a StageInFiles with a FileId without uuid")
+    env.assert_not_staged("AGT-ID-2", job, good, "a StageInFiles with a FileId without uuid")
     job = env.new_id()
     env.stage("AGT-ID-2", job, [good], [good])
     env.expect_code("AGT-ID-2", env.run_call(job, [good, None]), INVALID,
                     "RunJob with a FileId without uuid: not INVALID_ARGUMENT")
-    _job_not_created(env, "AGT-ID-2", job, "a RunJob with a FileId without uuid")
+    env.assert_not_created("AGT-ID-2", job, "a RunJob with a FileId without uuid")
 
 
 @covers("AGT-ID-3")
@@ -146,7 +132,7 @@ def test_uuids_are_case_insensitive(env):
     # staged under upper case, run under lower case: the same job and the same files
     reply = env.run_call(job, [entry, data.upper()])
     env.expect_code("AGT-ID-3", reply, OK, "files staged under upper-case UUIDs are not found by a lower-case RunJob")
-    env.jobs.append(job)
+    env.confirm_created(job)
     env.expect_code("AGT-ID-3", env.run_call(job.upper()), OK,
                     "a status query with the upper-case job id does not find the job")
     env.expect_code(("AGT-ID-3", "AGT-RUN-8"), env.run_call(job.upper(), [entry.upper(), data]), OK,

@@ -32,11 +32,11 @@ def test_unparseable_bytes_are_rejected(env):
     tail = wire.UNPARSEABLE["truncated length-delimited field"]
     reply = env.send(wire.RUN_METHOD, wire.run_request(job, [entry]) + tail, f"RunJob(job={job!r}, files=[{entry!r}]) + {tail!r}")
     env.expect_code("AGT-ERR-1", reply, allowed, "unparseable request bytes did not get INVALID_ARGUMENT or INTERNAL")
-    env.expect_code("AGT-ERR-1", env.stage_call(job, []), OK, "an unparseable RunJob created the job")
+    env.assert_not_created("AGT-ERR-1", job, "an unparseable RunJob")
     other = env.new_id()
     reply = env.send(wire.STAGE_METHOD, wire.stage_request(other, [entry]) + tail, f"StageInFiles(job={other!r}) + {tail!r}")
     env.expect_code("AGT-ERR-1", reply, allowed, "unparseable request bytes did not get INVALID_ARGUMENT or INTERNAL")
-    env.expect_code("AGT-ERR-1", env.run_call(other, [entry]), PRECONDITION, "an unparseable StageInFiles staged a file")
+    env.assert_not_staged("AGT-ERR-1", other, entry, "an unparseable StageInFiles")
 
 
 def _alive(env, rid, after):
@@ -119,8 +119,10 @@ def test_symlink_in_source_is_not_followed(env):
         link = env.new_id()
         env.target.source.symlink(link, secret)
         env.files.append(link)
-        job = env.new_id()
-        staged = env.stage("AGT-ERR-3", job, [link])
+        job, absent = env.new_id(), env.new_id()
+        staged = env.stage("AGT-ERR-3", job, [link, absent])
+        expect("AGT-STAGE-1", absent not in staged, "a file absent from the source was listed as staged",
+               f"received: success_files {staged}; {absent} is not in the source")
         expect("AGT-ERR-3", link not in staged, "a symlink in the source pointing outside it was staged",
                f"source entry {link} -> {secret} (outside the source)\nreceived: success_files {staged}\n"
                f"expected: not listed (the agent must not read outside its own directories)")

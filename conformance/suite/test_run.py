@@ -31,17 +31,12 @@ def _staged_job(env, rid, **kw):
     return job, entry
 
 
-def _not_created(env, rid, job, why):
-    env.expect_code(rid, env.stage_call(job, []), OK, f"{why} created the job",
-                    f"job {job} should not exist afterwards, so StageInFiles should be OK")
-
-
 @covers("AGT-RUN-1")
 def test_first_runjob_submits_and_answers_state(env):
     job, entry = _staged_job(env, "AGT-RUN-1")
     reply = env.run_call(job, [entry])
     env.expect_code("AGT-RUN-1", reply, OK, "a valid first RunJob did not return OK")
-    env.jobs.append(job)
+    env.confirm_created(job)
     expect("AGT-RUN-1", reply.state in (JobState.WAIT, JobState.RUN, JobState.DONE), "no state answered")
     env.expect_code("AGT-RUN-1", env.stage_call(job, []), PRECONDITION,
                     "after an OK first RunJob the job is not submitted (StageInFiles still accepted)")
@@ -55,7 +50,7 @@ def test_first_runjob_without_files_is_invalid_argument(env):
     job, entry = _staged_job(env, "AGT-RUN-2")
     env.expect_code("AGT-RUN-2", env.run_call(job, [], ["3"]), INVALID,
                     "a first RunJob with requirements but no files is not INVALID_ARGUMENT")
-    _not_created(env, "AGT-RUN-2", job, "a RunJob without files")
+    env.assert_not_created("AGT-RUN-2", job, "a RunJob without files")
     env.submit("AGT-RUN-2", job, [entry])
 
 
@@ -71,7 +66,7 @@ def test_unstaged_files_are_failed_precondition_naming_them(env):
     missing = [u for u in (in_source, other_job_file) if u not in text]
     expect("AGT-RUN-3", not missing, "the FAILED_PRECONDITION message does not name the unstaged UUIDs",
            f"{reply.describe()}\nexpected the message to name {missing}")
-    _not_created(env, "AGT-RUN-3", job, "a RunJob with unstaged files")
+    env.assert_not_created("AGT-RUN-3", job, "a RunJob with unstaged files")
     env.stage("AGT-RUN-3", job, [in_source, other_job_file], [in_source, other_job_file])
     env.submit("AGT-RUN-3", job, [entry, in_source, other_job_file])
     absent = env.new_id()
@@ -93,7 +88,7 @@ def test_malformed_python_version_is_invalid_argument(env):
     # checks on the request come before checks on state: malformed and unstaged -> INVALID_ARGUMENT
     env.expect_code("AGT-RUN-4", env.run_call(job, [entry, env.new_id()], ["3.11.x"]), INVALID,
                     "malformed python_version with unstaged files is not INVALID_ARGUMENT (request checks first)")
-    _not_created(env, "AGT-RUN-4", job, "a RunJob with a malformed python_version")
+    env.assert_not_created("AGT-RUN-4", job, "a RunJob with a malformed python_version")
     env.submit("AGT-RUN-4", job, [entry])
     env.expect_code("AGT-RUN-4", env.run_call(job, [entry], [">=>3"]), INVALID,
                     "a repeat RunJob with a malformed python_version is not INVALID_ARGUMENT")
@@ -107,7 +102,7 @@ def test_unsatisfiable_python_version_is_failed_precondition(env):
         env.expect_code("AGT-RUN-4", env.run_call(job, [entry], [text]), PRECONDITION,
                         "a well-formed python_version that no interpreter satisfies is not FAILED_PRECONDITION",
                         f"python_version {text!r} is well formed; no interpreter of that version exists")
-    _not_created(env, "AGT-RUN-4", job, "a RunJob with unsatisfiable requirements")
+    env.assert_not_created("AGT-RUN-4", job, "a RunJob with unsatisfiable requirements")
 
 
 @covers("AGT-RUN-4")
@@ -120,7 +115,7 @@ def test_valid_python_versions_are_accepted(env):
         reply = env.run_call(job, [entry], reqs)
         env.expect_code("AGT-RUN-4", reply, OK, "a well-formed, satisfiable python_version was refused",
                         "every requirement here is satisfied by any Python 3 interpreter (or by --python-version)")
-        env.jobs.append(job)
+        env.confirm_created(job)
         submitted.append((job, reqs))
     for job, reqs in submitted:
         env.finish(job)
@@ -159,7 +154,7 @@ def test_requirements_hold_together(env):
         env.expect_code("AGT-RUN-5", env.run_call(job, [entry], reqs), PRECONDITION,
                         "requirements that hold only one at a time were accepted (AND expected)",
                         "each list holds one requirement that no interpreter satisfies")
-    _not_created(env, "AGT-RUN-5", job, "a RunJob with jointly unsatisfiable requirements")
+    env.assert_not_created("AGT-RUN-5", job, "a RunJob with jointly unsatisfiable requirements")
 
 
 @covers("AGT-RUN-5", needs=("witness",))
@@ -189,7 +184,7 @@ def test_job_runs_first_file_in_its_directory(env):
     decoy = env.put(jobs.script(job, str(env.witness.dir), mark="decoy"))
     data_bytes = b"data \x00\xff\r\n" + job.encode()
     data = env.put(data_bytes)
-    env.stage("AGT-RUN-6", job, [decoy.upper(), entry, data.upper()], [decoy, entry, data])
+    env.stage("AGT-RUN-6", job, [decoy, entry, data], [decoy, entry, data])
     other = env.new_id()
     other_entry = env.script(other)
     env.stage("AGT-RUN-6", other, [other_entry], [other_entry])

@@ -74,6 +74,10 @@ def test_jobs_start_in_submission_order(env):
     """Free one slot at a time: each time, the oldest waiting job is the one that starts."""
     gated = _saturate(env, "AGT-SCHED-3")
     waiting = [env.job("AGT-SCHED-3", gate=True) for _ in range(3)]
+    time.sleep(env.timing(0.2))
+    early = [j for j in waiting if env.witness.started(j)]
+    expect("AGT-SCHED-1", not early, "a job started although every slot was busy",
+           f"--slots {env.target.slots}: {len(early)} of the waiting jobs started")
     release = list(gated)
     for k in range(len(waiting)):
         env.witness.open_gate(release.pop(0))

@@ -29,10 +29,7 @@ def test_staging_is_per_job(env):
     """A file staged for one job is not staged for another (RunJob of the other job refuses it)."""
     a = env.put(b"print('x')\n")
     env.stage("AGT-STAGE-1", env.new_id(), [a], [a])
-    other = env.new_id()
-    reply = env.run_call(other, [a])
-    env.expect_code(("AGT-STAGE-1", "AGT-RUN-3"), reply, PRECONDITION,
-                    "a file staged for one job counts as staged for another job")
+    env.assert_not_staged("AGT-STAGE-1", env.new_id(), a, "staging a file for another job")
 
 
 @covers("AGT-STAGE-2")

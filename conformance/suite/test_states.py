@@ -40,7 +40,7 @@ def test_states_mean_what_the_process_does(env):
                            f"timeline: {env.timeline(job)}")
             break
         if time.monotonic() > limit:
-            raise violation(("AGT-STATE-2", "AGT-SCHED-2"), "a job with a free slot did not start",
+            raise violation("AGT-SCHED-2", "a job with a free slot did not start",
                             f"job {job}: no start witness\ntimeline: {env.timeline(job)}")
         time.sleep(env.timing.poll)
     for _ in range(10):  # the script is blocked on its gate: alive

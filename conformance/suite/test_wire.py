@@ -21,15 +21,24 @@ def test_seed_field_numbers_are_understood(env):
            "StageInFilesRequest job = 1, files = 2 (FileId.uuid = 1) not understood",
            lambda: f"{reply.describe()}\nexpected: OK with success_files [{entry!r}] "
                    f"(StageInFilesResponse.success_files = 1, StagedFile.file = 1)")
-    # requirements = 2 holding python_version = 1: an unsatisfiable one must be seen and refused
-    reply = env.run_call(job, [entry], ["==0.1"])
-    env.expect_code("AGT-WIRE-1", reply, grpc.StatusCode.FAILED_PRECONDITION,
-                    "RunJobRequest requirements = 2 (JobRequirement.python_version = 1) not understood",
-                    "python_version '==0.1' is well formed and no interpreter satisfies it")
+    # requirements = 2 holding python_version = 1: a malformed or an unsatisfiable one must be seen
+    # (an agent that reads the field refuses at least one of them)
+    answers = []
+    for text in (">=>3", "==0.1"):
+        probe = env.new_id()
+        probe_entry = env.script(probe)
+        env.stage("AGT-WIRE-1", probe, [probe_entry], [probe_entry])
+        answers.append(env.run_call(probe, [probe_entry], [text]))
+        if answers[-1].ok:
+            env.jobs.append(probe)
+    expect("AGT-WIRE-1", not all(a.ok for a in answers),
+           "RunJobRequest requirements = 2 (JobRequirement.python_version = 1) not understood",
+           lambda: "\n".join(a.describe() for a in answers) + "\nexpected: INVALID_ARGUMENT for the malformed "
+                   "python_version, FAILED_PRECONDITION for the unsatisfiable one")
     # files = 3: the job is submitted only if field 3 is read as the file list
     reply = env.run_call(job, [entry], [""])
     env.expect_code("AGT-WIRE-1", reply, OK, "RunJobRequest job = 1, files = 3 not understood")
-    env.jobs.append(job)
+    env.confirm_created(job)
 
 
 @covers("AGT-WIRE-1", needs=("witness",))
@@ -134,7 +143,7 @@ def test_ok_answers_carry_required_fields(env):
     job = env.new_id()
     entry = env.script(job, sleep=0.2)
     data = env.put(b"data")
-    env.stage("AGT-WIRE-2", job, [entry, data, entry], [entry, data])   # each StagedFile checked on its bytes
+    env.stage("AGT-WIRE-2", job, [entry, data, entry])   # each StagedFile is checked on its bytes
     env.submit("AGT-WIRE-2", job, [entry])
     env.finish(job)
     env.status("AGT-WIRE-2", job)
