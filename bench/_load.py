@@ -256,7 +256,7 @@ def executions(witness: Path) -> Counter:
 def start_rate(witness: Path, window: tuple[float, float], warmup: float = 2.0) -> float:
     """Jobs started per second within the window, after a warm-up (the first jobs of all
     streams start together): the steady throughput, from the witness files' start times."""
-    begin, end = window[0] + warmup, window[1]
+    begin, end = window[0] + min(warmup, (window[1] - window[0]) / 4), window[1]
     starts = [int(name.rsplit(".", 1)[1]) / 1e9 for name in os.listdir(witness)]
     return sum(1 for t in starts if begin <= t < end) / max(1e-9, end - begin)
 
