@@ -59,6 +59,7 @@ class Env:
         self.t0 = time.monotonic()
         self.timelines: dict[str, list[tuple[float, str, str]]] = {}
         self.last: dict[str, JobState] = {}
+        self.done_at: dict[str, float] = {}  # wall-clock time of the first DONE answer, per job
         self.jobs: list[str] = []          # jobs this test submitted (lower case)
         self.files: list[str] = []         # files this test put into the source
         self.logs: list[str] = []
@@ -202,6 +203,8 @@ class Env:
         self.timelines.setdefault(key, []).append((now, state.name, via))
         previous = self.last.get(key)
         self.last[key] = state
+        if state is JobState.DONE and key not in self.done_at:
+            self.done_at[key] = time.time()
         if previous is not None and state < previous:
             raise violation("AGT-STATE-1", f"state went backwards: {previous.name} then {state.name}",
                             f"job {key}\ntimeline: {self.timeline(key)}")
@@ -271,6 +274,20 @@ class Env:
                         "a DONE job's first file never ran (no witness from its entry script)",
                         lambda: f"job {job.lower()}\ntimeline: {self.timeline(job)}")
         return self.witness.runs(job.lower())
+
+    def expect_one_run(self, rid, job: str, summary: str = "a job id ran more than once") -> None:
+        """Exactly one execution of a DONE job. A second one that started after the job was first
+        answered DONE was started by a later call (AGT-RUN-7); an earlier one is `rid`'s."""
+        runs = self.wait_ran(job)
+        time.sleep(self.timing(0.3))  # give a wrongly started second execution the time to show
+        runs = self.witness.runs(job.lower())
+        if len(runs) <= 1:
+            return
+        detail = f"job {job.lower()}: {len(runs)} executions (pids {[r.pid for r in runs]})\ntimeline: {self.timeline(job)}"
+        done_at = self.done_at.get(job.lower())
+        if done_at is not None and sorted(r.start for r in runs)[1] > done_at:
+            raise violation("AGT-RUN-7", "a job ran again after it was answered DONE", detail)
+        raise violation(rid, summary, detail)
 
     def wait_started(self, rid, job: str, summary: str = "a job with a free slot did not start") -> None:
         try:
