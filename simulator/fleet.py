@@ -34,13 +34,11 @@ class Fleet:
     `layout` is a list of (group name, slots) per agent. Every agent reads the same `source`
     directory and has its own state directory under `root`. The agents are started in parallel
     (each reports its port on its first stdout line) and stopped with SIGTERM and
-    --stop-jobs-on-exit, so no job outlives the fleet. `nice` != 0 starts them at that niceness
-    (their jobs inherit it): on a shared machine, a negative value (root only) shields the
-    measurement from other processes' CPU load. Use as a context manager.
+    --stop-jobs-on-exit, so no job outlives the fleet. Use as a context manager.
     """
 
     def __init__(self, layout: list[tuple[str, int]], source: Path, root: Path,
-                 python: str = sys.executable, start_timeout: float = 60.0, nice: int = 0):
+                 python: str = sys.executable, start_timeout: float = 60.0):
         if not layout:
             raise FleetError("a fleet needs at least one agent")
         self.layout = layout
@@ -48,7 +46,6 @@ class Fleet:
         self.root = Path(root)
         self.python = python
         self.start_timeout = start_timeout
-        self.nice = nice
         self.members: list[Member] = []
 
     @property
@@ -56,9 +53,7 @@ class Fleet:
         return [m.address for m in self.members]
 
     def command(self, state_dir: Path, slots: int) -> list[str]:
-        adjust = self.nice - os.getpriority(os.PRIO_PROCESS, 0) if self.nice else 0   # nice -n is relative
-        prefix = ["nice", "-n", str(adjust)] if adjust else []
-        return prefix + [self.python, "-m", "reference_agent", "serve", "--listen", "127.0.0.1:0",
+        return [self.python, "-m", "reference_agent", "serve", "--listen", "127.0.0.1:0",
                 "--source", str(self.source), "--state-dir", str(state_dir), "--slots", str(slots),
                 "--no-path-pythons", "--stop-jobs-on-exit", "--quiet"]
 
@@ -81,7 +76,7 @@ class Fleet:
             for i, group, slots, state, log, proc in pending:
                 line = self._first_line(proc, end)
                 if not line.startswith("listening on "):
-                    raise FleetError(f"agent {i} ({' '.join(self.command(state, slots)[:7])} ...) did not start: "
+                    raise FleetError(f"agent {i} ({' '.join(self.command(state, slots)[:4])} ...) did not start: "
                                      f"first line {line!r}; see {log}")
                 self.members.append(Member(i, group, slots, line.split()[-1], state, log, proc))
         except BaseException:

@@ -74,6 +74,12 @@ def markdown(report: dict, title: str = "") -> str:
         unit = f" ({UNITS[k]})" if k in UNITS else ""
         lines.append(f"| {k}{unit} | {_fmt(k, report['real'][k])} | {_fmt(k, report['sim'][k])} | "
                      + (f"{e:.1%}" if math.isfinite(e) else "n/a") + " |")
+    att, diag = report.get("attribution"), report.get("diagnostics")
+    if att and diag:
+        errs = ", ".join(f"{k} {att['rel_error'][k]:.1%}" for k in ("wait_mean", "wait_p95", "throughput"))
+        lines += ["", f"Slot overhead per job: calibrated {diag['calibrated_slot_overhead_s'] * 1e3:.0f} ms, "
+                      f"real run {att['slot_overhead_s'] * 1e3:.0f} ms. Simulated again with the real run's "
+                      f"overhead (a check after the fact, not a prediction): {errs}."]
     return "\n".join(lines) + "\n"
 
 

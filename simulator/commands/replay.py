@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ HELP = "run a scenario for real (K local reference agents) and simulated, on the
 EPILOG = """\
 examples:
   agent-sim replay simulator/replay_70.toml --out out/replay-70
-  agent-sim replay simulator/replay_95.toml --nice -10 --out out/replay-95 --max-error 0.1
+  agent-sim replay simulator/replay_95.toml --out out/replay-95 --max-error 0.1
   agent-sim replay my.toml --calibration calibrated.toml --out out/r
 
 The scenario's agent groups are replaced by K local `reference-agent serve` processes with S slots
@@ -56,9 +55,6 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="override run.seed")
     p.add_argument("--client-threads", type=positive_int, default=16, metavar="N",
                    help="the client's RPC thread pool (default 16)")
-    p.add_argument("--nice", type=int, default=0, metavar="N",
-                   help="run the agents, their jobs and this client at nice N (negative: root only), "
-                        "to shield the comparison from other load on a shared machine")
     p.add_argument("--max-error", type=_fraction, default=None, metavar="X",
                    help=f"exit 1 if the relative error of {', '.join(CHECKED)} exceeds X")
 
@@ -76,18 +72,11 @@ def run(args) -> int:
         sc = sc.with_value("run.jobs", args.jobs)
     if args.seed is not None:
         sc = sc.with_value("run.seed", args.seed)
-    if not -20 <= args.nice <= 19:
-        raise UsageError(f"--nice {args.nice}: must be in -20..19")
     groups = ", ".join(f"{g.name}: {g.count} x {g.slots}" for g in sc.agents)
     dropped = [g.name for g in sc.agents if g.failures is not None or g.speed != 1.0]
     sc = replay.with_fleet(sc, args.agents, args.slots)
     print(f"agents: {args.agents} local reference agents x {args.slots} slots (the scenario's: {groups})"
           + (f"; failures and speed of {', '.join(dropped)} are not replayed" if dropped else ""), file=sys.stderr)
-    if args.nice:
-        try:
-            os.nice(args.nice)
-        except PermissionError:
-            raise UsageError(f"--nice {args.nice}: not permitted (a negative value needs root)") from None
     cal = None
     if args.calibration is not None:
         try:
@@ -97,16 +86,15 @@ def run(args) -> int:
     try:
         replay.check(sc)
         report = replay.replay(sc, args.out, calibration=cal, quick_calibration=args.quick_calibration,
-                               workers=args.client_threads, nice=args.nice, progress=lambda m: print(m, file=sys.stderr))
+                               workers=args.client_threads, progress=lambda m: print(m, file=sys.stderr))
     except replay.ReplayError as exc:
         raise UsageError(str(exc)) from None
     except (FleetError, CalibrationError) as exc:
         print(f"agent-sim replay: {exc}", file=sys.stderr)
         return 1
     print(replay_report.markdown(report), end="")
-    d = report["diagnostics"]
-    print(f"slot overhead per job: real {d['real_slot_overhead_mean_s'] * 1e3:.0f} ms, calibrated "
-          f"{d['calibrated_slot_overhead_s'] * 1e3:.0f} ms; load average {report['machine']['load_average_after']}")
+    print(f"load average at calibration {report['machine']['load_average_calibration']}, after the run "
+          f"{report['machine']['load_average_after']}")
     client = report["client"]
     if client["error_count"] or client["unfinished"]:
         print(f"real run: {client['error_count']} errors, {client['unfinished']} unfinished: {client['errors'][:3]}")
