@@ -74,10 +74,10 @@ class Table:
     def number(self, name: str, default: object = _MISSING, convert: Callable[[object], float] = float,
                minimum: float | None = 0.0, positive: bool = False, allow_inf: bool = False) -> float:
         value = self.raw(name, default)
-        if value is None:
-            return value  # type: ignore[return-value]
+        if value is None and default is None:
+            return value  # type: ignore[return-value]   (an optional key left unset)
         try:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or value is None:
                 raise TypeError
             number = convert(value)
         except (units.UnitError, TypeError, ValueError) as exc:

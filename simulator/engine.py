@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -13,87 +11,20 @@ import simpy
 from protos import validation
 from protos.states import Event, JobStateMachine
 from simulator import policies
-from simulator.clock import P_AGENT, P_ARRIVAL, P_END, P_RUNJOB, P_SAMPLE, P_SEEN, P_TRANSFER, Clock
+from simulator.clock import P_AGENT, P_ARRIVAL, P_END, P_SAMPLE, P_SEEN, Clock
+from simulator.entities import Agent, Job, Streams
+from simulator.failures import Failures
 from simulator.metrics import Binned, Collector, JobRecord, summarize
 from simulator.network import Transfers
 from simulator.polling import PollSchedule
 from simulator.scenario import Scenario
+from simulator.staging import Staging
 from simulator.workload import Arrivals, FileCatalog, expected_span
 
-NAN = math.nan
+__all__ = ["Simulation", "Streams", "Agent", "Job"]
 
 
-@dataclass
-class Streams:
-    """The explicit random streams of one replication (no global seed anywhere).
-
-    Separate streams keep arrivals and runtimes identical across policies and agent counts
-    (common random numbers), which sharpens comparisons in sweeps.
-    """
-
-    arrivals: random.Random
-    service: random.Random
-    policy: random.Random
-    failures: random.Random
-    files: np.random.Generator
-
-    @classmethod
-    def from_seed(cls, seed: int, replication: int = 0) -> "Streams":
-        ss = np.random.SeedSequence([seed, replication])
-        kids = ss.spawn(5)
-        r = [random.Random(int(k.generate_state(1, dtype=np.uint64)[0])) for k in kids[:4]]
-        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]))
-
-
-class Agent:
-    """One simulated agent: slots, a FIFO of WAIT jobs (AGT-SCHED-3), a content cache, RPC load."""
-
-    __slots__ = ("index", "group", "gi", "slots", "speed", "load", "running", "queue", "up", "repair_at",
-                 "cache", "cache_used", "inflight", "runset", "pools", "rpc", "polls")
-
-    def __init__(self, index: int, group: str, gi: int, slots: int, speed: float):
-        self.index, self.group, self.gi, self.slots, self.speed = index, group, gi, slots, speed
-        self.load = 0          # jobs assigned to it: staging + WAIT + RUN
-        self.running = 0
-        self.queue: deque = deque()
-        self.up = True
-        self.repair_at = 0.0
-        self.cache: dict[int, float] = {}      # file -> size, in LRU order
-        self.cache_used = 0.0
-        self.inflight: dict[int, list] = {}    # file being fetched -> jobs waiting for it
-        self.runset: set = set()
-        self.pools: list = []
-        self.rpc = 0.0
-        self.polls = 0
-
-    def cached_files(self) -> list[int]:
-        return list(self.cache)
-
-    def __repr__(self) -> str:
-        return f"Agent({self.index}, {self.group}, load={self.load}/{self.slots}, up={self.up})"
-
-
-class Job:
-    """One attempt of a client's job, from submission to the client seeing DONE."""
-
-    __slots__ = ("id", "logical", "attempt", "first_submit", "submit", "runtime", "files", "python", "pool",
-                 "agent", "stage_start", "stage_end", "run_submit", "start", "end", "seen", "polls", "bytes",
-                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim")
-
-    def __init__(self, sim, jid, logical, attempt, first_submit, now, runtime, files, python, pool, warm):
-        self.id, self.logical, self.attempt = jid, logical, attempt
-        self.first_submit, self.submit, self.runtime = first_submit, now, runtime
-        self.files, self.python, self.pool, self.warm, self.sim = files, python, pool, warm, sim
-        self.agent = None
-        self.stage_start = self.stage_end = self.run_submit = self.start = self.end = self.seen = NAN
-        self.polls = self.hits = self.misses = self.pending = 0
-        self.bytes = 0.0
-        self.missed = ()
-        self.sm = None
-        self.end_ev = None
-
-
-class Simulation:
+class Simulation(Staging, Failures):
     """One replication of a scenario. `run()` returns the flat summary of that replication.
 
     Jobs go StageInFiles -> RunJob -> polls until DONE; on the agent each job is a
@@ -346,85 +277,6 @@ class Simulation:
             return
         self._stage_files(job, agent)
 
-    def _stage_rpc_only(self, job: Job) -> None:
-        """Nothing to transfer: StageInFiles takes one RPC latency, RunJob another (one event)."""
-        if self.lat:
-            job.stage_end = self.env._now + self.lat
-            self.at(2 * self.lat, P_RUNJOB, self._runjob, job)
-        else:
-            job.stage_end = self.env._now
-            self._runjob(job)
-
-    def _stage_files(self, job: Job, agent: Agent) -> None:
-        sizes, use_cache = self.file_sizes, self.use_cache
-        cache, inflight = agent.cache, agent.inflight
-        missed, miss_bytes = [], 0.0
-        files = job.files if len(job.files) == 1 else dict.fromkeys(job.files)   # staged once (AGT-STAGE-1)
-        for f in files:
-            self.bytes_requested += sizes[f]
-            if use_cache and f in cache:
-                if self.lru:
-                    cache[f] = cache.pop(f)      # LRU touch
-                job.hits += 1
-            elif use_cache and f in inflight:
-                inflight[f].append(job)          # fetched once per agent (AGT-STAGE-5)
-                job.hits += 1
-                job.pending += 1
-            else:
-                job.misses += 1
-                missed.append(f)
-                miss_bytes += sizes[f]
-                if use_cache:
-                    inflight[f] = []
-        job.missed = missed
-        job.bytes = miss_bytes
-        if missed:
-            # The flow shares the links from the request on; the RPC and source latencies delay
-            # the moment the content is usable (one event less per transfer than a delayed start).
-            job.pending += 1
-            if self.instant[agent.index] or miss_bytes <= 0:
-                self._transfer_done(job)
-            else:
-                self.transfers.start(agent.index, miss_bytes, self._transfer_done, job)
-        if job.pending == 0:
-            self._stage_rpc_only(job)     # every file cached: no transfer
-        elif self.lat and not missed:     # waiting for files in flight; the RPC itself takes lat
-            job.pending += 1
-            self.at(self.lat, P_TRANSFER, self._stage_part, job)
-
-    def _transfer_done(self, job: Job) -> None:
-        agent = job.agent
-        if self.use_cache:
-            holders = self.holders if self.track_holders else None
-            for f in job.missed:
-                size = self.file_sizes[f]
-                agent.cache[f] = size
-                agent.cache_used += size
-                if holders is not None:
-                    holders.setdefault(f, set()).add(agent.index)
-                for waiter in agent.inflight.pop(f, ()):
-                    self._stage_part(waiter, self.fetch_delay)
-            while self.lru and agent.cache_used > self.cache_capacity and agent.cache:
-                old = next(iter(agent.cache))
-                agent.cache_used -= agent.cache.pop(old)
-                if holders is not None:
-                    holders[old].discard(agent.index)
-        self._stage_part(job, self.fetch_delay)
-
-    def _stage_part(self, job: Job, extra: float = 0.0) -> None:
-        job.pending -= 1
-        if job.pending == 0:
-            self._staged(job, extra)
-
-    def _staged(self, job: Job, extra: float = 0.0) -> None:
-        """StageInFiles returns `extra` from now; RunJob reaches the agent one latency later."""
-        job.stage_end = self.env._now + extra
-        delay = extra + self.lat
-        if delay:
-            self.at(delay, P_RUNJOB, self._runjob, job)
-        else:
-            self._runjob(job)
-
     # --- RunJob and the agent's slots --------------------------------------------------------------
     def _runjob(self, job: Job) -> None:
         agent = job.agent
@@ -514,19 +366,6 @@ class Simulation:
                 self._assign(best.popleft(), agent)
 
     # --- the client sees DONE -----------------------------------------------------------------------
-    def _seen(self, arg) -> None:
-        job, outcome = arg
-        agent = job.agent
-        if not agent.up:   # polls fail while the agent is down; DONE is seen at the first after repair
-            job.seen, job.polls = self.polls.first_at_or_after(job.run_submit, agent.repair_at)
-            self.at(job.seen - self.env._now, P_SEEN, self._seen, arg)
-            return
-        c = self.sc.clients
-        resubmit = outcome == "interrupted" and c.resubmit_interrupted and job.attempt < c.max_resubmits
-        self._finalize(job, outcome, final=not resubmit)
-        if resubmit:
-            self._submit(job.logical, job.attempt + 1, job.first_submit, job.runtime, job.files, job.python)
-
     def _finalize(self, job: Job, outcome: str, final: bool = True) -> None:
         agent = job.agent
         if job.polls and agent is not None:
@@ -545,37 +384,6 @@ class Simulation:
             self.outstanding -= 1
             if self.arrivals_done and self.outstanding == 0:
                 self._check_finished()
-
-    # --- agent failures (AGT-DUR-1) -----------------------------------------------------------------
-    def _fail(self, agent: Agent) -> None:
-        ttf, ttr = self._failure_samplers[agent.gi]
-        agent.up = False
-        now = self.env._now
-        agent.repair_at = now + ttr()
-        self._touch(agent)
-        for job in sorted(agent.runset, key=lambda j: j.start):   # RUN jobs end DONE (interrupted)
-            job.end_ev.cancel()
-            job.sm.advance(Event.INTERRUPT)
-            self._ended(job, "interrupted")
-        agent.runset.clear()
-        self.at(agent.repair_at - now, P_AGENT, self._repair, agent)   # WAIT jobs stay WAIT
-
-    def _repair(self, agent: Agent) -> None:
-        agent.up = True
-        for pool in agent.pools:
-            pool.touched(agent)
-        self._refill(agent)
-        if not self.when_free:   # jobs parked at the client while every eligible agent was down
-            for pool in agent.pools:
-                q = self.central[pool]
-                while q:
-                    chosen = self.choose(pool, q[0], self.streams.policy, False)
-                    if chosen is None:
-                        break
-                    self.central_count -= 1
-                    self._assign(q.popleft(), chosen)
-        if not self.finished.triggered:
-            self.at(self._failure_samplers[agent.gi][0](), P_AGENT, self._fail, agent)
 
     # --- summary ------------------------------------------------------------------------------------
     def _summary(self) -> dict:

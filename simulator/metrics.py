@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from simulator.stats import LogHistogram
 

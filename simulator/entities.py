@@ -1,0 +1,81 @@
+"""The entities of a simulation: its random streams, agents and job attempts."""
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+NAN = math.nan
+
+
+@dataclass
+class Streams:
+    """The explicit random streams of one replication (no global seed anywhere).
+
+    Separate streams keep arrivals and runtimes identical across policies and agent counts
+    (common random numbers), which sharpens comparisons in sweeps.
+    """
+
+    arrivals: random.Random
+    service: random.Random
+    policy: random.Random
+    failures: random.Random
+    files: np.random.Generator
+
+    @classmethod
+    def from_seed(cls, seed: int, replication: int = 0) -> "Streams":
+        ss = np.random.SeedSequence([seed, replication])
+        kids = ss.spawn(5)
+        r = [random.Random(int(k.generate_state(1, dtype=np.uint64)[0])) for k in kids[:4]]
+        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]))
+
+
+class Agent:
+    """One simulated agent: slots, a FIFO of WAIT jobs (AGT-SCHED-3), a content cache, RPC load."""
+
+    __slots__ = ("index", "group", "gi", "slots", "speed", "load", "running", "queue", "up", "repair_at",
+                 "cache", "cache_used", "inflight", "runset", "pools", "rpc", "polls")
+
+    def __init__(self, index: int, group: str, gi: int, slots: int, speed: float):
+        self.index, self.group, self.gi, self.slots, self.speed = index, group, gi, slots, speed
+        self.load = 0          # jobs assigned to it: staging + WAIT + RUN
+        self.running = 0
+        self.queue: deque = deque()
+        self.up = True
+        self.repair_at = 0.0
+        self.cache: dict[int, float] = {}      # file -> size, in LRU order
+        self.cache_used = 0.0
+        self.inflight: dict[int, list] = {}    # file being fetched -> jobs waiting for it
+        self.runset: set = set()
+        self.pools: list = []
+        self.rpc = 0.0
+        self.polls = 0
+
+    def cached_files(self) -> list[int]:
+        return list(self.cache)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.index}, {self.group}, load={self.load}/{self.slots}, up={self.up})"
+
+
+class Job:
+    """One attempt of a client's job, from submission to the client seeing DONE."""
+
+    __slots__ = ("id", "logical", "attempt", "first_submit", "submit", "runtime", "files", "python", "pool",
+                 "agent", "stage_start", "stage_end", "run_submit", "start", "end", "seen", "polls", "bytes",
+                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim")
+
+    def __init__(self, sim, jid, logical, attempt, first_submit, now, runtime, files, python, pool, warm):
+        self.id, self.logical, self.attempt = jid, logical, attempt
+        self.first_submit, self.submit, self.runtime = first_submit, now, runtime
+        self.files, self.python, self.pool, self.warm, self.sim = files, python, pool, warm, sim
+        self.agent = None
+        self.stage_start = self.stage_end = self.run_submit = self.start = self.end = self.seen = NAN
+        self.polls = self.hits = self.misses = self.pending = 0
+        self.bytes = 0.0
+        self.missed = ()
+        self.sm = None
+        self.end_ev = None
