@@ -322,7 +322,10 @@ class Env:
                 time.sleep(self.timing(0.05))
         if self.witness is not None:
             time.sleep(self.timing(0.05))
-            self.witness.cleanup(self.jobs, self.logs)
+            # a job that has not ended keeps its (open) gate file, or it would wait out its gate
+            # timeout in a slot; an agent reporting DONE too early would otherwise starve later tests
+            ended = [j for j in self.jobs if self.witness.ended(j)]
+            self.witness.cleanup(ended, self.logs)
         if getattr(self.target.source, "can_delete", False):
             for f in self.files:
                 try:

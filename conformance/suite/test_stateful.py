@@ -142,7 +142,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 return
             self._check(("AGT-RUN-1", *case), reply, (OK,), "a valid first RunJob did not return OK", job)
             job.submitted = (tuple(files), texts)
-            self.env.jobs.append(job.id)
+            self.env.confirm_created(job.id)
             return
         sub_files, sub_texts = job.submitted
         files_ok = not files or tuple(files) == sub_files

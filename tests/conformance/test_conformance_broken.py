@@ -8,11 +8,7 @@ from fakes.broken import CATALOGUE
 from protos.requirements import REQUIREMENTS
 
 # MUST failures besides the declared ones that a defect explains (it breaks both by nature).
-EXPLAINED: dict[str, set[str]] = {
-    "GoesBackFromDoneToRun": {"AGT-RUN-7"},
-    "ReportsDoneBeforeRun": {"AGT-SCHED-1", "AGT-SCHED-3", "AGT-DUR-1"},
-    "NeverLeavesWait": {"AGT-WIRE-1", "AGT-STATE-3", "AGT-DUR-1", "AGT-RUN-5", "AGT-RUN-6"},
-}
+EXPLAINED: dict[str, set[str]] = {}
 
 
 def _check(name: str, run, selected: set[str] | None) -> None:
