@@ -338,6 +338,7 @@ class Simulation(Staging, Failures):
         self.in_system -= 1
         self.end_sum += now
         job.end = now
+        job.end_ev = None   # break the job <-> event cycle: a done job is freed at once, not by the GC
         if self.tracer:
             self.tracer(now, "end", job)
         # the client sees DONE at its first poll at or after the end (computed, not simulated)
