@@ -55,7 +55,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(poll_calls=300, starts=5, stage_mb=4, stage_rounds=2, probes=5, turnover_rounds=4,
+        return cls(poll_calls=300, starts=5, stage_mb=4, stage_rounds=2, probes=5, turnover_rounds=3,
                    turnover_sleep=0.3)
 
 

@@ -20,6 +20,7 @@ from simulator.engine import Simulation
 from simulator.polling import PollSchedule
 from simulator.realrun import Driver, PlannedJob, RealResult
 from simulator.scenario import Scenario
+from simulator.turnover import Alongside
 
 POLICIES = ("round_robin", "random", "least_loaded")
 MAX_SOURCE_BYTES = 2e9
@@ -195,14 +196,18 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
         tmp = Path(tmp_name)
         source = tmp / "source"
         plan = make_plan(sc)   # calibration keys change no random stream: the simulation check() verifies it
-        with Fleet(layout(sc), source, tmp / "agents") as fleet:
-            progress(f"fleet: {len(fleet.members)} reference agents, slots {[m.slots for m in fleet.members]}")
+        probe_slots = layout(sc)[0][1]
+        with Fleet(layout(sc) + [("probe", probe_slots)], source, tmp / "agents") as everything:
+            fleet, probe = everything.members[:-1], everything.members[-1]
+            progress(f"fleet: {len(fleet)} reference agents, slots {[m.slots for m in fleet]}, "
+                     f"and one probe agent ({probe_slots} slots) for the calibration alongside the run")
+            runtime = min(2.0, max(0.3, statistics.fmean(j.runtime for j in plan.jobs)))
             if calibration is None:
                 settings = cal_mod.Settings.quick() if quick_calibration else cal_mod.Settings()
                 # slot turnover measured with jobs about as long as the workload's: launches as frequent
-                settings.turnover_sleep = min(2.0, max(0.3, statistics.fmean(j.runtime for j in plan.jobs)))
-                calibration = cal_mod.measure(fleet.addresses[0], source, settings, work=tmp,
-                                              fleet=[(m.address, m.slots) for m in fleet.members])
+                settings.turnover_sleep = runtime
+                calibration = cal_mod.measure(fleet[0].address, source, settings, work=tmp,
+                                              fleet=[(m.address, m.slots) for m in fleet])
                 progress(f"calibrated against agent 0 (turnover on all): launch {calibration.launch_delay * 1e3:.1f} ms, "
                          f"done delay {calibration.done_delay * 1e3:.1f} ms, turnover {calibration.turnover * 1e3:.1f} ms, "
                          f"poll {calibration.poll_rtt * 1e3:.2f} ms")
@@ -210,12 +215,16 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
             sim = simulate(sc, calibration, plan, out / "trace.csv")
             plan.jobs = [replace(j, agent=s["agent"]) for j, s in zip(plan.jobs, sim)]
             progress(f"plan: {len(plan.jobs)} jobs over {plan.jobs[-1].submit:.1f} s; simulated; running for real")
-            real = run_real(sc, plan, fleet.addresses, source, tmp / "witness",
-                            [m.state_dir for m in fleet.members], workers=workers)
+            (tmp / "alongside").mkdir()
+            side = Alongside((probe.address, probe.slots), source, tmp / "alongside", runtime, cal_mod.PROBE).start()
+            real = run_real(sc, plan, [m.address for m in fleet], source, tmp / "witness",
+                            [m.state_dir for m in fleet], workers=workers)
+            along = side.stop()
     real_rows = [asdict(r) for r in real.jobs]
     report = replay_report.compare(real_rows, sim, warmup=sc.run.warmup, warmup_jobs=sc.run.warmup_jobs)
     report["diagnostics"] = diag = diagnostics(real_rows, plan, calibration)
     report["attribution"] = attribution(sc, calibration, plan, real_rows, diag, out)
+    report["alongside"] = alongside(sc, calibration, plan, real_rows, along, out)
     report.update(scenario=sc.data, jobs=len(plan.jobs), calibration=calibration.to_dict(),
                   client={"lateness_mean_s": real.lateness_mean, "lateness_max_s": real.lateness_max,
                           "errors": real.errors[:20], "error_count": len(real.errors), "unfinished": real.unfinished},
@@ -251,6 +260,15 @@ def attribution(sc: Scenario, cal: Calibration, plan: Plan, real: list[dict], di
     rep = replay_report.compare(real, sim, warmup=sc.run.warmup, warmup_jobs=sc.run.warmup_jobs)
     return {"slot_overhead_s": overhead, "sim": rep["sim"], "rel_error": rep["rel_error"],
             "note": "simulated with the real run's mean slot overhead: a check after the fact, not a prediction"}
+
+
+def alongside(sc: Scenario, cal: Calibration, plan: Plan, real: list[dict], along: dict, out: Path) -> dict:
+    """The simulation with the slot turnover measured on the probe agent during the run."""
+    if not along.get("gaps"):
+        return {"turnover": along}
+    sim = simulate(sc, replace(cal, turnover=along["mean_s"]), plan, out / "trace-alongside.csv")
+    rep = replay_report.compare(real, sim, warmup=sc.run.warmup, warmup_jobs=sc.run.warmup_jobs)
+    return {"turnover": along, "sim": rep["sim"], "rel_error": rep["rel_error"]}
 
 
 def cal_scenario(sc: Scenario, cal: Calibration) -> Scenario:

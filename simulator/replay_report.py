@@ -66,20 +66,34 @@ def _fmt(name: str, v: float) -> str:
     return f"{v:.3f} s"
 
 
+def _err(e: float) -> str:
+    return f"{e:.1%}" if math.isfinite(e) else "n/a"
+
+
 def markdown(report: dict, title: str = "") -> str:
+    """The table: real, simulated with the calibration before the run and, when there is one, with the
+    turnover measured alongside it; then the slot overheads and the hindsight check."""
+    side = report.get("alongside") or {}
+    both = "rel_error" in side
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| metric | real | simulated | relative error |", "| --- | ---: | ---: | ---: |"]
+    if both:
+        lines += ["| metric | real | simulated, calibrated before | error | simulated, calibrated alongside | error |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    else:
+        lines += ["| metric | real | simulated | relative error |", "| --- | ---: | ---: | ---: |"]
     for k in METRICS:
-        e = report["rel_error"][k]
         unit = f" ({UNITS[k]})" if k in UNITS else ""
-        lines.append(f"| {k}{unit} | {_fmt(k, report['real'][k])} | {_fmt(k, report['sim'][k])} | "
-                     + (f"{e:.1%}" if math.isfinite(e) else "n/a") + " |")
+        row = f"| {k}{unit} | {_fmt(k, report['real'][k])} | {_fmt(k, report['sim'][k])} | {_err(report['rel_error'][k])} |"
+        if both:
+            row += f" {_fmt(k, side['sim'][k])} | {_err(side['rel_error'][k])} |"
+        lines.append(row)
     att, diag = report.get("attribution"), report.get("diagnostics")
     if att and diag:
-        errs = ", ".join(f"{k} {att['rel_error'][k]:.1%}" for k in ("wait_mean", "wait_p95", "throughput"))
-        lines += ["", f"Slot overhead per job: calibrated {diag['calibrated_slot_overhead_s'] * 1e3:.0f} ms, "
-                      f"real run {att['slot_overhead_s'] * 1e3:.0f} ms. Simulated again with the real run's "
-                      f"overhead (a check after the fact, not a prediction): {errs}."]
+        errs = ", ".join(f"{k} {_err(att['rel_error'][k])}" for k in ("wait_mean", "wait_p95", "throughput"))
+        along = f", alongside the run {side['turnover']['mean_s'] * 1e3:.0f} ms" if both else ""
+        lines += ["", f"Slot overhead per job: calibrated before the run {diag['calibrated_slot_overhead_s'] * 1e3:.0f} ms"
+                      f"{along}, the real run's own {att['slot_overhead_s'] * 1e3:.0f} ms. Simulated with the real "
+                      f"run's own overhead (a check after the fact, not a prediction): {errs}."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import heapq
 import random
 import statistics
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -89,4 +90,49 @@ def measure_turnover(targets: list[tuple[str, int]], source: Path, tmp: Path, ro
     ordered = sorted(all_gaps)
     return {"rounds": rounds, "sleep_s": sleep, "targets": len(targets), "slots_seen": seen,
             "gaps": len(all_gaps), "mean_s": statistics.fmean(all_gaps), "p50_s": statistics.median(all_gaps),
-            "p95_s": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max_s": ordered[-1]}
+            "p95_s": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max_s": ordered[-1],
+            "gaps_s": all_gaps}
+
+
+class Alongside:
+    """Measures the slot turnover on a separate probe agent, batch after batch, while a run goes on.
+
+    The probe's jobs share the machine with the run, so its figure reflects the machine's load
+    during the run (a control measurement beside the experiment, never the run's own jobs).
+    `start()`, then `stop()` returns the figures of every batch finished by then (or no `gaps`);
+    a batch still running is abandoned (the fleet's stop ends its jobs).
+    """
+
+    def __init__(self, target: tuple[str, int], source: Path, tmp: Path, sleep: float, probe: str, rounds: int = 3):
+        self.target, self.source, self.tmp, self.sleep, self.probe, self.rounds = target, source, tmp, sleep, probe, rounds
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._gaps: list[float] = []
+        self._errors: list[str] = []
+        self._thread = threading.Thread(target=self._loop, name="turnover-alongside", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = measure_turnover([self.target], self.source, self.tmp, self.rounds, self.sleep, self.probe)
+            except Exception as exc:  # noqa: BLE001 - a failed batch is reported, the run goes on
+                with self._lock:
+                    if not self._stop.is_set():
+                        self._errors.append(repr(exc))
+                return
+            with self._lock:
+                if not self._stop.is_set():
+                    self._gaps += out["gaps_s"]
+
+    def start(self) -> "Alongside":
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        with self._lock:
+            self._stop.set()
+            g, errors = sorted(self._gaps), list(self._errors)
+        if not g:
+            return {"errors": errors}
+        return {"gaps": len(g), "mean_s": statistics.fmean(g), "p50_s": statistics.median(g),
+                "p95_s": g[min(len(g) - 1, int(0.95 * len(g)))], "sleep_s": self.sleep, "errors": errors}

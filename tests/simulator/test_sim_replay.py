@@ -37,11 +37,15 @@ def test_replay_60_jobs_real_and_simulated_agree(tmp_path):
     assert client["error_count"] == 0 and client["unfinished"] == 0, client
     assert report["real"]["jobs_done"] == report["sim"]["jobs_done"] == 60
     table = replay_report.markdown(report)
+    # the model calibrated alongside the run (a probe agent sharing the machine's load at that time);
+    # the table also shows the calibration before the run, whose figures drift with the machine's load
+    side = report["alongside"]
+    assert side.get("rel_error"), f"no turnover measured alongside the run: {side}"
     for name in ("wait_mean", "wait_p95", "throughput"):
-        err = report["rel_error"][name]
-        assert err <= BOUND, (f"{name}: real {report['real'][name]:.4f} vs simulated {report['sim'][name]:.4f}, "
+        err = side["rel_error"][name]
+        assert err <= BOUND, (f"{name}: real {report['real'][name]:.4f} vs simulated {side['sim'][name]:.4f}, "
                               f"relative error {err:.1%} > {BOUND:.0%}; machine load "
-                              f"{report['machine']['load_average_after']}\n{table}")   # the table says the overheads
+                              f"{report['machine']['load_average_after']}\n{table}")
     for name in ("comparison.md", "comparison.json", "states.png", "real-jobs.csv", "sim-jobs.csv",
                  "trace.csv", "calibrated.toml", "calibrated.json"):
         assert (out / name).stat().st_size > 0, name
