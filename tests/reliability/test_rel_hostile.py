@@ -128,6 +128,21 @@ def test_tampered_exit_status_file_does_not_hang_or_flood_the_agent(start_agent,
     _assert_served(agent, _ordinary_jobs(agent, 2))
 
 
+def test_job_that_deletes_its_own_directory_still_ends_done(start_agent):
+    """A job removes everything the agent keeps about it on disk (work dir, stdout, exit-status
+    path); the agent still reports it DONE and keeps serving."""
+    agent = start_agent()
+    job = agent.submit("""
+        import os, shutil
+        top = os.path.dirname(os.getcwd())
+        os.chdir("/")
+        shutil.rmtree(top)
+    """)
+    assert agent.wait_done(job).final is JobState.DONE
+    assert agent.row(job).reason in ("succeeded", "failed")
+    _assert_served(agent, _ordinary_jobs(agent, 2))
+
+
 def test_job_that_overwrites_its_input_does_not_change_another_jobs_bytes(start_agent):
     """Inputs are hard links to the content cache; the cache is read-only, which root ignores.
     A later job staging the same file must still get the source's bytes (AGT-STAGE-3)."""

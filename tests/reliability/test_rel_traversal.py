@@ -88,9 +88,13 @@ def test_symlinked_source_entries_are_never_followed_nor_block(start_agent, tmp_
             os.symlink(tmp_path / "fifo", path)
         else:
             import socket
+            import tempfile
+            short = tempfile.mkdtemp(prefix="s", dir="/tmp")  # AF_UNIX paths are short
             sock = socket.socket(socket.AF_UNIX)
-            sock.bind(str(path))
+            sock.bind(f"{short}/s")
             sock.close()
+            os.rename(f"{short}/s", path)
+            os.rmdir(short)
         entries[kind] = name
     good = agent.put("print(open(0).read() == '')\n")
     job = new_id()
