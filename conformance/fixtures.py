@@ -38,6 +38,6 @@ def hypothesis_settings(pytestconfig):
     if _plugin(pytestconfig).settings.profile == "deep":
         return settings(max_examples=40, stateful_step_count=40, deadline=None, database=None,
                         suppress_health_check=list(HealthCheck))
-    return settings(max_examples=4, stateful_step_count=25, deadline=None, database=None, derandomize=True,
+    return settings(max_examples=6, stateful_step_count=30, deadline=None, database=None, derandomize=True,
                     phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
                     print_blob=False)

@@ -49,3 +49,10 @@ def test_every_declared_id_has_a_primary_test():
             assert rid in names[test].ids, f"{test} does not declare {rid}"
     declared = {rid for cls in CATALOGUE.values() for rid in cls.violates}
     assert declared <= set(PRIMARY), sorted(declared - set(PRIMARY))
+
+
+@pytest.mark.parametrize("name", ["AcceptsMismatchedRepeat", "ListsOnlyNewlyStaged", "CaseSensitiveUuids"])
+def test_state_machine_alone_catches_protocol_defects(name, tmp_path):
+    """The Hypothesis state machine is no formality: on its own it fails these agents on their IDs."""
+    run = run_inprocess(broken_args(name) + ["-k", "test_random_interleavings_match_the_model"], tmp_path)
+    assert run.code == 1 and set(CATALOGUE[name].violates) <= run.failed(), run.report["requirements"]
