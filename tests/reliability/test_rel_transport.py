@@ -142,3 +142,25 @@ def test_token_parsing_and_constant_time_check():
     assert not check.allowed(b"ab") and not check.allowed(b"abcd") and not check.allowed(None)
     with pytest.raises(ValueError):
         TokenAuthInterceptor([])
+
+
+def test_cli_serve_with_auth_tokens(tmp_path, token_file):
+    """`reference-agent serve --auth-tokens FILE` as operators run it: first line, then the gate."""
+    proc = subprocess.Popen([sys.executable, "-m", "reference_agent", "serve", "--listen", "127.0.0.1:0",
+                             "--source", str(tmp_path / "src"), "--state-dir", str(tmp_path / "st"),
+                             "--no-path-pythons", "--quiet", "--auth-tokens", str(token_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line
+        channel = grpc.insecure_channel(line.split()[-1])
+        try:
+            assert code_of(AgentClient(channel, timeout=10).stage_in, new_id(), []) == "UNAUTHENTICATED"
+            authed = AgentClient(channel, timeout=10, metadata=(("authorization", "Bearer alpha-123"),))
+            assert authed.stage_in(new_id(), []) == []
+        finally:
+            channel.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+        proc.stdout.close()
