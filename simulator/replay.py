@@ -202,7 +202,9 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
             progress(f"fleet: {len(fleet)} reference agents, slots {[m.slots for m in fleet]}, "
                      f"and one probe agent ({probe_slots} slots) for the calibration alongside the run")
             runtime = min(2.0, max(0.3, statistics.fmean(j.runtime for j in plan.jobs)))
+            label = "agent-sim calibrate (given to agent-sim replay --calibration)"
             if calibration is None:
+                label = "agent-sim replay (calibration before the run)"
                 settings = cal_mod.Settings.quick() if quick_calibration else cal_mod.Settings()
                 # slot turnover measured with jobs about as long as the workload's: launches as frequent
                 settings.turnover_sleep = runtime
@@ -211,7 +213,7 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
                 progress(f"calibrated against agent 0 (turnover on all): launch {calibration.launch_delay * 1e3:.1f} ms, "
                          f"done delay {calibration.done_delay * 1e3:.1f} ms, turnover {calibration.turnover * 1e3:.1f} ms, "
                          f"poll {calibration.poll_rtt * 1e3:.2f} ms")
-            calibration.write(out / "calibrated.toml", "agent-sim replay (calibration before the run)")
+            calibration.write(out / "calibrated.toml", label)
             sim = simulate(sc, calibration, plan, out / "trace.csv")
             plan.jobs = [replace(j, agent=s["agent"]) for j, s in zip(plan.jobs, sim)]
             progress(f"plan: {len(plan.jobs)} jobs over {plan.jobs[-1].submit:.1f} s; simulated; running for real")
