@@ -195,7 +195,7 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
     with tempfile.TemporaryDirectory(prefix="replay-", dir=work) as tmp_name:
         tmp = Path(tmp_name)
         source = tmp / "source"
-        plan = make_plan(sc)   # calibration keys change no random stream: the simulation check() verifies it
+        plan = make_plan(sc)   # calibration keys change no random stream: simulate() checks the files job by job
         probe_slots = layout(sc)[0][1]
         with Fleet(layout(sc) + [("probe", probe_slots)], source, tmp / "agents") as everything:
             fleet, probe = everything.members[:-1], everything.members[-1]
