@@ -26,7 +26,8 @@ least_loaded; dispatch on_arrival; no failing jobs. Without --calibration, agent
 calibrated first. Writes comparison.md / .json (mean, p50, p95 wait and turnaround, throughput,
 polls per job, real vs simulated, relative error), states.png (WAIT/RUN/DONE, both), real-jobs.csv,
 sim-jobs.csv, trace.csv (the plan fed to the simulator) and calibrated.toml/.json.
---max-error X exits 1 when the relative error of wait_mean, wait_p95 or throughput exceeds X.
+--max-error X exits 1 when the relative error of wait_mean, wait_p95 or throughput exceeds X, for the
+model calibrated alongside the run (a probe agent measures the slot turnover meanwhile).
 """
 
 CHECKED = ("wait_mean", "wait_p95", "throughput")
@@ -100,9 +101,12 @@ def run(args) -> int:
         print(f"real run: {client['error_count']} errors, {client['unfinished']} unfinished: {client['errors'][:3]}")
         return 1
     if args.max_error is not None:
-        over = [k for k in CHECKED if not report["rel_error"][k] <= args.max_error]
+        side = report.get("alongside") or {}
+        judged, which = (side["rel_error"], "calibrated alongside") if "rel_error" in side else \
+            (report["rel_error"], "calibrated before")
+        over = [k for k in CHECKED if not judged[k] <= args.max_error]
         if over:
-            print(f"relative error above {args.max_error:.0%}: {', '.join(over)}")
+            print(f"relative error ({which}) above {args.max_error:.0%}: {', '.join(over)}")
             return 1
     print(f"-> {args.out}/comparison.md")
     return 0
