@@ -114,7 +114,10 @@ def power_of_two(pool: Pool, job, rng: random.Random, free_only: bool):
 
 
 def cache_affinity(pool: Pool, job, rng: random.Random, free_only: bool):
-    """The agent holding the most bytes of the job's files; ties and no holder: least loaded."""
+    """Among agents with a free slot, the one holding the most bytes of the job's files (ties: the
+    least loaded); when no holder has a free slot, the least-loaded agent. A holder is never sent
+    more work than it has slots: pure affinity would pile the jobs of a popular file onto its
+    few holders while the rest of the fleet idles."""
     holders = job.sim.holders
     sizes = job.sim.file_sizes
     score: dict = {}
@@ -126,7 +129,7 @@ def cache_affinity(pool: Pool, job, rng: random.Random, free_only: bool):
     agents = job.sim.agents
     for idx, s in score.items():
         a = agents[idx]
-        if not a.up or (free_only and a.load >= a.slots):
+        if not a.up or a.load >= a.slots:
             continue
         key = (-s, a.load / a.slots, idx)
         if best is None or key < best[0]:

@@ -12,7 +12,7 @@ HELP = "find the smallest value of a key (agents.count) that meets a target such
 EPILOG = """\
 examples:
   agent-sim plan examples/cluster.toml --target 'p95_wait<=30s' --vary agents.count
-  agent-sim plan examples/cluster.toml --target 'mean_turnaround<2min' --vary agents[small].count --range 10..500
+  agent-sim plan examples/cluster.toml --target 'mean_turnaround<2min' --vary agents[workers].count --range 10..500
   agent-sim plan examples/cluster.toml --target 'utilisation.workers>=0.6' --vary agents.slots --criterion mean
 
 Targets: METRIC OP VALUE with OP in <=, <, >=, > and VALUE a number or a duration (30s, 2min).
