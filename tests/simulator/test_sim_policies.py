@@ -89,3 +89,14 @@ def test_when_free_holds_jobs_at_the_client():
     recs = sorted(res.records, key=lambda r: r.job)
     # jobs 2 and 3 wait at the client (not at an agent) and are staged only when a slot frees
     assert recs[2].stage_start == recs[0].end and recs[2].run_submit == recs[2].start
+
+
+def test_cache_affinity_does_not_overload_the_holder():
+    """Long jobs all needing the one file: once its holder's slot is taken, jobs go elsewhere
+    (pure affinity would queue them all behind agent 0 while three agents idle)."""
+    net = {"link_bandwidth": 1e9}
+    sc = scenario("cache_affinity", count=4, jobs=4, rate=100.0, runtime=1000.0, network=net)
+    sc = sc.with_value("workload.files", {"catalog": 1, "count": 1, "size": 1000})
+    res = run(sc, keep_records=True)
+    assert sorted(agents_in_order(res)) == [0, 1, 2, 3]
+    assert res.mean("wait_p95") < 1.0
