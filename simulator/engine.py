@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from typing import Callable
 
@@ -68,7 +69,7 @@ class Simulation(Staging, Failures):
         self.lru = net.cache_capacity != math.inf
         self.file_sizes: list[float] = []
         if net.enabled:
-            self.catalog = FileCatalog(sc, self.streams.service, self.streams.files)
+            self.catalog = FileCatalog(sc, self.streams.catalog or random.Random(0), self.streams.files)
             self.file_sizes = self.catalog.sizes
             links = [g.link_bandwidth or net.link_bandwidth for g in sc.agents for _ in range(g.count)]
             self.instant = [min(net.source_bandwidth, link) == math.inf for link in links]
@@ -220,20 +221,23 @@ class Simulation(Staging, Failures):
             python = self.mix_texts[0] if len(self.mix_texts) == 1 else \
                 self.mix_texts[min(np.searchsorted(self.mix_cum, self.streams.service.random(), side="right"),
                                    len(self.mix_texts) - 1)]
+        fails = self.fail_p > 0 and self.streams.service.random() < self.fail_p   # drawn at arrival (CRN)
         files = self.catalog.draw() if self.staging_on else ()
         jid = self.next_id
         self.next_id += 1
         if not self.warm:
             self._maybe_warm()
-        self._submit(jid, 0, self.env._now, runtime, files, python)
+        self._submit(jid, 0, self.env._now, runtime, files, python, fails)
         self._schedule_next_arrival()   # after the submission: the run may end when this is None
 
-    def _submit(self, logical: int, attempt: int, first_submit: float, runtime, files, python) -> None:
+    def _submit(self, logical: int, attempt: int, first_submit: float, runtime, files, python,
+                fails: bool = False) -> None:
         now = self.env._now
         jid = self.next_attempt
         self.next_attempt += 1
         pool = self.pool_for(python)
         job = Job(self, jid, logical, attempt, first_submit, now, runtime, files, python, pool, self.warm)
+        job.fails = fails
         if attempt == 0:
             self.outstanding += 1
         if pool is None:
@@ -311,8 +315,7 @@ class Simulation(Staging, Failures):
             self.tracer(now, "start", job)
 
     def _end(self, job: Job) -> None:
-        p = self.fail_p
-        failed = p > 0 and self.streams.service.random() < p
+        failed = job.fails
         job.sm.advance(Event.FAIL if failed else Event.SUCCEED)
         if self.has_failures:
             job.agent.runset.discard(job)

@@ -15,22 +15,25 @@ NAN = math.nan
 class Streams:
     """The explicit random streams of one replication (no global seed anywhere).
 
-    Separate streams keep arrivals and runtimes identical across policies and agent counts
+    Each concern has its own stream, and every per-job draw (runtime, python requirement, whether
+    it will fail, its files) is made at the job's arrival, in arrival order. So arrivals and job
+    attributes are identical across policies, agent counts, network settings and failures
     (common random numbers), which sharpens comparisons in sweeps.
     """
 
     arrivals: random.Random
-    service: random.Random
+    service: random.Random      # runtimes, python mix, job failures: drawn at arrival
     policy: random.Random
-    failures: random.Random
-    files: np.random.Generator
+    failures: random.Random     # agent up and down times
+    files: np.random.Generator  # which files a job reads
+    catalog: random.Random | None = None   # file sizes and per-job file counts
 
     @classmethod
     def from_seed(cls, seed: int, replication: int = 0) -> "Streams":
         ss = np.random.SeedSequence([seed, replication])
-        kids = ss.spawn(5)
-        r = [random.Random(int(k.generate_state(1, dtype=np.uint64)[0])) for k in kids[:4]]
-        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]))
+        kids = ss.spawn(6)
+        r = [random.Random(int(k.generate_state(1, dtype=np.uint64)[0])) for k in kids[:4] + kids[5:]]
+        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]), r[4])
 
 
 class Agent:
@@ -66,7 +69,7 @@ class Job:
 
     __slots__ = ("id", "logical", "attempt", "first_submit", "submit", "runtime", "files", "python", "pool",
                  "agent", "stage_start", "stage_end", "run_submit", "start", "end", "seen", "polls", "bytes",
-                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim")
+                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim", "fails")
 
     def __init__(self, sim, jid, logical, attempt, first_submit, now, runtime, files, python, pool, warm):
         self.id, self.logical, self.attempt = jid, logical, attempt
@@ -79,3 +82,4 @@ class Job:
         self.missed = ()
         self.sm = None
         self.end_ev = None
+        self.fails = False

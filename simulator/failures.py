@@ -23,7 +23,8 @@ class Failures:
         resubmit = outcome == "interrupted" and c.resubmit_interrupted and job.attempt < c.max_resubmits
         self._finalize(job, outcome, final=not resubmit)
         if resubmit:
-            self._submit(job.logical, job.attempt + 1, job.first_submit, job.runtime, job.files, job.python)
+            self._submit(job.logical, job.attempt + 1, job.first_submit, job.runtime, job.files, job.python,
+                         job.fails)
 
     # --- agent failures (AGT-DUR-1) -----------------------------------------------------------------
     def _fail(self, agent: Agent) -> None:
