@@ -118,7 +118,7 @@ def test_concurrent_first_runjobs_create_one_job(env):
         bad = [(code.name, details) for code, details, _ in results if code is not OK]
         expect("AGT-RUN-9", not bad, "concurrent identical first RunJobs did not all return OK",
                f"job {job}: {threads} simultaneous RunJob(job, [{entry}]) -> non-OK answers {bad}")
-        env.jobs.append(job)
+        env.confirm_created(job)
     for job, _ in jobs_:
         env.finish(job)
         if env.witness is not None:

@@ -49,6 +49,14 @@ class ProtocolMachine(RuleBasedStateMachine):
             job = env.new_id()
             self.jobs.append(JobModel(job, env.script(job)))
         self.in_source = set(self.data) | {j.entry for j in self.jobs}
+        self.failure: Violation | None = None   # the first violation; teardown then checks nothing
+
+    def _guard(self, step, *args):
+        try:
+            step(*args)
+        except Violation as exc:
+            self.failure = exc
+            raise
 
     def universe(self, job: JobModel) -> list[str]:
         return [job.entry, *self.data, self.missing]
@@ -64,6 +72,9 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @rule(j=st.integers(0, JOBS - 1), picks=st.lists(st.integers(0, 5), max_size=4))
     def stage(self, j, picks):
+        self._guard(self._stage, j, picks)
+
+    def _stage(self, j, picks):
         job = self.jobs[j]
         files = self._pick(job, picks)
         reply = self.env.stage_call(job.id, files)
@@ -111,7 +122,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         repeats (no state change when right); when such a call is wrong, the same call in lower
         case tells a case defect (AGT-ID-3) from the requirement the model names."""
         try:
-            self._run_once(job, files, reqs, upper)
+            self._guard(self._run_once, job, files, reqs, upper)
         except Violation as exc:
             if not upper:
                 raise
@@ -119,6 +130,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 self._run_once(job, files, reqs, False)
             except Violation:
                 raise exc from None
+            self.failure = violation("AGT-ID-3", "case", "")
             raise violation("AGT-ID-3", "a status query or repeat in upper case is answered differently "
                             "from the same call in lower case", str(exc)) from None
 
@@ -161,6 +173,8 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def teardown(self):
         env = self.env
+        if self.failure is not None:
+            return
         for job in self.jobs:
             if job.submitted is not None:
                 env.finish(job.id)
