@@ -63,6 +63,7 @@ class Env:
         self.jobs: list[str] = []          # jobs this test submitted (lower case)
         self.files: list[str] = []         # files this test put into the source
         self.logs: list[str] = []
+        self.gated: set[str] = set()       # jobs whose script waits for a gate file
 
     # --- identities and inputs ----------------------------------------------------------------------
 
@@ -80,6 +81,8 @@ class Env:
                start_log: str | None = None) -> str:
         """Put a job script for `job` into the source; return its file UUID."""
         wdir = str(self.witness.dir) if self.witness is not None else None
+        if gate:
+            self.gated.add(job.lower())
         if start_log and start_log not in self.logs:
             self.logs.append(start_log)
         return self.put(jobs.script(job.lower(), wdir, mark=mark, gate_timeout=self.timing.gate if gate else 0.0,
@@ -307,7 +310,7 @@ class Env:
     def cleanup(self) -> None:
         """Open every gate, wait (bounded) for this test's jobs to end, remove witnesses and inputs."""
         if self.witness is not None:
-            for job in self.jobs:
+            for job in self.gated:
                 try:
                     self.witness.open_gate(job)
                 except OSError:
@@ -324,8 +327,8 @@ class Env:
             time.sleep(self.timing(0.05))
             # a job that has not ended keeps its (open) gate file, or it would wait out its gate
             # timeout in a slot; an agent reporting DONE too early would otherwise starve later tests
-            ended = [j for j in self.jobs if self.witness.ended(j)]
-            self.witness.cleanup(ended, self.logs)
+            done = [j for j in set(self.jobs) | self.gated if j not in self.gated or self.witness.ended(j)]
+            self.witness.cleanup(done, self.logs)
         if getattr(self.target.source, "can_delete", False):
             for f in self.files:
                 try:
