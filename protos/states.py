@@ -97,8 +97,12 @@ class JobStateMachine:
     listeners: list[Listener] = field(default_factory=list, repr=False)
 
     def advance(self, event: Event | str) -> JobState:
-        event = Event(event)
-        new, reason = next_state(self.state, event)
+        if event.__class__ is not Event:  # hot path in the simulator: no conversion for members
+            event = Event(event)
+        try:
+            new, reason = TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise IllegalTransition(self.state, event) from None
         old = self.state
         self.state, self.reason = new, reason
         self.history.append((new, event))
