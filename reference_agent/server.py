@@ -8,12 +8,13 @@ from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from reference_agent.auth import TokenAuthInterceptor, load_tokens
 from reference_agent.config import AgentConfig, ConfigError, parse_listen
 from reference_agent.domain import AgentCore
-from reference_agent.servicer import SERVICE, AgentServicer, LoggingInterceptor, RawAgentHandler
+from reference_agent.servicer import (SERVICE, AgentServicer, LoggedHealthServicer, LoggedReflectionServicer,
+                                     RawAgentHandler)
 from reference_agent.telemetry import Telemetry
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -82,21 +83,24 @@ class AgentServer:
             interceptors=self._interceptors(),
             options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
         servicer = self.servicer_factory(self.core)
-        server.add_generic_rpc_handlers((RawAgentHandler(servicer, self.telemetry),))
-        self._health = health.HealthServicer()
+        raw = RawAgentHandler(servicer, self.telemetry)
+        server.add_generic_rpc_handlers((raw,))
+        server.add_registered_method_handlers(SERVICE.full_name, raw.by_method_name())  # as generated code does
+        logged = self.config.log_rpcs
+        self._health = LoggedHealthServicer(self.telemetry) if logged else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", SERVICE.full_name):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection((SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+        names = (SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME)
+        reflector = LoggedReflectionServicer(names, self.telemetry) if logged else reflection.ReflectionServicer(names)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, server)
         return server
 
     def _interceptors(self) -> list[grpc.ServerInterceptor]:
         chosen: list[grpc.ServerInterceptor] = []
         if self._tokens:  # first: a refused call does no other work
             chosen.append(TokenAuthInterceptor(self._tokens, self.telemetry))
-        if self.config.log_rpcs:
-            chosen.append(LoggingInterceptor(self.telemetry, f"/{SERVICE.full_name}/"))
-        return chosen
+        return chosen  # RPC logging is in the handlers themselves: no interceptor on the hot path
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         c = self.config

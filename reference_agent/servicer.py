@@ -7,10 +7,18 @@ from contextlib import contextmanager
 import grpc
 from google.protobuf.message import DecodeError
 
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
 from protos import AgentService_pb2, AgentService_pb2_grpc, Common_pb2, RunJob_pb2, StageInFile_pb2
 from protos.errors import ProtocolError
 
 SERVICE = AgentService_pb2.DESCRIPTOR.services_by_name["Agent"]
+_HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+_REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+HEALTH_CHECK = f"/{_HEALTH.full_name}/{_HEALTH.methods_by_name['Check'].name}"
+HEALTH_WATCH = f"/{_HEALTH.full_name}/{_HEALTH.methods_by_name['Watch'].name}"
+REFLECTION_INFO = f"/{_REFLECTION.full_name}/{_REFLECTION.methods_by_name['ServerReflectionInfo'].name}"
 
 
 @contextmanager
@@ -77,6 +85,10 @@ class RawAgentHandler(grpc.GenericRpcHandler):
     def service(self, handler_call_details):
         return self._handlers.get(handler_call_details.method)
 
+    def by_method_name(self) -> dict:
+        """{"RunJob": handler, ...} for grpc's registered-method fast path."""
+        return {path.rsplit("/", 1)[1]: handler for path, handler in self._handlers.items()}
+
     def _wrap(self, name, request_class, behaviour):
         telemetry = self.telemetry
 
@@ -101,32 +113,35 @@ class RawAgentHandler(grpc.GenericRpcHandler):
         return handle
 
 
-class LoggingInterceptor(grpc.ServerInterceptor):
-    """One log line per RPC of the other services (health, reflection): unary calls with their
-    status code, streaming calls when they start (code "STREAM")."""
+class LoggedHealthServicer(health.HealthServicer):
+    """The standard health service, logging each call with its status code (no interceptor:
+    an interceptor would tax every Agent RPC as well)."""
 
-    def __init__(self, telemetry, skip_prefix: str):
+    def __init__(self, telemetry, **kwargs):
+        super().__init__(**kwargs)
         self.telemetry = telemetry
-        self.skip_prefix = skip_prefix
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(self.skip_prefix):
-            return handler
-        if handler.unary_unary is None:
-            self.telemetry.rpc(method, "STREAM", 0.0)
-            return handler
-        behaviour, telemetry = handler.unary_unary, self.telemetry
+    def Check(self, request, context):
+        start, failed = time.perf_counter(), True
+        try:
+            response = super().Check(request, context)
+            failed = False
+            return response
+        finally:
+            self.telemetry.rpc(HEALTH_CHECK, _code_name(context, failed), time.perf_counter() - start)
 
-        def logged(request, context):
-            start, failed = time.perf_counter(), True
-            try:
-                response = behaviour(request, context)
-                failed = False
-                return response
-            finally:
-                telemetry.rpc(method, _code_name(context, failed), time.perf_counter() - start)
+    def Watch(self, request, context, send_response_callback=None):
+        self.telemetry.rpc(HEALTH_WATCH, "STREAM", 0.0)
+        return super().Watch(request, context, send_response_callback)
 
-        return grpc.unary_unary_rpc_method_handler(logged, handler.request_deserializer,
-                                                   handler.response_serializer)
+
+class LoggedReflectionServicer(reflection.ReflectionServicer):
+    """Server reflection with one log line per stream when it starts."""
+
+    def __init__(self, service_names, telemetry, **kwargs):
+        super().__init__(service_names, **kwargs)
+        self.telemetry = telemetry
+
+    def ServerReflectionInfo(self, request_iterator, context):
+        self.telemetry.rpc(REFLECTION_INFO, "STREAM", 0.0)
+        return super().ServerReflectionInfo(request_iterator, context)
