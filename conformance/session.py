@@ -14,7 +14,7 @@ from conformance.launcher import REFERENCE_CMD, AgentProcess, LaunchError
 from conformance.options import OptionError, Settings, validate
 from conformance.source import CommandSource, DirSource
 from conformance.target import Target, Timing, read_optional
-from conformance.violations import MARKER, MARKER_HELP, AgentUnavailable, REGISTRY, find_violation
+from conformance.violations import MARKER, AgentUnavailable, REGISTRY, find_violation
 from protos.requirements import REQUIREMENTS, Level
 
 ENV_KEY = pytest.StashKey[Env]()
@@ -62,7 +62,6 @@ class ConformancePlugin:
                 self.expected = expected.load(self.settings.expected)
             except expected.ExpectedError as exc:
                 raise pytest.UsageError(str(exc)) from None
-        config.addinivalue_line("markers", MARKER_HELP)
         self.records: dict[str, report.TestRecord] = {}
         self.target: Target | None = None
         self.process: AgentProcess | None = None
