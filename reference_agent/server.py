@@ -83,7 +83,7 @@ class AgentServer:
             interceptors=self._interceptors(),
             options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
         servicer = self.servicer_factory(self.core)
-        raw = RawAgentHandler(servicer, self.telemetry)
+        raw = RawAgentHandler(servicer, self.telemetry, log=self.config.log_rpcs)
         server.add_generic_rpc_handlers((raw,))
         server.add_registered_method_handlers(SERVICE.full_name, raw.by_method_name())  # as generated code does
         logged = self.config.log_rpcs

@@ -5,6 +5,7 @@ import time
 from contextlib import contextmanager
 
 import grpc
+from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
 from grpc_health.v1 import health, health_pb2
@@ -72,12 +73,12 @@ class RawAgentHandler(grpc.GenericRpcHandler):
     INVALID_ARGUMENT (AGT-ERR-1) instead of grpcio's generic INTERNAL, and logs one line per
     RPC with its status code. Method names come from the service descriptor."""
 
-    def __init__(self, servicer: AgentServicer, telemetry):
+    def __init__(self, servicer: AgentServicer, telemetry, log: bool = True):
         self.telemetry = telemetry
+        self.log = log
         self._handlers = {}
         for method in SERVICE.methods:
-            request_class = {"StageInFiles": StageInFile_pb2.StageInFilesRequest,
-                             "RunJob": RunJob_pb2.RunJobRequest}[method.name]
+            request_class = message_factory.GetMessageClass(method.input_type)
             behaviour = getattr(servicer, method.name)
             self._handlers[f"/{SERVICE.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
                 self._wrap(method.name, request_class, behaviour))
@@ -90,7 +91,7 @@ class RawAgentHandler(grpc.GenericRpcHandler):
         return {path.rsplit("/", 1)[1]: handler for path, handler in self._handlers.items()}
 
     def _wrap(self, name, request_class, behaviour):
-        telemetry = self.telemetry
+        telemetry, log = self.telemetry, self.log
 
         def handle(data: bytes, context):
             start = time.perf_counter()
@@ -108,7 +109,7 @@ class RawAgentHandler(grpc.GenericRpcHandler):
                 code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
                 raise
             finally:
-                telemetry.rpc(name, code, time.perf_counter() - start, job=job, bytes=len(data))
+                telemetry.rpc(name, code, time.perf_counter() - start, log=log, job=job, bytes=len(data))
 
         return handle
 

@@ -91,12 +91,14 @@ class Telemetry:
             time.sleep(0.005)
         return True
 
-    def rpc(self, method: str, code: str, seconds: float, **fields) -> None:
+    def rpc(self, method: str, code: str, seconds: float, log: bool = True, **fields) -> None:
+        """Count the RPC by method and code; also log a line unless `log` is False."""
         counter = self._rpc_counters.get((method, code))
         if counter is None:  # labels() takes a lock and builds keys: once per pair, not per call
             counter = self._rpc_counters.setdefault((method, code), self.rpcs.labels(method, code))
         counter.inc()
-        self.log("rpc", method=method, code=code, ms=round(seconds * 1000, 3), **fields)
+        if log:
+            self.log("rpc", method=method, code=code, ms=round(seconds * 1000, 3), **fields)
 
     def job_transition(self, job: str, old: JobState, new: JobState, event: str, **fields) -> None:
         self.transitions.labels(event).inc()
