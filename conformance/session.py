@@ -175,8 +175,8 @@ class ConformancePlugin:
             rec.message = f"{type(exc).__name__}: {exc}" if exc is not None else str(rep.longrepr)
             return
         rec.outcome, rec.violated, rec.summary, rec.message = "failed", list(found.ids), found.summary, str(found)
-        for rid in found.ids:
-            rep.user_properties.append(("violated", rid))
+        for rid in found.ids:  # junitxml writes the item's properties with the teardown report
+            item.user_properties.append(("violated", rid))
         where = f"{item.location[0]}:{item.location[1] + 1}"
         rep.longrepr = f"{found.render()}\n(test {item.nodeid}, {where})"
         if all(expected.matches(self.expected, rid, found.summary) for rid in found.ids):

@@ -92,8 +92,12 @@ def test_suite_passes_the_fake_agent(tmp_path):
 def test_expected_failures_file_turns_a_known_failure_green(tmp_path):
     expected = tmp_path / "expected.txt"
     args = broken_args("OkWithoutCode") + ["-k", "test_ok_answers_carry_required_fields"]
-    first = run_inprocess(args + ["--expected-failures", str(expected), "--update-expected"], tmp_path)
+    junit = tmp_path / "junit.xml"
+    first = run_inprocess(args + ["--expected-failures", str(expected), "--update-expected", "--junitxml", str(junit)],
+                          tmp_path)
     assert first.code == 1 and first.failed() == {"AGT-WIRE-2"}
+    props = {(p.get("name"), p.get("value")) for p in ET.parse(junit).iter("property")}
+    assert ("violated", "AGT-WIRE-2") in props and ("requirement", "AGT-WIRE-2") in props
     lines = [ln for ln in expected.read_text().splitlines() if not ln.startswith("#")]
     assert lines == ["AGT-WIRE-2  # OK RunJobResponse without a valid code"]
     second = run_inprocess(args + ["--expected-failures", str(expected)], tmp_path)
