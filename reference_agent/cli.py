@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 
 from reference_agent.config import (DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SOURCE,
                                     DEFAULT_STATE_DIR, AgentConfig, ConfigError, parse_listen)
@@ -167,27 +165,16 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from reference_agent.domain import AgentCore
-    from reference_agent.server import AgentServer
+    from reference_agent.server import AgentServer, serve_until_signalled
     from reference_agent.telemetry import Telemetry
 
     try:
         config = config_from_args(args)
         server = AgentServer(config, core_factory=args.core or AgentCore,
                              telemetry=Telemetry(None if args.quiet else sys.stderr))
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        address = server.start()
+        return serve_until_signalled(server, "reference-agent")
     except ConfigError as exc:
         parser.error(str(exc))
-    except OSError as exc:
-        print(f"reference-agent: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"listening on {address}", flush=True)
-    while not stop.wait(3600):
-        pass
-    server.stop()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

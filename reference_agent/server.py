@@ -1,6 +1,8 @@
 """Build and run the gRPC server around a core: Agent, health, reflection, TLS, size limit, metrics."""
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -134,3 +136,22 @@ class AgentServer:
 
     def __exit__(self, *exc) -> None:
         self.stop(grace=0.5, stop_jobs=True)
+
+
+def serve_until_signalled(server: AgentServer, prog: str, stop_jobs: bool | None = None) -> int:
+    """Start `server`, print `listening on HOST:PORT` as the first stdout line, serve until
+    SIGTERM or SIGINT, then stop cleanly. Raises ConfigError for the caller's usage message;
+    an OSError (port in use, unreadable certificate) is printed and gives exit status 1."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        address = server.start()
+    except OSError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"listening on {address}", flush=True)
+    while not stop.wait(3600):
+        pass
+    server.stop(stop_jobs=stop_jobs)
+    return 0

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
-import threading
 
 EPILOG = """\
 examples:
@@ -86,26 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     from reference_agent.config import AgentConfig, ConfigError
     from reference_agent.telemetry import Telemetry
 
+    from reference_agent.server import serve_until_signalled
+
     with tempfile.TemporaryDirectory(prefix="broken-agent-") as tmp:
         try:
             config = AgentConfig(listen=args.listen, source=args.source, state_dir=args.state_dir or tmp,
                                  slots=args.slots, pythons=tuple(args.python),
                                  discover_path=not args.no_path_pythons, log_rpcs=args.log).validate()
             server = build_server(CATALOGUE[args.name], config, Telemetry(sys.stderr if args.log else None))
-            stop = threading.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-            address = server.start()
+            # Without --state-dir nothing survives the exit, so running jobs are stopped with it.
+            return serve_until_signalled(server, "python -m fakes.broken", stop_jobs=args.state_dir is None)
         except ConfigError as exc:
             parser.error(str(exc))
-        except OSError as exc:
-            print(f"python -m fakes.broken: error: {exc}", file=sys.stderr)
-            return 1
-        print(f"listening on {address}", flush=True)
-        while not stop.wait(3600):
-            pass
-        server.stop(stop_jobs=args.state_dir is None)
-    return 0
 
 
 if __name__ == "__main__":
