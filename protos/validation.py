@@ -59,8 +59,12 @@ def parse_python_version(value: str | None) -> PythonRequirement:
         return PythonRequirement(text, SpecifierSet(f"=={stripped}.*"))
     try:
         spec = SpecifierSet(stripped)
-    except InvalidSpecifier as exc:
-        raise errors.bad_python_version(text, str(exc) or "not a PEP 440 specifier set") from None
+    except InvalidSpecifier:
+        # packaging's own message repeats the whole value: a 4 MB value would make a 4 MB status
+        # message, over a default client's metadata limit. The value is named once, cut short.
+        raise errors.bad_python_version(
+            text, "neither a PEP 440 specifier set (like '>=3.10,<3.13') nor a bare release (like '3.11')"
+        ) from None
     if len(spec) == 0:
         return PythonRequirement(text, None)  # a set with no clauses: any Python 3
     return PythonRequirement(text, spec)

@@ -204,3 +204,9 @@ def test_dedupe_keeps_first_appearance_order(items):
     out = dedupe(items)
     assert len(out) == len(set(out))
     assert out == sorted(set(items), key=items.index)
+
+
+def test_huge_malformed_python_version_gives_a_short_message():
+    with pytest.raises(errors.InvalidArgument) as info:
+        parse_python_version("x" * 4_000_000)
+    assert len(info.value.message) < 300 and "xxxx" in info.value.message
