@@ -16,22 +16,13 @@ import pytest
 
 from fakes.agent import full_method_name
 from protos import Common_pb2, RunJob_pb2, StageInFile_pb2
-from protos.client import AgentCallError
 from protos.states import JobState
+from shared_helpers import code_of
+from shared_helpers import new_id as new
 
 W, R, D = JobState.WAIT, JobState.RUN, JobState.DONE
 
 
-def new() -> str:
-    return str(uuid.uuid4())
-
-
-def code_of(fn, *args, **kwargs) -> str:
-    try:
-        fn(*args, **kwargs)
-    except AgentCallError as exc:
-        return exc.code_name
-    return "OK"
 
 
 def appender(path: Path, text: str = "x", sleep: float = 0.0) -> bytes:

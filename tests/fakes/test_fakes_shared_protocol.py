@@ -15,6 +15,8 @@ from fakes import FakeAgent
 from protos import Common_pb2, RunJob_pb2, StageInFile_pb2
 from protos.client import AgentCallError
 from protos.states import JobState
+from shared_helpers import code_of
+from shared_helpers import new_id as job_id
 
 _U = "5a0c6f1e-93b2-4c3d-8e4f-0a1b2c3d4e5f"  # fixed: parametrized test ids must not vary (xdist)
 MALFORMED = ["", "../x", "a/b", "x" * 36, _U + "0", _U[:-1], _U + "\n", "{" + _U + "}", _U.replace("-", ""),
@@ -70,16 +72,6 @@ def client(target, connect):
     return connect(target.address)
 
 
-def job_id() -> str:
-    return str(uuid.uuid4())
-
-
-def code_of(fn, *args, **kwargs) -> str:
-    try:
-        fn(*args, **kwargs)
-    except AgentCallError as exc:
-        return exc.code_name
-    return "OK"
 
 
 class TestProtocolSurface:

@@ -3,27 +3,16 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
-from protos.client import AgentClient, AgentCallError
+from protos.client import AgentClient
 from reference_agent.server import AgentServer
+from shared_helpers import code_of, new_id  # noqa: F401  (re-exported to the tests)
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def code_of(fn, *args, **kwargs) -> str:
-    """The status code name of a client call ("OK" when it succeeds)."""
-    try:
-        fn(*args, **kwargs)
-    except AgentCallError as exc:
-        return exc.code_name
-    return "OK"
 
 
 @dataclass
