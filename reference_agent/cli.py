@@ -23,7 +23,7 @@ cleanly; running jobs keep running and are adopted by the next start (or --stop-
 """
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text, 10)
     except ValueError:
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"file source: a directory or an fsspec URL (default ./{DEFAULT_SOURCE})")
     serve.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                        help=f"journal, content cache and job directories (default ./{DEFAULT_STATE_DIR})")
-    serve.add_argument("--slots", type=_positive_int, default=os.cpu_count() or 1,
+    serve.add_argument("--slots", type=positive_int, default=os.cpu_count() or 1,
                        help="jobs running at once (default: CPU count)")
     serve.add_argument("--python", action="append", default=[], metavar="PATH",
                        help="an extra interpreter (repeatable); preferred on equal versions")
@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--job-timeout", type=_seconds, metavar="S", help="wall-clock limit per job")
     serve.add_argument("--limit-address-space", type=_size, default=8 * 1024 ** 3, metavar="SIZE",
                        help="RLIMIT_AS per job (default 8G)")
-    serve.add_argument("--limit-open-files", type=_positive_int, default=1024, metavar="N")
-    serve.add_argument("--limit-processes", type=_positive_int, default=4096, metavar="N",
+    serve.add_argument("--limit-open-files", type=positive_int, default=1024, metavar="N")
+    serve.add_argument("--limit-processes", type=positive_int, default=4096, metavar="N",
                        help="processes of one job (its session, counted by the agent, root too; "
                             "also RLIMIT_NPROC); past it the job is killed (default 4096)")
     serve.add_argument("--job-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",

@@ -6,6 +6,8 @@ import os
 import sys
 import tempfile
 
+from reference_agent.cli import positive_int  # the same check as reference-agent --slots
+
 EPILOG = """\
 examples:
   python -m fakes.broken --list                      # every broken agent, its requirement IDs, its defect
@@ -18,6 +20,7 @@ directory is used and removed at exit. SIGTERM or SIGINT stops it.
 """
 
 
+
 def _listen(text: str) -> str:
     from reference_agent.config import ConfigError, parse_listen
 
@@ -26,16 +29,6 @@ def _listen(text: str) -> str:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
     return text
-
-
-def _slots(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to serve on (default 127.0.0.1:0, a free port)")
     parser.add_argument("--source", metavar="DIR", help="file source: a directory (or an fsspec URL)")
     parser.add_argument("--state-dir", metavar="DIR", help="journal, cache and job directories (default: temporary)")
-    parser.add_argument("--slots", type=_slots, default=2, metavar="N", help="job slots (default 2)")
+    parser.add_argument("--slots", type=positive_int, default=2, metavar="N", help="job slots (default 2)")
     parser.add_argument("--python", action="append", default=[], metavar="PATH",
                         help="an extra interpreter (repeatable), as for reference-agent serve")
     parser.add_argument("--no-path-pythons", action="store_true", help="do not look for pythons on PATH")
