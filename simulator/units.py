@@ -30,6 +30,12 @@ def _infinite(value: object) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("inf", "infinite", "unlimited")
 
 
+def _bytes(m: re.Match) -> float:
+    """Bytes from a size or rate match: (number, prefix, "B" or "bit")."""
+    factor = 0.125 if m.group(3) == "bit" else 1.0
+    return float(m.group(1)) * _PREFIX[m.group(2)] * factor
+
+
 def duration(value: object) -> float:
     """Seconds from 30, 2.5, "30s", "250ms", "5min", "2h", "1d"."""
     num = _number(value)
@@ -52,8 +58,7 @@ def size(value: object) -> float:
     if isinstance(value, str):
         m = _SIZE_RE.fullmatch(value.strip())
         if m:
-            factor = 0.125 if m.group(3) == "bit" else 1.0
-            return float(m.group(1)) * _PREFIX[m.group(2)] * factor
+            return _bytes(m)
     raise UnitError("expected bytes as a number or a string like '10MB', '1.5GiB'")
 
 
@@ -67,6 +72,5 @@ def bandwidth(value: object) -> float:
     if isinstance(value, str):
         m = _RATE_RE.fullmatch(value.strip())
         if m:
-            factor = 0.125 if m.group(3) == "bit" else 1.0
-            return float(m.group(1)) * _PREFIX[m.group(2)] * factor
+            return _bytes(m)
     raise UnitError("expected bytes/s as a number or a string like '125MB/s', '1Gbit/s', 'inf'")
