@@ -345,3 +345,25 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         ram = "RAM unknown"
     return f"{os.cpu_count()} CPUs, {ram}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def cleanup(agent: "AgentProcess", work: Path, keep: bool) -> None:
+    """After a run, good or not: stop the agent if it still runs, remove the work folder unless kept."""
+    if agent.proc and agent.proc.poll() is None:
+        agent.stop()
+    if not keep:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def publish(figures: dict, ok: bool, table: str, detail: str, json_path: str | None, summary) -> int:
+    """Print the table, a detail line and the one summary line (`summary(figures)`, made after the
+    verdict is set); write the JSON file when asked. Exit status 0 on PASS, 1 on FAIL."""
+    import json
+    figures["verdict"] = "PASS" if ok else "FAIL"
+    print(table)
+    print(detail)
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+    print(summary(figures))
+    return 0 if ok else 1

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -15,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _load import (AgentProcess, LoadConfig, executions, machine, prepare, run_load,  # noqa: E402
-                   start_rate)
+from _load import (AgentProcess, LoadConfig, cleanup, executions, machine, prepare, publish,  # noqa: E402
+                   run_load, start_rate)
 from soak import add_load_arguments, positive, summarise, table  # noqa: E402
 
 EPILOG = """\
@@ -150,26 +148,20 @@ def main(argv=None) -> int:
                        reasons=dict(agent.reasons()))
         figures["throughput_ratio"] = round(figures["jobs_per_s"] / base_rate, 2) if base_rate else None
     finally:
-        if agent.proc and agent.proc.poll() is None:
-            agent.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(agent, work, args.keep)
     ok = not (figures["unexpected"] or figures["lost"] or figures["violations"] or figures["baseline_lost"])
-    figures["verdict"] = "PASS" if ok else "FAIL"
-    print(table(figures))
-    print(f"kills {figures['kills']}, restart (kill to listening) mean {figures['restart_s_mean']} s, "
-          f"max {figures['restart_s_max']} s; parked jobs {figures['parked']}; machine: {figures['machine']}"
-          + (f"; kept {work}" if args.keep else ""))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"chaos: {figures['kills']} SIGKILLs under {args.streams} streams: {len(figures['violations'])} kinds of "
-          f"AGT-DUR-1 violation ({sum(figures['violations'].values())} in all), {figures['unexpected']} unexpected "
-          f"statuses, {figures['outage']} outage RPCs retried; jobs {figures['submitted']} submitted, "
-          f"{figures['done']} DONE, {figures['lost']} lost, {figures['run_twice']} run twice; "
-          f"{figures['jobs_per_s']} jobs started/s = x{figures['throughput_ratio']} the no-kill baseline; "
-          f"agent RSS {figures['rss_start_mb']} -> {figures['rss_end_mb']} MB: {figures['verdict']}")
-    return 0 if ok else 1
-
+    return publish(
+        figures, ok, table(figures),
+        f"kills {figures['kills']}, restart (kill to listening) mean {figures['restart_s_mean']} s, "
+        f"max {figures['restart_s_max']} s; parked jobs {figures['parked']}; machine: {figures['machine']}"
+        + (f"; kept {work}" if args.keep else ""),
+        args.json,
+        lambda f: (f"chaos: {f['kills']} SIGKILLs under {args.streams} streams: {len(f['violations'])} kinds of "
+                   f"AGT-DUR-1 violation ({sum(f['violations'].values())} in all), {f['unexpected']} unexpected "
+                   f"statuses, {f['outage']} outage RPCs retried; jobs {f['submitted']} submitted, "
+                   f"{f['done']} DONE, {f['lost']} lost, {f['run_twice']} run twice; "
+                   f"{f['jobs_per_s']} jobs started/s = x{f['throughput_ratio']} the no-kill baseline; "
+                   f"agent RSS {f['rss_start_mb']} -> {f['rss_end_mb']} MB: {f['verdict']}"))
 
 if __name__ == "__main__":
     sys.exit(main())

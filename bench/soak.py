@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -13,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _load import (AgentProcess, LoadConfig, executions, machine, percentile,  # noqa: E402
-                   prepare, run_load)
+from _load import (AgentProcess, LoadConfig, cleanup, executions, machine, percentile,  # noqa: E402
+                   prepare, publish, run_load)
 
 EPILOG = """\
 examples:
@@ -146,24 +144,17 @@ def main(argv=None) -> int:
                        baseline_p50_ms=round(base_p50, 2), p50_ratio=round(figures["p50_ms"] / base_p50, 2),
                        reasons=dict(agent.reasons()))
     finally:
-        if agent.proc and agent.proc.poll() is None:
-            agent.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(agent, work, args.keep)
     ok = not (figures["unexpected"] or figures["lost"] or figures["run_twice"] or figures["violations"])
-    figures["verdict"] = "PASS" if ok else "FAIL"
-    print(table(figures))
-    print(f"machine: {figures['machine']}" + (f"; kept {work}" if args.keep else ""))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"soak: {args.streams} streams x {args.duration:g} s: {figures['rpcs_answered']} RPCs answered "
-          f"({figures['rpcs_per_s']}/s), {figures['unexpected']} unexpected statuses, "
-          f"p50 {figures['p50_ms']} ms (x{figures['p50_ratio']} the 1-stream baseline {figures['baseline_p50_ms']} ms), "
-          f"p99 {figures['p99_ms']} ms; jobs {figures['submitted']} submitted, {figures['done']} DONE, "
-          f"{figures['lost']} lost, {figures['run_twice']} run twice; agent RSS {figures['rss_start_mb']} -> "
-          f"{figures['rss_end_mb']} MB: {figures['verdict']}")
-    return 0 if ok else 1
-
+    return publish(
+        figures, ok, table(figures), f"machine: {figures['machine']}" + (f"; kept {work}" if args.keep else ""),
+        args.json,
+        lambda f: (f"soak: {args.streams} streams x {args.duration:g} s: {f['rpcs_answered']} RPCs answered "
+                   f"({f['rpcs_per_s']}/s), {f['unexpected']} unexpected statuses, "
+                   f"p50 {f['p50_ms']} ms (x{f['p50_ratio']} the 1-stream baseline {f['baseline_p50_ms']} ms), "
+                   f"p99 {f['p99_ms']} ms; jobs {f['submitted']} submitted, {f['done']} DONE, "
+                   f"{f['lost']} lost, {f['run_twice']} run twice; agent RSS {f['rss_start_mb']} -> "
+                   f"{f['rss_end_mb']} MB: {f['verdict']}"))
 
 if __name__ == "__main__":
     sys.exit(main())
