@@ -13,7 +13,7 @@ from packaging.version import InvalidVersion, Version
 from fakes.faults import FaultPlan
 from fakes.progression import AfterPolls, Clock, Progression
 from fakes.source import FakeFileSource
-from protos import errors, validation
+from protos import errors, submission, validation
 from protos.states import Event, JobState, JobStateMachine
 from protos.validation import RunRequest
 
@@ -108,8 +108,7 @@ class FakeBackend:
     def stage_in(self, job: str, files: Iterable[str]) -> list[str]:
         """Stage files for a job; return those staged, once each, in request order (AGT-STAGE-1..4)."""
         with self.lock:
-            if job in self._jobs:
-                raise errors.stage_after_submit(job)
+            submission.check_stage_allowed(job, job in self._jobs)
             wanted = validation.dedupe(files)
             staged = self._staged.setdefault(job, {})
             for f in wanted:
@@ -142,20 +141,12 @@ class FakeBackend:
 
     def check_repeat(self, job: FakeJob, request: RunRequest) -> None:
         """A repeat is a status query when files and requirements are each empty or equal (AGT-RUN-8)."""
-        if request.files and request.files != job.files:
-            raise errors.repeat_mismatch(job.uuid, "files", list(request.files), list(job.files))
-        if request.requirement_texts and request.requirement_texts != job.requirement_texts:
-            raise errors.repeat_mismatch(job.uuid, "requirements", list(request.requirement_texts),
-                                         list(job.requirement_texts))
+        submission.check_repeat(request, job.files, job.requirement_texts)
 
     def submit(self, request: RunRequest) -> FakeJob:
         """Create the job after the first-RunJob checks (AGT-RUN-2..5); the caller holds the lock."""
-        if not request.files:
-            raise errors.no_files(request.job)
         staged = self._staged.get(request.job, {})
-        missing = [f for f in validation.dedupe(request.files) if f not in staged]
-        if missing:
-            raise errors.unstaged_files(request.job, missing)
+        submission.check_first_run(request, staged)
         interpreter = validation.choose_interpreter(request.requirements, self.python_versions)
         if interpreter is None:
             raise errors.no_interpreter(request.requirement_texts, self.python_versions)

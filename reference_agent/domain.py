@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from protos import errors, validation
+from protos import errors, submission, validation
 from protos.states import DoneReason, Event, JobState, JobStateMachine, next_state
 from protos.validation import RunRequest, StageRequest
 
@@ -167,8 +167,7 @@ class AgentCore(JobSupervisor):
             return self._jobs.get(job_id)
 
     def _check_stage_allowed(self, job_id: str) -> None:
-        if self._lookup(job_id) is not None:
-            raise errors.stage_after_submit(job_id)  # AGT-STAGE-4: inputs frozen
+        submission.check_stage_allowed(job_id, self._lookup(job_id) is not None)
 
     def _unique(self, files) -> list[str]:
         return validation.dedupe(files)
@@ -197,11 +196,7 @@ class AgentCore(JobSupervisor):
         return self._report_state(job)
 
     def _check_repeat(self, job: Job, req: RunRequest) -> None:
-        if req.files and tuple(req.files) != job.files:
-            raise errors.repeat_mismatch(job.job, "files", list(req.files), list(job.files))
-        if req.requirement_texts and tuple(req.requirement_texts) != job.requirements:
-            raise errors.repeat_mismatch(job.job, "requirements", list(req.requirement_texts),
-                                         list(job.requirements))
+        submission.check_repeat(req, job.files, job.requirements)
 
     def _submit(self, req: RunRequest) -> JobState:
         self._check_has_files(req)
@@ -211,15 +206,12 @@ class AgentCore(JobSupervisor):
         return self._report_state(job)
 
     def _check_has_files(self, req: RunRequest) -> None:
-        if not req.files:
-            raise errors.no_files(req.job)  # AGT-RUN-2
+        submission.check_has_files(req)
 
     def _check_staged(self, job_id: str, files) -> None:
         with self._lock:
-            staged = self._staged.get(job_id, {})
-            missing = validation.dedupe(f for f in files if f not in staged)
-        if missing:
-            raise errors.unstaged_files(job_id, missing)
+            staged = set(self._staged.get(job_id, {}))
+        submission.check_staged(job_id, files, staged)
 
     def _choose_interpreter(self, req: RunRequest) -> Interpreter:
         chosen = self.interpreters.choose(req.requirements)
