@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protos import launcher
+
 # Outages: what a client sees while the agent is down or dies mid-call (chaos retries these).
 OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
@@ -268,60 +270,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
 
 
-class AgentProcess:
-    """The reference agent as a child process (`python -m reference_agent serve`), so that it
-    can be SIGKILLed and started again on the same port and state directory."""
+class AgentProcess(launcher.AgentProcess):
+    """The reference agent as a child process (protos.launcher), so that it can be SIGKILLed and
+    started again on the same port and state directory; reasons() reads its journal."""
 
     def __init__(self, source: Path, state: Path, log: Path, slots: int, extra: list[str] = ()):
-        self.source, self.state, self.log, self.slots, self.extra = source, state, log, slots, list(extra)
-        self.proc = None
-        self.address: str | None = None
-        self.starts = 0
-
-    def start(self, listen: str = "127.0.0.1:0", attempts: int = 50) -> str:
-        import select
-        import subprocess
-        import sys
-
-        cmd = [sys.executable, "-m", "reference_agent", "serve", "--listen", listen,
-               "--source", str(self.source), "--state-dir", str(self.state), "--slots", str(self.slots),
-               "--no-path-pythons", "--job-timeout", "120", *self.extra]
-        for _ in range(attempts):  # the port of a killed agent may take a moment to be free
-            with open(self.log, "ab") as log:
-                self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
-            ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-            line = self.proc.stdout.readline().decode() if ready else ""
-            if line.startswith("listening on "):
-                self.address = line.split()[-1]
-                self.starts += 1
-                return self.address
-            self.proc.kill()
-            self.proc.wait()
-            time.sleep(0.2)
-        raise SystemExit(f"load: the agent did not start ({' '.join(cmd)}); see {self.log}")
-
-    def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
+        self.source, self.state, self.log, self.slots = source, state, log, slots
+        self.extra = ["--no-path-pythons", "--job-timeout", "120", *extra]
+        super().__init__(lambda listen: launcher.reference_agent_argv(
+            listen, source=self.source, state_dir=self.state, slots=self.slots, extra=self.extra),
+            log_path=log, startup_timeout=60)
 
     def reasons(self) -> Counter:
         """DONE reasons of every job in the journal (succeeded, failed, killed, interrupted)."""
@@ -349,7 +307,7 @@ def machine() -> str:
 
 def cleanup(agent: "AgentProcess", work: Path, keep: bool) -> None:
     """After a run, good or not: stop the agent if it still runs, remove the work folder unless kept."""
-    if agent.proc and agent.proc.poll() is None:
+    if agent.alive():
         agent.stop()
     if not keep:
         import shutil

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
 from protos.__main__ import summary  # noqa: E402
+from protos import launcher  # noqa: E402
 from protos.client import AgentClient  # noqa: E402
 
 
@@ -32,17 +32,10 @@ def agent_round_trip() -> None:
     with tempfile.TemporaryDirectory(prefix="agent-demo-") as tmp:
         source, state = Path(tmp, "source"), Path(tmp, "state")
         source.mkdir()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reference_agent", "serve", "--listen", "127.0.0.1:0",
-             "--source", str(source), "--state-dir", str(state), "--slots", "2", "--quiet"],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        agent = launcher.reference_agent(source, state, 2, ["--quiet"], cwd=ROOT)
         try:
-            line = proc.stdout.readline()
-            match = re.match(r"listening on (\S+)", line)
-            if not match:
-                raise SystemExit(f"the reference agent did not start: first line {line!r}")
-            address = match.group(1)
-            print(f"reference agent {line.strip()}")
+            address = agent.start()
+            print(f"reference agent listening on {address}")
             script, job = str(uuid.uuid4()), str(uuid.uuid4())
             (source / script).write_text("import sys\nprint('hello from', sys.version.split()[0])\n")
             client = AgentClient.connect(address)
@@ -55,8 +48,7 @@ def agent_round_trip() -> None:
             subprocess.run([sys.executable, "-m", "reference_agent", "job", job, "--state-dir", str(state)],
                            check=True, cwd=ROOT)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            agent.stop(30)
 
 
 def main() -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sqlite3
 import subprocess
@@ -13,26 +12,22 @@ from pathlib import Path
 import grpc
 
 from agent_helpers import code_of, new_id
+from protos import launcher
 from protos.client import AgentClient
 
 
 class AgentProcess:
-    """`python -m reference_agent serve` in a subprocess; reads the first stdout line."""
+    """`python -m reference_agent serve` started by protos.launcher, with a client and helpers."""
 
     def __init__(self, tmp: Path, listen: str = "127.0.0.1:0", slots: int = 2, extra=()):
         self.tmp = tmp
         self.source = tmp / "source"
         self.state = tmp / "state"
         self.source.mkdir(exist_ok=True)
-        self.stderr = open(tmp / "agent.stderr", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reference_agent", "serve", "--listen", listen, "--source", str(self.source),
-             "--state-dir", str(self.state), "--slots", str(slots), "--no-path-pythons", *extra],
-            stdout=subprocess.PIPE, stderr=self.stderr)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        assert line.startswith("listening on "), f"first stdout line: {line!r}"
-        self.address = line.split()[-1]
+        self.agent = launcher.reference_agent(self.source, self.state, slots, ["--no-path-pythons", *extra],
+                                              log_path=tmp / "agent.stderr", startup_timeout=60)
+        self.address = self.agent.start(listen)
+        self.proc = self.agent.proc
         self.channel = grpc.insecure_channel(self.address)
         self.client = AgentClient(self.channel, timeout=20)
 
@@ -62,10 +57,7 @@ class AgentProcess:
         self.channel.close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        self.proc.stdout.close()
-        self.stderr.close()
-        return code
+        return self.proc.wait(timeout)
 
 
 def _kill_group(pid):
