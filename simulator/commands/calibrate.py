@@ -40,7 +40,7 @@ def check_target(text: str) -> str:
 
 
 def run(args) -> int:
-    from simulator import calibrate as cal
+    from simulator.real import calibrate as cal
     out = Path(args.out)
     if out.suffix != ".toml":
         raise UsageError(f"--out {args.out!r}: the fragment must be a .toml file (its figures go to the .json beside it)")

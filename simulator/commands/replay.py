@@ -13,8 +13,8 @@ ORDER = 60
 HELP = "run a scenario for real (K local reference agents) and simulated, on the same arrivals; compare"
 EPILOG = """\
 examples:
-  agent-sim replay simulator/replay_70.toml --out out/replay-70
-  agent-sim replay simulator/replay_95.toml --out out/replay-95 --max-error 0.1
+  agent-sim replay simulator/real/replay_70.toml --out out/replay-70
+  agent-sim replay simulator/real/replay_95.toml --out out/replay-95 --max-error 0.1
   agent-sim replay my.toml --calibration calibrated.toml --out out/r
 
 The scenario's agent groups are replaced by K local `reference-agent serve` processes with S slots
@@ -61,9 +61,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from simulator import replay, replay_report
-    from simulator.calibrate import Calibration, CalibrationError
-    from simulator.fleet import FleetError
+    from simulator.real import replay, replay_report
+    from simulator.real.calibrate import Calibration, CalibrationError
+    from simulator.real.fleet import FleetError
     from simulator.scenario import Scenario
     path = Path(args.scenario)
     if not path.is_file():

@@ -1,7 +1,6 @@
 """Measure the reference agent on this machine and write the figures as a scenario fragment."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -17,9 +16,8 @@ import grpc
 
 from protos.client import AgentClient
 from protos.states import JobState
-from simulator.turnover import measure_turnover
-
-BENCH_PATH = Path(__file__).resolve().parent.parent / "bench" / "agent_bench.py"
+from simulator.real import measure as bench
+from simulator.real.turnover import measure_turnover
 
 # A probe job: stamps its first and last statements (time.time()) into two witness files.
 PROBE = ("import time\nopen({start!r}, 'w').write(repr(time.time()))\ntime.sleep({sleep!r})\n"
@@ -28,17 +26,6 @@ PROBE = ("import time\nopen({start!r}, 'w').write(repr(time.time()))\ntime.sleep
 
 class CalibrationError(RuntimeError):
     """Calibration could not run or a calibration file is unusable; the message says which."""
-
-
-def load_bench():
-    """The reference agent's own benchmark module (bench/agent_bench.py), imported from the checkout."""
-    if not BENCH_PATH.is_file():
-        raise CalibrationError(f"{BENCH_PATH} not found: calibration reuses the reference agent's benchmark "
-                               "code and needs a source checkout of the toolkit")
-    spec = importlib.util.spec_from_file_location("agent_bench", BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -276,7 +263,6 @@ def measure(address: str, source: Path, settings: Settings | None = None, work: 
     source; default: this agent with `slots`) busy at once, as in a loaded run.
     """
     settings = settings or Settings()
-    bench = load_bench()
     source = Path(source)
     if not source.is_dir():
         raise CalibrationError(f"source directory {str(source)!r} does not exist")
@@ -323,7 +309,7 @@ def calibrate(target: str | None = None, source: str | Path | None = None, setti
         if source is None:
             raise CalibrationError("a target needs its file source directory (--source-dir)")
         return measure(target, Path(source), settings)
-    from simulator.fleet import Fleet
+    from simulator.real.fleet import Fleet
     with tempfile.TemporaryDirectory(prefix="calibrate-fleet-") as tmp_name:
         tmp = Path(tmp_name)
         with Fleet([("calibration", slots)], tmp / "source", tmp) as fleet:

@@ -1,14 +1,12 @@
 """A fleet of local reference-agent processes (one shared file source), for calibration and replay."""
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from protos.launcher import AgentProcess, LaunchError, reference_agent_argv
 
 
 class FleetError(RuntimeError):
@@ -25,7 +23,7 @@ class Member:
     address: str
     state_dir: Path
     log: Path
-    proc: subprocess.Popen
+    agent: AgentProcess
 
 
 class Fleet:
@@ -33,7 +31,7 @@ class Fleet:
 
     `layout` is a list of (group name, slots) per agent. Every agent reads the same `source`
     directory and has its own state directory under `root`. The agents are started in parallel
-    (each reports its port on its first stdout line) and stopped with SIGTERM and
+    (protos.launcher: each reports its port on its first stdout line) and stopped with SIGTERM and
     --stop-jobs-on-exit, so no job outlives the fleet. Use as a context manager.
     """
 
@@ -52,62 +50,46 @@ class Fleet:
     def addresses(self) -> list[str]:
         return [m.address for m in self.members]
 
-    def command(self, state_dir: Path, slots: int) -> list[str]:
-        return [self.python, "-m", "reference_agent", "serve", "--listen", "127.0.0.1:0",
-                "--source", str(self.source), "--state-dir", str(state_dir), "--slots", str(slots),
-                "--no-path-pythons", "--stop-jobs-on-exit", "--quiet"]
+    def command(self, state_dir: Path, slots: int, listen: str = "127.0.0.1:0") -> list[str]:
+        return reference_agent_argv(listen, source=self.source, state_dir=state_dir, slots=slots,
+                                    extra=["--no-path-pythons", "--stop-jobs-on-exit", "--quiet"], python=self.python)
 
     def start(self) -> "Fleet":
+        """Start every agent (in parallel); on any failure stop those started and raise FleetError."""
         self.source.mkdir(parents=True, exist_ok=True)
         pending = []
-        repo = Path(__file__).resolve().parent.parent
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
-        try:
-            for i, (group, slots) in enumerate(self.layout):
-                state = self.root / f"agent-{i}"
-                state.mkdir(parents=True, exist_ok=True)
-                log = self.root / f"agent-{i}.log"
-                with open(log, "wb") as err:
-                    proc = subprocess.Popen(self.command(state, slots), stdout=subprocess.PIPE, stderr=err,
-                                            stdin=subprocess.DEVNULL, env=env)
-                pending.append((i, group, slots, state, log, proc))
-            end = time.monotonic() + self.start_timeout
-            for i, group, slots, state, log, proc in pending:
-                line = self._first_line(proc, end)
-                if not line.startswith("listening on "):
-                    raise FleetError(f"agent {i} ({' '.join(self.command(state, slots)[:4])} ...) did not start: "
-                                     f"first line {line!r}; see {log}")
-                self.members.append(Member(i, group, slots, line.split()[-1], state, log, proc))
-        except BaseException:
-            for *_, proc in pending:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
-                if proc.stdout:
-                    proc.stdout.close()
-            self.members.clear()
-            raise
-        return self
+        for i, (group, slots) in enumerate(self.layout):
+            state = self.root / f"agent-{i}"
+            state.mkdir(parents=True, exist_ok=True)
+            log = self.root / f"agent-{i}.log"
+            agent = AgentProcess(lambda listen, state=state, slots=slots: self.command(state, slots, listen),
+                                 startup_timeout=self.start_timeout, log_path=log)
+            pending.append((i, group, slots, state, log, agent))
+        errors: list[str] = []
 
-    @staticmethod
-    def _first_line(proc: subprocess.Popen, end: float) -> str:
-        remaining = max(0.0, end - time.monotonic())
-        ready, _, _ = select.select([proc.stdout], [], [], remaining)
-        return proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+        def start_one(item) -> None:
+            i, group, slots, state, log, agent = item
+            try:
+                agent.start()
+            except LaunchError as exc:
+                errors.append(f"agent {i} did not start: {exc}")
+
+        with ThreadPoolExecutor(max_workers=min(8, len(pending))) as pool:
+            list(pool.map(start_one, pending))
+        if errors:
+            for *_, agent in pending:
+                agent.stop()
+            raise FleetError("; ".join(errors))
+        self.members = [Member(i, group, slots, agent.address, state, log, agent)
+                        for i, group, slots, state, log, agent in pending]
+        return self
 
     def stop(self, timeout: float = 30.0) -> None:
         for m in self.members:
-            if m.proc.poll() is None:
-                m.proc.send_signal(signal.SIGTERM)
+            if m.agent.alive():
+                m.agent.proc.terminate()
         for m in self.members:
-            try:
-                m.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                m.proc.kill()
-                m.proc.wait(10)
-            if m.proc.stdout:
-                m.proc.stdout.close()
+            m.agent.stop(timeout)
         self.members.clear()
 
     def __enter__(self) -> "Fleet":

@@ -14,7 +14,7 @@ import grpc
 
 from protos.client import AgentCallError, AgentClient
 from protos.states import JobState
-from simulator.calibrate import PROBE
+from simulator.real.calibrate import PROBE
 from simulator.polling import PollSchedule
 
 

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from protos import validation
-from simulator import calibrate as cal_mod
-from simulator import replay_report
-from simulator.calibrate import Calibration
+from simulator.real import calibrate as cal_mod
+from simulator.real import replay_report
+from simulator.real.calibrate import Calibration
 from simulator.engine import Simulation
 from simulator.polling import PollSchedule
-from simulator.realrun import Driver, PlannedJob, RealResult
+from simulator.real.realrun import Driver, PlannedJob, RealResult
 from simulator.scenario import Scenario
-from simulator.turnover import Alongside
+from simulator.real.turnover import Alongside
 
 POLICIES = ("round_robin", "random", "least_loaded")
 MAX_SOURCE_BYTES = 2e9
@@ -187,7 +187,7 @@ def replay(scenario: Scenario | str | Path, out: str | Path, *, calibration: Cal
            quick_calibration: bool = False, workers: int = 16, work: Path | None = None,
            progress=print) -> dict:
     """Run `scenario` for real and simulated; write the table, JSON, plot and per-job CSVs to `out`."""
-    from simulator.fleet import Fleet
+    from simulator.real.fleet import Fleet
     sc = scenario if isinstance(scenario, Scenario) else Scenario.from_toml(scenario)
     check(sc)
     out = Path(out)

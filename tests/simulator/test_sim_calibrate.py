@@ -7,11 +7,11 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from simulator import calibrate as cal
+from simulator.real import calibrate as cal
 from simulator.cli import main
-from simulator.fleet import Fleet
+from simulator.real.fleet import Fleet
 from simulator.scenario import Scenario
-from simulator.turnover import gaps
+from simulator.real.turnover import gaps
 
 BASE = {
     "agents": [{"name": "local", "count": 4, "slots": 2}],

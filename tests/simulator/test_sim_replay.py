@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator import replay, replay_report
-from simulator.calibrate import Calibration
+from simulator.real import replay, replay_report
+from simulator.real.calibrate import Calibration
 from simulator.scenario import Scenario
 
 # Moderate load (70 % of 8 slots on the scenario's runtimes), state-free dispatch (round robin) and
