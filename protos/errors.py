@@ -45,22 +45,6 @@ class ResourceExhausted(ProtocolError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-# The status-code table of docs/SPEC.md, condition -> status.
-STATUS_TABLE: dict[str, grpc.StatusCode] = {
-    "malformed UUID": grpc.StatusCode.INVALID_ARGUMENT,
-    "missing required field": grpc.StatusCode.INVALID_ARGUMENT,
-    "first RunJob without files": grpc.StatusCode.INVALID_ARGUMENT,
-    "malformed python_version": grpc.StatusCode.INVALID_ARGUMENT,
-    "RunJob with unstaged files": grpc.StatusCode.FAILED_PRECONDITION,
-    "unsatisfiable requirements": grpc.StatusCode.FAILED_PRECONDITION,
-    "StageInFiles after submission": grpc.StatusCode.FAILED_PRECONDITION,
-    "repeat RunJob with different files or requirements": grpc.StatusCode.ALREADY_EXISTS,
-    "request over the size limit": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "agent's queue full": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "unparseable bytes": grpc.StatusCode.INVALID_ARGUMENT,
-}
-
-
 def _short(value: object, limit: int = 80) -> str:
     """repr() of a value, cut so that a huge bad value cannot flood a status message."""
     text = repr(value)
