@@ -5,6 +5,12 @@ from typing import Iterable
 
 import grpc
 
+# gRPC carries the status message in a trailer; past the peer's metadata limit (8 KiB by
+# default) the client gets RESOURCE_EXHAUSTED or INTERNAL instead of the contract's status.
+# Every message is cut to MAX_MESSAGE characters, and lists name their first FEW values.
+MAX_MESSAGE = 1024
+FEW = 8
+
 
 class ProtocolError(Exception):
     """An error the protocol answers with a non-OK status; `code` is that status."""
@@ -12,6 +18,8 @@ class ProtocolError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str, requirement: str | None = None):
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
         super().__init__(message)
         self.message = message
         self.requirement = requirement
@@ -51,6 +59,13 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "...'"
 
 
+def _few(values: Iterable[object], limit: int = FEW) -> str:
+    """The first `limit` values (each cut short), then how many there are in all."""
+    values = list(values)
+    shown = ", ".join(str(v) if len(str(v)) <= 80 else _short(v) for v in values[:limit])
+    return shown if len(values) <= limit else f"{shown} and {len(values) - limit} more ({len(values)} in all)"
+
+
 # --- wire-visible texts -------------------------------------------------------------------
 
 def bad_uuid(field: str, value: object) -> InvalidArgument:
@@ -75,17 +90,20 @@ def no_files(job: str) -> InvalidArgument:
 
 
 def unstaged_files(job: str, uuids: Iterable[str]) -> FailedPrecondition:
-    names = ", ".join(uuids)
+    names = _few(uuids)
     return FailedPrecondition(
         f"files not staged for job {job}: {names}; call StageInFiles first", "AGT-RUN-3"
     )
 
 
 def no_interpreter(requirements: Iterable[str], available: Iterable[str]) -> FailedPrecondition:
-    reqs = " AND ".join(repr(r) for r in requirements) or "any Python 3"
-    have = ", ".join(available) or "none"
+    reqs = list(requirements)
+    shown = " AND ".join(_short(r, 40) for r in reqs[:FEW]) or "any Python 3"
+    if len(reqs) > FEW:
+        shown += f" AND {len(reqs) - FEW} more ({len(reqs)} in all)"
+    have = _few(available) or "none"
     return FailedPrecondition(
-        f"no interpreter on this agent satisfies python_version {reqs} (available: {have})",
+        f"no interpreter on this agent satisfies python_version {shown} (available: {have})",
         "AGT-RUN-4",
     )
 
