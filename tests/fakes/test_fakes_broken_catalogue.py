@@ -39,10 +39,11 @@ def test_every_must_is_violated_by_some_agent():
 
 
 def test_each_agent_overrides_little():
-    """Small subclasses: a defect is at most a few methods of the reference agent."""
+    """Small subclasses: a defect is one to three methods of the reference agent (an __init__
+    that sets a different configuration counts as one)."""
     for name, cls in CATALOGUE.items():
-        own = [k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")]
-        assert 1 <= len(own) <= 3 or "__init__" in vars(cls), (name, own)
+        own = [k for k, v in vars(cls).items() if callable(v) and (not k.startswith("__") or k == "__init__")]
+        assert 1 <= len(own) <= 3, (name, own)
 
 
 @pytest.mark.parametrize("make, error", [
@@ -74,7 +75,7 @@ def test_happy_path(name, start_agent, tmp_path):
     marker = tmp_path / "ran"
     job, f = str(uuid.uuid4()), agent.put(f"open({str(marker)!r}, 'w').write('ok')\n".encode())
     assert agent.client.stage_in(job, [f]) == [f]
-    assert agent.client.run(job, [f]) in (JobState.WAIT, JobState.RUN, JobState.DONE)
+    agent.client.run(job, [f])
     timeline = agent.client.wait_until_done(job, poll_interval=0.02, deadline=15)
     assert timeline.final is JobState.DONE
     if name != "ReportsDoneBeforeRun":  # DONE is its first answer, the process may still run

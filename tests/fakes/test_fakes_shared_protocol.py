@@ -107,7 +107,9 @@ class TestProtocolSurface:
         job = job_id()
         client.stage_in(job, [f])
         assert code_of(client.run, job, []) == "INVALID_ARGUMENT"
-        assert client.run(job, [f]) in (JobState.WAIT, JobState.RUN, JobState.DONE)
+        assert code_of(client.stage_in, job, [f]) == "OK"   # the refused RunJob created no job
+        client.run(job, [f])
+        assert code_of(client.stage_in, job, [f]) == "FAILED_PRECONDITION"   # now it exists
 
     def test_unstaged_files_are_named_and_no_job_is_created(self, target, client):
         f, other = target.new_file(), target.new_file()
