@@ -7,12 +7,19 @@ from pathlib import Path
 import grpc
 
 from reference_agent.config import ConfigError
+from reference_agent.servicer import HEALTH_CHECK, HEALTH_WATCH, REFLECTION_INFO, SERVICE
+from reference_agent.telemetry import cut
 
 # Standard health checks stay open so that orchestrators can probe without a secret; they
 # reveal only SERVING / NOT_SERVING.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 HEADER = "authorization"
 SCHEME = "bearer"
+# Metrics labels of refused calls: the known methods by name, every other name as one label, so
+# that callers without a token cannot grow the metrics (one series per label) without bound.
+KNOWN_LABELS = {f"/{SERVICE.full_name}/{m.name}": m.name for m in SERVICE.methods}
+KNOWN_LABELS.update({name: name for name in (HEALTH_CHECK, HEALTH_WATCH, REFLECTION_INFO)})
+UNKNOWN_LABEL = "unknown-method"
 
 
 def load_tokens(path: str | Path) -> tuple[bytes, ...]:
@@ -94,7 +101,8 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         reason = "missing bearer token" if token is None else "bearer token not accepted"
         if self.telemetry is not None:
-            self.telemetry.rpc(method.rsplit("/", 1)[-1] if method.startswith("/Agent/") else method,
-                               "UNAUTHENTICATED", 0.0, reason=reason)
+            label = KNOWN_LABELS.get(method, UNKNOWN_LABEL)
+            extra = {} if label != UNKNOWN_LABEL else {"requested": cut(method, 64)}
+            self.telemetry.rpc(label, "UNAUTHENTICATED", 0.0, reason=reason, **extra)
         return _refusal(continuation(handler_call_details), f"{reason}: send metadata "
                         "'authorization: Bearer TOKEN' with a token the agent allows")

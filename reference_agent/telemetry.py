@@ -17,6 +17,14 @@ from protos.states import JobState
 # A log line waits at most this long for others to share its write(): under a stream of polls
 # the writer thread wakes ~50 times a second instead of once per RPC (GIL hand-offs cost).
 BATCH_DELAY = 0.02
+# Strings in log lines are cut to this many characters: many come from clients (job ids,
+# method names), and a log line must not grow with what a caller sends.
+MAX_FIELD = 256
+
+
+def cut(text: str, limit: int = MAX_FIELD) -> str:
+    """text, or its first characters and '...' when longer than limit."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Telemetry:
@@ -56,6 +64,7 @@ class Telemetry:
         if self._lines.qsize() >= self.queue_size:
             self.dropped += 1
             return
+        fields = {k: cut(v) if isinstance(v, str) else v for k, v in fields.items()}
         self._lines.put(json.dumps({"ts": round(time.time(), 6), "kind": kind, **fields}, default=str))
         self._last_queued = next(self._queued)
         if self._writer is None:
