@@ -30,6 +30,14 @@ LAUNCHER = (
 )
 NOT_LAUNCHED = 125  # the launcher exits with this when the agent never said go
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+JOB_UMASK = 0o077  # what a job creates (its outputs, the exit-status file) is private too
+
+
+def _private_output(path: Path):
+    """The job's stdout or stderr file for appending, mode 0600, never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 @dataclass(frozen=True)
@@ -91,11 +99,11 @@ class Launch:
         status_file.unlink(missing_ok=True)
         read_fd, self._go_fd = os.pipe()
         try:
-            with open(stdout, "ab") as out, open(stderr, "ab") as err:
+            with _private_output(stdout) as out, _private_output(stderr) as err:
                 self.proc = subprocess.Popen(
                     ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file)],
                     cwd=str(workdir), env=env, stdin=read_fd, stdout=out, stderr=err,
-                    start_new_session=True, close_fds=True)
+                    start_new_session=True, close_fds=True, umask=JOB_UMASK)
         except BaseException:
             os.close(self._go_fd)
             raise

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 from protos.validation import is_uuid
+from reference_agent.copying import (CHUNK, INPUT_MODE, Active, CopyCancelled, _write_all, clone_or_copy,
+                                     copy_fd, private_dir)
 
-CHUNK = 1 << 20
+__all__ = ["SourceError", "checked_name", "FileSource", "LocalSource", "FsspecSource", "make_source",
+           "ContentStore", "copy_fd"]
 
 
 class SourceError(Exception):
@@ -26,9 +29,11 @@ def checked_name(file: str) -> str:
 
 
 class FileSource:
-    """Where file content comes from; `copy_to(file, fd)` writes the object's bytes into fd."""
+    """Where file content comes from; `copy_to(file, fd, active)` writes the object's bytes into
+    fd: no more than its size when the copy began, and SourceError if it changed meanwhile (a
+    torn copy must never become a cache entry). `active()` False aborts the copy (a deadline)."""
 
-    def copy_to(self, file: str, out_fd: int) -> int:
+    def copy_to(self, file: str, out_fd: int, active: Active | None = None) -> int:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -67,14 +72,22 @@ class LocalSource(FileSource):
         os.set_blocking(fd, True)
         return fd
 
-    def copy_to(self, file: str, out_fd: int) -> int:
+    def copy_to(self, file: str, out_fd: int, active: Active | None = None) -> int:
         fd = self._open(file)
         try:
-            return copy_fd(fd, out_fd)
+            before = os.fstat(fd)
+            copied = copy_fd(fd, out_fd, before.st_size, active)  # a growing file: its size at start
+            after = os.fstat(fd)
+        except CopyCancelled as exc:
+            raise SourceError(f"{file}: {exc}") from None
         except OSError as exc:
             raise SourceError(f"{file}: read error: {exc.strerror}") from None
         finally:
             os.close(fd)
+        if copied != before.st_size or _version(after) != _version(before):
+            raise SourceError(f"{file} changed while it was copied ({before.st_size} bytes at start, "
+                              f"{after.st_size} at the end, {copied} copied): not staged")
+        return copied
 
 
 class FsspecSource(FileSource):
@@ -90,16 +103,25 @@ class FsspecSource(FileSource):
     def describe(self) -> str:
         return self.url
 
-    def copy_to(self, file: str, out_fd: int) -> int:
+    def copy_to(self, file: str, out_fd: int, active: Active | None = None) -> int:
         path = f"{self.root}/{checked_name(file)}" if self.root else checked_name(file)
         try:
             info = self.fs.info(path)
             if info.get("type") != "file" or info.get("islink"):
                 raise SourceError(f"{file} is not a file in the source: refused")
+            size = info.get("size")
             total = 0
             with self.fs.open(path, "rb") as src:
-                while chunk := src.read(CHUNK):
+                while size is None or total < size:
+                    if active is not None and not active():
+                        raise SourceError(f"{file}: {CopyCancelled.__doc__.strip().lower()}")
+                    chunk = src.read(CHUNK if size is None else min(CHUNK, size - total))
+                    if not chunk:
+                        break
                     total += _write_all(out_fd, chunk)
+            if size is not None and total != size:
+                raise SourceError(f"{file} changed while it was copied ({size} bytes at start, "
+                                  f"{total} read): not staged")
             return total
         except (FileNotFoundError, OSError, ValueError) as exc:
             raise SourceError(f"{file}: {exc}") from None
@@ -114,40 +136,22 @@ def make_source(spec: str, create: bool = True) -> FileSource:
     return LocalSource(spec, create=create)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> int:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    return len(data)
-
-
-def copy_fd(src: int, dst: int) -> int:
-    """Copy src to dst in the kernel where possible (copy_file_range, sendfile), else by chunks."""
-    total = 0
-    for fn in (getattr(os, "copy_file_range", None), getattr(os, "sendfile", None)):
-        if fn is None:
-            continue
-        try:
-            while True:
-                n = fn(src, dst, 1 << 30) if fn is os.copy_file_range else fn(dst, src, None, 1 << 30)
-                if n == 0:
-                    return total
-                total += n
-        except OSError as exc:
-            if total or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):
-                raise
-    while chunk := os.read(src, CHUNK):
-        total += _write_all(dst, chunk)
-    return total
+def _version(st: os.stat_result) -> tuple[int, int, int]:
+    """What changes when a file's bytes change: size, mtime, and ctime (which nobody can set)."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 class ContentStore:
     """The content cache by file UUID (AGT-STAGE-5) plus placement into job directories.
 
-    A file is fetched once into `cache/UUID` (temporary name, then atomic rename, read-only)
-    and placed in a job directory as a hard link made under a temporary name, renamed into place,
-    so a half-written file is never seen as staged. A cache entry is trusted only while its
-    size and mtime match the journal (a job that wrote to its linked input invalidates it).
+    A file is fetched once into `cache/UUID` (temporary name, then atomic rename, mode 0400) and
+    placed in a job directory under a temporary name renamed into place, so a half-written file
+    is never seen as staged. Each job gets its own bytes (AGT-STAGE-3): the first job to use an
+    entry gets the cache's own inode (a hard link: no copy); every later job gets a reflink or
+    a copy of it, checked unchanged before and after. An entry is trusted only while its size and
+    mtime match the journal and, once given to a job, its inode and ctime (which the job cannot
+    set back) are those recorded then: a job that rewrites its input changes only its own bytes,
+    and the next job's bytes are fetched from the source again.
     """
 
     def __init__(self, source: FileSource, cache_dir: Path, tmp_dir: Path, journal,
@@ -158,11 +162,13 @@ class ContentStore:
         self.journal = journal
         self.on_fetch = on_fetch or (lambda n: None)
         self._locks = [threading.Lock() for _ in range(256)]  # striped: bounded memory
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._given: dict[str, tuple[int, int]] = {}  # file -> (inode, ctime) handed to a job
+        private_dir(cache_dir)
+        private_dir(tmp_dir)
         for leftover in tmp_dir.glob(".tmp-*"):  # from a crash mid-copy: never counted as staged
             leftover.unlink(missing_ok=True)
         self.fetches = 0  # files read whole from the source (AGT-STAGE-5 counts these)
+        self.copies = {"link": 0, "reflink": 0, "copy": 0}  # how jobs got their bytes
 
     def _file_lock(self, file: str) -> threading.Lock:
         return self._locks[hash(file) % len(self._locks)]
@@ -179,52 +185,91 @@ class ContentStore:
             return None
         if entry is None or not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != entry:
             return None
+        given = self._given.get(file)
+        if given is not None and given != (st.st_ino, st.st_ctime_ns):
+            return None  # the job it was given to changed it (or its mode): fetch afresh
+        if given is None and st.st_nlink > 1:
+            return None  # given to a job before a restart: nothing vouches for its bytes
         return path
 
-    def fetch(self, file: str) -> Path:
+    def forget(self, file: str) -> None:
+        """Drop what is known of an entry that retention removed."""
+        self._given.pop(file, None)
+
+    def fetch(self, file: str, active: Active | None = None) -> Path:
         """The cached copy of a file, reading the source only when it is not cached yet."""
         with self._file_lock(file):
-            path = self.cached(file)
-            if path is not None:
-                return path
-            tmp = self._tmp_path()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
-            try:
-                size = self.source.copy_to(file, fd)
-                st = os.fstat(fd)
-            except BaseException:
-                os.close(fd)
-                tmp.unlink(missing_ok=True)
-                raise
-            os.close(fd)
-            path = self.cache_dir / checked_name(file)
-            os.replace(tmp, path)
-            self.journal.set_cache_entry(file, st.st_size, st.st_mtime_ns)
-            self.fetches += 1
-            self.on_fetch(size)
-            return path
+            return self._fetch(file, active)
 
-    def place(self, file: str, job_dir: Path) -> Path:
-        """Put the file's bytes in job_dir under its lower-case UUID, atomically."""
-        cached = self.fetch(file)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp_path()  # on the same file system; the job directory never holds temporaries
+    def _fetch(self, file: str, active: Active | None) -> Path:
+        path = self.cached(file)
+        if path is not None:
+            return path
+        tmp = self._tmp_path()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, INPUT_MODE)
         try:
-            os.link(cached, tmp, follow_symlinks=False)
-        except OSError:
-            self._copy(cached, tmp)
-        dest = job_dir / checked_name(file)
-        os.replace(tmp, dest)  # replaces, never follows, whatever is at dest
-        return dest
+            size = self.source.copy_to(file, fd, active)
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        path = self.cache_dir / checked_name(file)
+        os.replace(tmp, path)
+        self._given.pop(file, None)
+        self.journal.set_cache_entry(file, st.st_size, st.st_mtime_ns)
+        self.fetches += 1
+        self.on_fetch(size)
+        return path
+
+    def place(self, file: str, job_dir: Path, active: Active | None = None) -> Path:
+        """Put the file's bytes in job_dir under its lower-case UUID, atomically, as the job's own."""
+        with self._file_lock(file):
+            cached = self._fetch(file, active)
+            if not job_dir.is_dir():  # one stat per file; created 0700 with its parents
+                private_dir(job_dir)
+            dest = job_dir / checked_name(file)
+            tmp = self._tmp_path()  # on the same file system; the job directory never holds temporaries
+            if file not in self._given and os.lstat(cached).st_nlink == 1 and self._link(cached, tmp):
+                os.replace(tmp, dest)  # replaces, never follows, whatever is at dest
+                st = os.lstat(dest)    # after the rename, which changes the ctime too
+                self._given[file] = (st.st_ino, st.st_ctime_ns)
+                self.copies["link"] += 1
+                return dest
+            self._copy(file, cached, tmp, active)
+            os.replace(tmp, dest)
+            return dest
 
     @staticmethod
-    def _copy(src: Path, dst: Path) -> None:
+    def _link(src: Path, dst: Path) -> bool:
+        try:
+            os.link(src, dst, follow_symlinks=False)
+            return True
+        except OSError:
+            return False
+
+    def _copy(self, file: str, src: Path, dst: Path, active: Active | None) -> None:
+        """dst gets a reflink or a copy of src; SourceError if src changed meanwhile (then the
+        entry is dropped, so the next staging fetches it afresh)."""
         sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+            before = os.fstat(sfd)
+            dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, INPUT_MODE)
             try:
-                copy_fd(sfd, dfd)
-            finally:
+                how = clone_or_copy(sfd, dfd, before.st_size, active)
+                changed = _version(os.fstat(sfd)) != _version(before)
+            except BaseException:
                 os.close(dfd)
+                dst.unlink(missing_ok=True)
+                raise
+            os.close(dfd)
+        except CopyCancelled as exc:
+            raise SourceError(f"{file}: {exc}") from None
         finally:
             os.close(sfd)
+        if changed:
+            dst.unlink(missing_ok=True)
+            self._given[file] = (-1, -1)  # never trusted again: the next staging fetches afresh
+            raise SourceError(f"{file}: the cached copy changed while it was copied: not staged")
+        self.copies[how] += 1

@@ -150,7 +150,7 @@ def test_staging_is_atomic_no_temporary_files_left(agent):
     assert leftovers == []
     for f in files:
         cached = agent.state / "cache" / f
-        assert stat.S_IMODE(cached.stat().st_mode) == 0o444
+        assert stat.S_IMODE(cached.stat().st_mode) == 0o400  # private and read-only (issue 11)
 
 
 def test_fsspec_memory_source(make_agent):
