@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from concurrent import futures
 from typing import Callable, Iterator, Sequence
 
@@ -101,14 +102,15 @@ class FakeAgent(AgentService_pb2_grpc.AgentServicer):
                 response = step(request)
             except ProtocolError as exc:
                 raise _Abort(exc.code, exc.message) from None
-            if fault is not None:
+            if fault is not None and not (fault.slow and not _outwait(context, fault.cap)):
                 raise _Abort(fault.code, fault.details, True)
         except _Abort as abort:
             backend.record(Call(method, _copy(request), abort.code, abort.details,
-                                _copy(response), backend.clock(), abort.injected))
+                                _copy(response), backend.clock(), abort.injected, _metadata(context)))
             context.abort(abort.code, abort.details)
             raise  # context.abort raises; this line is never reached with grpc or grpc_testing
-        backend.record(Call(method, _copy(request), grpc.StatusCode.OK, "", _copy(response), backend.clock()))
+        backend.record(Call(method, _copy(request), grpc.StatusCode.OK, "", _copy(response), backend.clock(),
+                            metadata=_metadata(context)))
         return response
 
     # --- serving ------------------------------------------------------------------------------
@@ -133,6 +135,24 @@ class FakeAgent(AgentService_pb2_grpc.AgentServicer):
     def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs) -> contextlib.AbstractContextManager[str]:
         """Context manager: serve on a real port (0 = any free one), yield 'host:port'."""
         return serve(self, host, port, **kwargs)
+
+
+def _outwait(context, cap: float) -> bool:
+    """Hold a call until its caller's deadline has passed (True) or `cap` seconds (False: the caller
+    is still waiting, so the answer is merely late). Real time: the caller's deadline is real."""
+    end = time.monotonic() + cap
+    while context.is_active():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def _metadata(context) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple((k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str))
+    except Exception:  # noqa: BLE001 - a context without metadata (a hand-made one in a test)
+        return ()
 
 
 def _copy(message):

@@ -11,6 +11,7 @@ import grpc
 from packaging.version import InvalidVersion, Version
 
 from fakes.faults import FaultPlan
+from fakes.habits import Habit, HabitRules, HabitWatcher
 from fakes.progression import AfterPolls, Clock, Progression
 from fakes.source import FakeFileSource
 from protos import errors, submission, validation
@@ -48,6 +49,7 @@ class Call:
     response: object | None
     at: float
     injected: bool = False
+    metadata: tuple[tuple[str, str], ...] = ()  # the call's invocation metadata (e.g. authorization)
 
     @property
     def ok(self) -> bool:
@@ -78,14 +80,17 @@ class FakeBackend:
     as their Progression says (the default for every job is `progression`, a job may get its own
     with set_progression()). Staging copies bytes from `source` (a FakeFileSource) at call time
     and caches them by UUID (AGT-STAGE-5). `python_versions` are the interpreters the fake
-    pretends to have; RunJob picks with protos.validation.choose_interpreter. `connected=False`
+    pretends to have; RunJob picks with protos.validation.choose_interpreter. `habits` (HabitRules)
+    sets when a recorded call counts as a wasteful or risky client habit (`habits`). `connected=False`
     makes every call fail with UNAVAILABLE; `faults` injects failures and latency. `reset()`
     forgets jobs, staged files, calls and faults but keeps the configuration and the source.
     """
 
     def __init__(self, *, source: FakeFileSource | None = None, python_versions: Iterable[str] | None = None,
                  progression: Progression | None = None, clock: Clock | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, habits: HabitRules | None = None):
+        if habits is not None and not isinstance(habits, HabitRules):
+            raise TypeError(f"habits must be a fakes.HabitRules, got {habits!r}")
         if progression is not None and not isinstance(progression, Progression):
             raise TypeError(f"progression must be a fakes.Progression, got {progression!r}")
         self.lock = threading.RLock()
@@ -102,6 +107,7 @@ class FakeBackend:
         self._jobs: dict[str, FakeJob] = {}
         self._progressions: dict[str, Progression] = {}
         self._calls: list[Call] = []
+        self.watcher = HabitWatcher(habits if habits is not None else HabitRules())
 
     # --- the protocol's two operations (requests already validated by the servicer) -----------
 
@@ -210,6 +216,16 @@ class FakeBackend:
     def record(self, call: Call) -> None:
         with self.lock:
             self._calls.append(call)
+            uuid = call.request.job.uuid if call.request is not None and call.request.HasField("job") else None
+            if validation.is_uuid(uuid):
+                found = self._jobs.get(uuid.lower())
+                self.watcher.observe(call, uuid.lower(), found.state if found else None)
+
+    @property
+    def habits(self) -> list[Habit]:
+        """Client habits seen so far (fakes.habits.KINDS), each also warned as ClientHabitWarning."""
+        with self.lock:
+            return list(self.watcher.habits)
 
     @property
     def calls(self) -> list[Call]:
@@ -228,5 +244,6 @@ class FakeBackend:
             self._jobs.clear()
             self._progressions.clear()
             self._calls.clear()
+            self.watcher.reset()
             self.faults.clear()
             self.connected = True

@@ -31,7 +31,10 @@ def _code(code: grpc.StatusCode | str) -> grpc.StatusCode:
 class Fault:
     """One injected failure. `remaining` counts one-shot uses left; `every` > 0 fails each Nth
     matching call instead. With `after_apply` the call changes the agent's state first and only
-    the answer is lost, as when a connection drops after the server acted."""
+    the answer is lost, as when a connection drops after the server acted. A `slow` fault lets
+    the call change the state, then holds the answer until the client's deadline has passed
+    (at most `cap` seconds): the client sees DEADLINE_EXCEEDED; a client with no deadline, or
+    one further away than `cap`, gets the answer late."""
 
     code: grpc.StatusCode
     details: str
@@ -40,6 +43,8 @@ class Fault:
     every: int = 0
     after_apply: bool = False
     seen: int = 0
+    slow: bool = False
+    cap: float = 2.0
 
     def matches(self, method: str) -> bool:
         return self.method is None or self.method == method
@@ -73,6 +78,19 @@ class FaultPlan:
             raise ValueError(f"n must be a whole number >= 1, got {n!r}")
         fault = Fault(code, details or f"injected fault: {code.name} (every {n} calls)", _method(method),
                       remaining=0, every=n, after_apply=bool(after_apply))
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def slow_next(self, method: str | None = None, *, times: int = 1, cap: float = 2.0) -> Fault:
+        """Answer the next `times` calls (of `method`, or of any method) after the caller's deadline:
+        the call is applied, the answer comes too late (DEADLINE_EXCEEDED at the client)."""
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be a whole number >= 1, got {times!r}")
+        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap <= 60:
+            raise ValueError(f"cap must be a number of seconds in (0, 60], got {cap!r}")
+        fault = Fault(grpc.StatusCode.DEADLINE_EXCEEDED, "injected fault: answer slower than the caller's deadline",
+                      _method(method), remaining=times, after_apply=True, slow=True, cap=float(cap))
         with self._lock:
             self._faults.append(fault)
         return fault
