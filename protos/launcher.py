@@ -87,14 +87,15 @@ class AgentProcess:
         argv = list(self.command(listen))
         if not argv:
             raise LaunchError("the agent command is empty")
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        # without a log file, stderr joins stdout: the drain keeps the last lines for LaunchError
+        log = open(self.log_path, "ab") if self.log_path else subprocess.STDOUT
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                                          start_new_session=True, env=self.env, cwd=self.cwd)
         except OSError as exc:
             raise LaunchError(f"cannot start agent {argv!r}: {exc}") from None
         finally:
-            if log is not subprocess.DEVNULL:
+            if log is not subprocess.STDOUT:
                 log.close()
         self._groups.append(self.proc.pid)
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True, name="agent-stdout").start()
