@@ -19,7 +19,7 @@ examples:
 Writes FILE.toml with [clients] and [network] keys that a scenario accepts (rpc_latency,
 rpc_cost_poll, rpc_cost_stage, rpc_cost_run, source_bandwidth, source_latency) and FILE.json with
 every figure, including the launch and exit-to-DONE delays that have no scenario key (replay adds
-them to each job's service time). The measurements reuse bench/agent_bench.py. A --target must be
+them to each job's service time). The measurements are simulator.real.measure, shared with bench/agent_bench.py. A --target must be
 an agent on this machine whose file source is --source-dir: probe jobs stamp files in /tmp.
 """
 
