@@ -102,7 +102,7 @@ class HabitWatcher:
             self._add(kind, job, "RunJob with other files or requirements than the submission", call.at)
         elif code is grpc.StatusCode.FAILED_PRECONDITION and call.method == "StageInFiles":
             kind = "reused-job-id" if state is JobState.DONE else "stage-after-submit"
-            self._add(kind, job, f"StageInFiles for a job already submitted ({state.name if state else '?'})", call.at)
+            self._add(kind, job, f"StageInFiles for a job already submitted ({state.name if state is not None else 'not submitted'})", call.at)
 
     def _poll(self, call, job: str) -> None:
         answered = JobState(call.response.code) if call.ok and call.response is not None else None
@@ -117,7 +117,7 @@ class HabitWatcher:
         if changed or interval >= self.rules.floor:
             seen.run = 0
             return
-        if seen.run == 0 or interval >= self.rules.growth * seen.first:
+        if seen.run == 0 or interval > self.rules.growth * seen.first:
             seen.first, seen.run = interval, 1
         else:
             seen.run += 1
@@ -133,4 +133,5 @@ class HabitWatcher:
         habit = Habit(kind, job, detail, at)
         self.habits.append(habit)
         if self.rules.warn:
-            warnings.warn(ClientHabitWarning(str(habit)), stacklevel=2)
+            # seen in a server thread: no frame of the client's to point at, so name the fake instead
+            warnings.warn_explicit(str(habit), ClientHabitWarning, "fake agent", 0, module="fakes.habits")

@@ -14,6 +14,9 @@ from protos import Common_pb2, RunJob_pb2, StageInFile_pb2
 from protos.client import AgentCallError, AgentClient
 from protos.states import DoneReason, Event, IllegalTransition, JobState
 
+# these tests misuse the protocol on purpose; the habits they show are tested in test_fakes_habits.py
+pytestmark = pytest.mark.filterwarnings("ignore::fakes.habits.ClientHabitWarning")
+
 W, R, D = JobState.WAIT, JobState.RUN, JobState.DONE
 
 

@@ -18,6 +18,9 @@ from protos.states import JobState
 from shared_helpers import code_of
 from shared_helpers import new_id as job_id
 
+# these tests misuse the protocol on purpose; the habits they show are tested in test_fakes_habits.py
+pytestmark = pytest.mark.filterwarnings("ignore::fakes.habits.ClientHabitWarning")
+
 _U = "5a0c6f1e-93b2-4c3d-8e4f-0a1b2c3d4e5f"  # fixed: parametrized test ids must not vary (xdist)
 MALFORMED = ["", "../x", "a/b", "x" * 36, _U + "0", _U[:-1], _U + "\n", "{" + _U + "}", _U.replace("-", ""),
              _U.replace("a", "g", 1), " " + _U]
