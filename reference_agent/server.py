@@ -17,6 +17,7 @@ from reference_agent.config import AgentConfig, ConfigError, parse_listen
 from reference_agent.domain import AgentCore
 from reference_agent.servicer import (SERVICE, AgentServicer, LoggedHealthServicer, LoggedReflectionServicer,
                                      RawAgentHandler)
+from reference_agent.streams import StreamGate, stream_limit
 from reference_agent.telemetry import Telemetry
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -95,6 +96,8 @@ class AgentServer:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         names = (SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME)
         reflector = LoggedReflectionServicer(names, self.telemetry) if logged else reflection.ReflectionServicer(names)
+        gate = StreamGate(stream_limit(self.config.rpc_threads), "server reflection")  # idle streams hold threads
+        reflector.ServerReflectionInfo = gate.wrap(reflector.ServerReflectionInfo)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, server)
         return server
 
