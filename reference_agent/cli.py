@@ -168,6 +168,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from reference_agent.server import AgentServer, serve_until_signalled
     from reference_agent.telemetry import Telemetry
 
+    os.umask(0o077)  # everything the agent creates is private to its user (issue 11)
     try:
         config = config_from_args(args)
         server = AgentServer(config, core_factory=args.core or AgentCore,

@@ -12,6 +12,7 @@ from protos.states import DoneReason, Event, JobState, JobStateMachine, next_sta
 from protos.validation import RunRequest, StageRequest
 
 from reference_agent.config import AgentConfig
+from reference_agent.copying import private_dir, private_files
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
 from reference_agent.journal import JobRow, Journal
 from reference_agent.processes import Launch, Limits, clean_env, kill_group
@@ -60,10 +61,11 @@ class AgentCore(JobSupervisor):
         self.config = config.validate()
         self.telemetry = telemetry or Telemetry()
         root = config.state_path
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)  # 0700: no other user reads jobs, outputs, cache or journal (issue 11)
         self.root = root
         self.jobs_dir = root / "jobs"
         self.journal = Journal(root / "journal.sqlite3")
+        private_files(root, "journal.sqlite3*")
         self.source = make_source(config.source)
         self.store = ContentStore(self.source, root / "cache", root / "tmp", self.journal,
                                   on_fetch=self.telemetry.staging_bytes.inc)
@@ -222,7 +224,7 @@ class AgentCore(JobSupervisor):
     def _create_job(self, req: RunRequest, interpreter: Interpreter) -> Job:
         base = self.jobs_dir / checked_name(req.job)
         workdir = self._workdir(req.job)
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)
         now = time.time()
         with self._wake:
             seq = self.journal.insert_job(  # journal first: a crash now still runs it later
