@@ -75,10 +75,11 @@ def behaviours(*, max_waits: int = 12, max_runs: int = 12, max_call: int = 30, r
     Shrinking goes towards DONE at the first answer, no restart, no failure, nothing slow."""
     answers = st.builds(lambda w, r: ("WAIT",) * w + ("RUN",) * r + ("DONE",),
                         st.integers(0, max_waits), st.integers(0, max_runs))
-    calls = st.frozensets(st.integers(0, max_call), max_size=3)
+    # half the draws among the first calls and answers, where staging and submission happen
+    calls = st.frozensets(st.integers(0, 3) | st.integers(0, max_call), max_size=3)
     none: st.SearchStrategy[frozenset[int]] = st.just(frozenset())
-    restart = st.none() | st.builds(Restart, st.integers(1, max_waits + max_runs + 1), st.integers(1, 3),
-                                    st.booleans())
+    after = st.integers(1, 4) | st.integers(1, max_waits + max_runs + 1)
+    restart = st.none() | st.builds(Restart, after, st.integers(1, 3), st.booleans())
     return st.builds(Behaviour, answers=answers, restart=restart if restarts else st.none(),
                      unavailable=calls if failures else none, lost=calls if failures else none,
                      slow=calls if slow else none, vanish=st.booleans() if vanish else st.just(False))
@@ -93,7 +94,12 @@ class _Player(FaultPlan):
         self.calls = self.answers = self.down = 0
         self.pending: Restart | None = None
         self.events: list[str] = []
+        self.exercised: set[str] = set()
         self._plock = threading.Lock()
+
+    def _event(self, kind: str, text: str) -> None:
+        self.exercised.add(kind)
+        self.events.append(text)
 
     def take(self, method: str) -> Fault | None:
         b, back = self.behaviour, None
@@ -102,20 +108,20 @@ class _Player(FaultPlan):
             self.calls += 1
             if self.down:
                 self.down -= 1
-                self.events.append(f"call {n} {method}: UNAVAILABLE (agent restarting)")
+                self._event("restart: down", f"call {n} {method}: UNAVAILABLE (agent restarting)")
                 return Fault(grpc.StatusCode.UNAVAILABLE, "agent restarting (legal mode)", method)
             back, self.pending = self.pending, None
         if back is not None:
             self._come_back(back)
         if n in b.unavailable:
-            self.events.append(f"call {n} {method}: UNAVAILABLE before acting")
+            self._event("unavailable", f"call {n} {method}: UNAVAILABLE before acting")
             return Fault(grpc.StatusCode.UNAVAILABLE, "transient failure (legal mode)", method)
         if n in b.slow:
-            self.events.append(f"call {n} {method}: acted, answered after the caller's deadline")
+            self._event(f"slow {method}", f"call {n} {method}: acted, answered after the caller's deadline")
             return Fault(grpc.StatusCode.DEADLINE_EXCEEDED, "slow answer (legal mode)", method, after_apply=True,
                          slow=True, cap=self.slow_cap)
         if n in b.lost:
-            self.events.append(f"call {n} {method}: acted, answer lost (UNAVAILABLE)")
+            self._event(f"lost {method}", f"call {n} {method}: acted, answer lost (UNAVAILABLE)")
             return Fault(grpc.StatusCode.UNAVAILABLE, "answer lost (legal mode)", method, after_apply=True)
         return super().take(method)
 
@@ -128,7 +134,8 @@ class _Player(FaultPlan):
                     if job.state is JobState.RUN:
                         backend.advance(job.uuid, Event.INTERRUPT)
                         ended.append(job.uuid)
-        self.events.append(f"agent back; {'DONE (interrupted): ' + ', '.join(ended) if ended else 'jobs kept'}")
+        self._event("restart: RUN job interrupted" if ended else "restart: jobs kept",
+                    f"agent back; {'DONE (interrupted): ' + ', '.join(ended) if ended else 'jobs kept'}")
 
     def answered(self) -> None:
         with self._plock:
@@ -136,7 +143,7 @@ class _Player(FaultPlan):
             restart = self.behaviour.restart
             if restart is not None and self.answers == restart.after_answer:
                 self.down, self.pending = restart.down_calls, restart
-                self.events.append(f"restart after answer {self.answers}: down for {restart.down_calls} call(s)")
+                self._event("restart", f"restart after answer {self.answers}: down for {restart.down_calls} call(s)")
 
 
 @dataclass
@@ -169,6 +176,11 @@ class Play:
     @property
     def events(self) -> list[str]:
         return list(self.player.events)
+
+    @property
+    def exercised(self) -> set[str]:
+        """The kinds of behaviour that actually happened in this run (not all that were scripted)."""
+        return set(self.player.exercised)
 
     @property
     def habits(self) -> list[Habit]:
@@ -250,7 +262,7 @@ class LegalAgent(FakeAgent):
         if player is not None and player.behaviour.vanish:
             for staged in response.success_files:
                 if self.source.delete(staged.file.uuid):
-                    player.events.append(f"{staged.file.uuid} left the source after staging")
+                    player._event("vanish", f"{staged.file.uuid} left the source after staging")
         return response
 
     def run_job(self, request):
