@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an environment variable for jobs (their environment is otherwise clean)")
     serve.add_argument("--stop-jobs-on-exit", action="store_true",
                        help="on SIGTERM, end running jobs (DONE, interrupted) instead of adopting them later")
+    serve.add_argument("--accept-lost-journal", action="store_true",
+                       help="start although the journal is missing or empty while jobs/ or cache/ hold "
+                            "entries: they are moved to STATE/lost-TIMESTAMP/ and forgotten (without it "
+                            "the agent refuses to start, exit status 2)")
     serve.add_argument("--tls-cert", metavar="FILE")
     serve.add_argument("--tls-key", metavar="FILE")
     serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by it")
@@ -157,7 +161,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         pythons=tuple(args.python), discover_path=not args.no_path_pythons, job_timeout=args.job_timeout,
         limit_address_space=args.limit_address_space, limit_open_files=args.limit_open_files,
         limit_processes=args.limit_processes, job_env=dict(args.job_env),
-        stop_jobs_on_exit=args.stop_jobs_on_exit, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        stop_jobs_on_exit=args.stop_jobs_on_exit, accept_lost_journal=args.accept_lost_journal,
+        tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_tokens=args.auth_tokens, metrics_port=args.metrics_port,
         max_request_bytes=args.max_request_bytes, log_rpcs=not args.quiet,
     ).validate()

@@ -15,6 +15,13 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the option and the bad value."""
 
 
+class StateError(Exception):
+    """The state directory cannot be used (held by another agent, journal lost or unreadable).
+
+    Not a ConfigError: the command line is right, the directory is not; `serve` prints the
+    message alone (it says what was found and how to recover) and exits with status 2."""
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """Split HOST:PORT (IPv6 as [::1]:PORT); raise ConfigError naming the value."""
     text = value.strip()
@@ -55,6 +62,7 @@ class AgentConfig:
     limit_processes: int | None = 4096      # processes per job session (containment) and RLIMIT_NPROC
     job_env: dict[str, str] = field(default_factory=dict)  # extra variables given to jobs
     stop_jobs_on_exit: bool = False         # on a clean stop: leave jobs running and adopt later
+    accept_lost_journal: bool = False       # start although jobs/ or cache/ exist without a journal
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from protos import errors, submission, validation
 from protos.states import DoneReason, Event, JobState, JobStateMachine, next_state
@@ -14,10 +16,12 @@ from protos.validation import RunRequest, StageRequest
 from reference_agent.config import AgentConfig
 from reference_agent.copying import private_dir, private_files
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
-from reference_agent.journal import JobRow, Journal
+from reference_agent.journal import JobRow, Journal, StorageError, is_disk_full
+from reference_agent.pending import PendingEnds
 from reference_agent.processes import Launch, Limits, clean_env, kill_group
 from reference_agent.supervision import JobSupervisor
 from reference_agent.staging import ContentStore, SourceError, checked_name, make_source
+from reference_agent.statedir import JOURNAL_NAME, StateLock, check_journal_present
 from reference_agent.telemetry import Telemetry
 
 
@@ -47,6 +51,23 @@ class Job:
     def state(self) -> JobState:
         return self.machine.state
 
+    @classmethod
+    def from_row(cls, row: JobRow) -> "Job":
+        """The one mapping from the journal's record to the core's job (new and recovered)."""
+        machine = JobStateMachine.restore(JobState(row.state), DoneReason(row.reason) if row.reason else None)
+        base = Path(row.stdout).parent
+        return cls(row.job, row.seq, row.files, row.requirements, row.interpreter, row.python_version,
+                   machine, Path(row.workdir), Path(row.stdout), Path(row.stderr), base / "exit_status",
+                   row.submitted, row.started, row.ended, row.pid, row.exit_status)
+
+
+# Staging records files in the journal per chunk, not per file: one commit per STAGE_CHUNK
+# files or STAGE_CHUNK_SECONDS, whichever comes first (16,000 files took 52 s one by one).
+STAGE_CHUNK = 2000
+STAGE_CHUNK_SECONDS = 0.5
+# After a RUN could not be journalled (disk full), no job starts for this long.
+START_RETRY_SECONDS = 0.2
+
 
 class AgentCore(JobSupervisor):
     """The reference agent without gRPC. Thread-safe; `start()` recovers from the journal.
@@ -64,11 +85,18 @@ class AgentCore(JobSupervisor):
         private_dir(root)  # 0700: no other user reads jobs, outputs, cache or journal (issue 11)
         self.root = root
         self.jobs_dir = root / "jobs"
-        self.journal = Journal(root / "journal.sqlite3")
-        private_files(root, "journal.sqlite3*")
-        self.source = make_source(config.source)
-        self.store = ContentStore(self.source, root / "cache", root / "tmp", self.journal,
-                                  on_fetch=self.telemetry.staging_bytes.inc)
+        self.state_lock = StateLock(root)  # StateError: another agent holds this directory
+        try:
+            check_journal_present(root, config.accept_lost_journal, self.telemetry.log)
+            self.journal = Journal(root / JOURNAL_NAME, on_error=self._journal_error)
+            private_files(root, JOURNAL_NAME + "*")
+            self.source = make_source(config.source)
+            self.store = ContentStore(self.source, root / "cache", root / "tmp", self.journal,
+                                      on_fetch=self.telemetry.staging_bytes.inc)
+        except BaseException:
+            self.state_lock.release()
+            raise
+        self.pending_ends = PendingEnds(self.journal, self.telemetry.log)
         self.interpreters = InterpreterRegistry(config.pythons, config.include_running,
                                                 config.discover_path, config.probe_timeout)
         self.limits = Limits(config.limit_address_space, config.limit_open_files, config.limit_processes)
@@ -85,6 +113,8 @@ class AgentCore(JobSupervisor):
         self._scheduler: threading.Thread | None = None
         self._stopping = False
         self._closed = False
+        self._hold_starts_until = 0.0         # monotonic; set when a RUN could not be journalled
+        self._call = threading.local()        # the RPC being served by this thread (see `serving`)
         self.telemetry.watch_core(self.counts)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -112,9 +142,33 @@ class AgentCore(JobSupervisor):
                     kill_group(job.pid)
             for watcher in list(self._watchers):
                 watcher.join(timeout)
+        left = self.pending_ends.stop()
+        if left:
+            self.telemetry.log("journal", event="ends not recorded at stop", jobs=left,
+                               note="the next start records them DONE: their processes are gone")
         with self._lock:
             self._closed = True
             self.journal.close()
+        self.state_lock.release()
+
+    def _journal_error(self, op: str, exc: BaseException) -> None:
+        """The cause of a journal write that failed, for the log (the wire says only RESOURCE_EXHAUSTED
+        or UNAVAILABLE, never SQLite's text)."""
+        self.telemetry.log("error", where="journal", op=op, disk_full=is_disk_full(exc), error=str(exc)[:200])
+
+    @contextmanager
+    def serving(self, alive: Callable[[], bool]):
+        """While the servicer serves one RPC on this thread: `alive()` says whether its client
+        still waits (False once cancelled or past its deadline); long staging stops then."""
+        self._call.alive = alive
+        try:
+            yield
+        finally:
+            self._call.alive = None
+
+    def _caller_waiting(self) -> bool:
+        alive = getattr(self._call, "alive", None)
+        return alive is None or alive()
 
     # --- requests (the servicer calls these) ----------------------------------------------
     def parse_stage_request(self, message) -> StageRequest:
@@ -124,14 +178,42 @@ class AgentCore(JobSupervisor):
         return validation.validate_run_request(message)
 
     def stage_in(self, req: StageRequest) -> list[str]:
-        """Stage files for a job not yet submitted; return those staged, once each (AGT-STAGE-1)."""
-        with self._submission_lock(req.job):
+        """Stage files for a job not yet submitted; return those staged, once each (AGT-STAGE-1).
+
+        Files are journalled in chunks (one transaction each) and count as staged once their
+        chunk is committed. When the client stops waiting (deadline, cancel) staging stops
+        after committing what was placed: those files stay staged (AGT-STAGE-2 lists them on a
+        repeat). A full disk ends the call with RESOURCE_EXHAUSTED, earlier chunks kept."""
+        with self._submission_lock(req.job), self.journal.deferring():
             self._check_stage_allowed(req.job)
-            staged = []
+            staged, placed = [], []
+            flushed_at = time.monotonic()
             for file in self._unique(req.files):
-                if self._is_staged(req.job, file) or self._stage_file(req.job, file):
+                if self._is_staged(req.job, file):
                     staged.append(file)
+                    continue
+                if len(placed) >= STAGE_CHUNK or time.monotonic() - flushed_at > STAGE_CHUNK_SECONDS:
+                    self._record_staged(req.job, placed)
+                    flushed_at, placed = time.monotonic(), []
+                    if not self._caller_waiting():
+                        break
+                if self._stage_file(req.job, file):
+                    staged.append(file)
+                    placed.append(file)
+            self._record_staged(req.job, placed)
             return staged
+
+    def _record_staged(self, job_id: str, files: list[str]) -> None:
+        """Journal placed files as staged (one transaction), then make them visible."""
+        if not files:
+            return  # and no entry for the job: refused or empty requests leave nothing behind
+        self.journal.add_staged_many(job_id, files)  # StorageError: none of these is staged
+        with self._lock:
+            known = self._staged.setdefault(job_id, {})
+            for file in files:
+                known[file] = None
+        self.telemetry.staged_files.inc(len(files))
+        self.telemetry.log("stage", job=job_id, files=len(files), first=files[0], ok=True)
 
     def run_job(self, req: RunRequest) -> JobState:
         """Submit a new job (AGT-RUN-1..6) or answer a status query (AGT-RUN-7/8)."""
@@ -179,17 +261,18 @@ class AgentCore(JobSupervisor):
             return file in self._staged.get(job_id, {})
 
     def _stage_file(self, job_id: str, file: str) -> bool:
-        """Copy one file from the source (or the cache) into the job's directory."""
+        """Copy one file from the source (or the cache) into the job's directory; True when
+        placed (stage_in then journals it). A full disk raises StorageError (RESOURCE_EXHAUSTED):
+        that is not a file absent from the source."""
         try:
-            self.store.place(file, self._workdir(job_id))
+            self.store.place(file, self._workdir(job_id), active=self._caller_waiting)
         except (SourceError, OSError) as exc:
+            if is_disk_full(exc) or (isinstance(exc, SourceError) and "No space left" in str(exc)):
+                self._journal_error("stage", exc)
+                raise StorageError(exc if isinstance(exc, OSError) else OSError(28, str(exc)),
+                                   f"file {file} for job {job_id}") from None
             self.telemetry.log("stage", job=job_id, file=file, ok=False, error=str(exc))
             return False
-        self.journal.add_staged(job_id, file)
-        with self._lock:
-            self._staged.setdefault(job_id, {})[file] = None
-        self.telemetry.staged_files.inc()
-        self.telemetry.log("stage", job=job_id, file=file, ok=True)
         return True
 
     # --- submission hooks -------------------------------------------------------------------
@@ -226,15 +309,13 @@ class AgentCore(JobSupervisor):
         workdir = self._workdir(req.job)
         private_dir(workdir)
         now = time.time()
+        row = JobRow(0, req.job, tuple(req.files), tuple(req.requirement_texts), interpreter.path,
+                     interpreter.version, int(JobState.WAIT), None, None, None, None, None, now, None, None,
+                     str(workdir), str(base / "stdout"), str(base / "stderr"))
         with self._wake:
-            seq = self.journal.insert_job(  # journal first: a crash now still runs it later
-                job=req.job, files=req.files, requirements=req.requirement_texts,
-                interpreter=interpreter.path, python_version=interpreter.version,
-                state=JobState.WAIT, submitted=now, workdir=str(workdir),
-                stdout=str(base / "stdout"), stderr=str(base / "stderr"))
-            job = Job(req.job, seq, tuple(req.files), tuple(req.requirement_texts), interpreter.path,
-                      interpreter.version, JobStateMachine(), workdir, base / "stdout", base / "stderr",
-                      base / "exit_status", now)
+            # Journal first: a crash now still runs it later; StorageError: nothing was submitted.
+            row.seq = self.journal.insert_row(row)
+            job = Job.from_row(row)
             self._jobs[req.job] = job
             self._queue.append(req.job)
             self.telemetry.log("job", job=req.job, old=None, new="WAIT", event="submit",
@@ -262,7 +343,7 @@ class AgentCore(JobSupervisor):
 
     def _take_next(self) -> Job | None:
         """Under the lock: the job to start now, out of the queue and holding a slot, or None."""
-        if self._stopping or self._free_slots() <= 0:
+        if self._stopping or self._free_slots() <= 0 or time.monotonic() < self._hold_starts_until:
             return None
         job = self._next_job()
         if job is not None:
@@ -276,7 +357,8 @@ class AgentCore(JobSupervisor):
                 while (job := self._take_next()) is None:
                     if self._stopping:
                         return
-                    self._wake.wait()
+                    held = self._hold_starts_until - time.monotonic()
+                    self._wake.wait(held if held > 0 and self._queue else None)
             self._start_safely(job)
 
     def _start_safely(self, job: Job) -> None:
@@ -299,9 +381,14 @@ class AgentCore(JobSupervisor):
             return
         try:
             with self._lock:
-                job.pid, job.started = launch.pid, time.time()
+                started = time.time()
                 self._transition(job, Event.START, pid=launch.pid, proc_start=launch.identity,
-                                 started=job.started)
+                                 started=started)
+                job.pid, job.started = launch.pid, started
+        except StorageError as exc:  # RUN not journalled (disk full): it waits, first in line
+            launch.abort()
+            self._requeue(job, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - not journalled as RUN: it must never run
             launch.abort()
             self._fail_start(job, exc)
@@ -309,13 +396,30 @@ class AgentCore(JobSupervisor):
         launch.go()
         self._watch(job, launch=launch)
 
+    def _requeue(self, job: Job, exc: BaseException) -> None:
+        """A job whose RUN could not be journalled goes back to the head of the queue and its slot
+        is freed; no job starts for START_RETRY_SECONDS (its RUN could not be journalled either)."""
+        with self._wake:
+            self._busy.discard(job.job)
+            if job.state is JobState.WAIT and job.job not in self._queue:
+                self._queue.appendleft(job.job)
+            self._hold_starts_until = time.monotonic() + START_RETRY_SECONDS
+            self._wake.notify_all()
+        self.telemetry.log("job", job=job.job, old="WAIT", new="WAIT", event="start deferred",
+                           error=str(exc)[:200])
+
     def _fail_start(self, job: Job, exc: BaseException) -> None:
+        if is_disk_full(exc):  # the agent's disk, not the job: try again later
+            self._requeue(job, exc)
+            return
         with self._wake:
             try:
                 now = time.time()
                 if job.state is JobState.WAIT:
                     self._transition(job, Event.START, started=now)
-                self._transition(job, Event.FAIL, ended=now, note=f"could not start: {exc}")
+                self._transition(job, Event.FAIL, ended=now, note=f"could not start: {str(exc)[:300]}")
+            except StorageError as store_exc:  # its RUN could not be journalled: nothing changed
+                self._requeue(job, store_exc)
             finally:
                 self._busy.discard(job.job)
                 self._wake.notify_all()
@@ -324,7 +428,15 @@ class AgentCore(JobSupervisor):
         """Journal the new state, then make it visible (AGT-STATE-1 via the one state machine)."""
         old = job.state
         new, reason = next_state(old, event)
-        self.journal.update_job(job.job, state=int(new), reason=reason.value if reason else None, **columns)
+        values = dict(state=int(new), reason=reason.value if reason else None, **columns)
+        try:
+            self.journal.update_job(job.job, **values)
+        except StorageError:
+            if not (old is JobState.RUN and new is JobState.DONE):
+                raise  # nothing changed: the caller answers or retries
+            # The process has ended: a fact that a restart would also find (RUN in the journal,
+            # process gone -> DONE). Report it and free the slot now; write the record later.
+            self.pending_ends.add(job.job, values)
         job.machine.advance(event)
         extra = {k: v for k, v in columns.items() if k in ("pid", "exit_status", "note") and v is not None}
         self.telemetry.job_transition(job.job, old, new, event.value,
@@ -332,8 +444,4 @@ class AgentCore(JobSupervisor):
 
     # --- recovery hook (the rest is in JobSupervisor) -------------------------------------
     def _restore_job(self, row: JobRow) -> Job:
-        base = Path(row.stdout).parent
-        machine = JobStateMachine.restore(JobState(row.state), DoneReason(row.reason) if row.reason else None)
-        return Job(row.job, row.seq, row.files, row.requirements, row.interpreter, row.python_version,
-                   machine, Path(row.workdir), Path(row.stdout), Path(row.stderr), base / "exit_status",
-                   row.submitted, row.started, row.ended, row.pid, row.exit_status)
+        return Job.from_row(row)

@@ -1,12 +1,21 @@
 """The durable journal: jobs, staged files and cache entries in SQLite, written before acting."""
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
+
+import grpc
+
+from protos.errors import ProtocolError
+from protos.states import DoneReason, JobState
+from protos.validation import is_uuid
+from reference_agent.config import StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -35,6 +44,7 @@ CREATE TABLE IF NOT EXISTS staged (
     seq INTEGER NOT NULL,
     PRIMARY KEY (job, file)
 );
+CREATE INDEX IF NOT EXISTS staged_order ON staged (job, seq);  -- MAX(seq) per job in O(log n)
 CREATE TABLE IF NOT EXISTS cache (
     file TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -43,9 +53,60 @@ CREATE TABLE IF NOT EXISTS cache (
 """
 
 
+SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT from the OS, or SQLITE_FULL from SQLite (which is how it reports them)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == SQLITE_FULL) or "disk is full" in str(exc)
+
+
+class StorageError(ProtocolError):
+    """A change the agent could not make durable: nothing was changed; the client may retry.
+
+    RESOURCE_EXHAUSTED when the disk is full, UNAVAILABLE for any other I/O error. The message
+    on the wire says which, never SQLite's own text; the cause goes to the log (`cause`)."""
+
+    def __init__(self, cause: BaseException, what: str = "this change"):
+        full = is_disk_full(cause)
+        why = "its disk is full" if full else "its state directory cannot be written"
+        super().__init__(f"the agent cannot record {what} now: {why}; nothing was changed, retry later")
+        self.code = grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.UNAVAILABLE
+        self.cause = cause
+
+
+class JournalError(StateError):
+    """The journal does not open or holds a record the agent cannot read: exit 2 at start."""
+
+
+class BadRow(ValueError):
+    """One journal row with a value the agent cannot read; the message names row and column."""
+
+
+def _json_strings(value, column: str) -> tuple[str, ...]:
+    try:
+        items = json.loads(value)
+    except (TypeError, ValueError):
+        raise BadRow(f"{column} {_cut(value)} is not a JSON list") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise BadRow(f"{column} {_cut(value)} is not a JSON list of strings")
+    return tuple(items)
+
+
+def _cut(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+
 @dataclass
 class JobRow:
-    """One row of the jobs table, as the core and the operator view read it."""
+    """One row of the jobs table: the one record of a job's facts, as the journal keeps them.
+
+    The core's `Job` (reference_agent.domain) is built from it by `Job.from_row` and nowhere else."""
 
     seq: int
     job: str
@@ -68,9 +129,27 @@ class JobRow:
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> "JobRow":
+        """The row, checked: a value the agent cannot act on raises BadRow naming it."""
         values = dict(row)
-        values["files"] = tuple(json.loads(values["files"]))
-        values["requirements"] = tuple(json.loads(values["requirements"]))
+        names = {f.name for f in fields(cls)}
+        if set(values) != names:
+            raise BadRow(f"columns {sorted(set(values) ^ names)} differ from this agent's journal schema")
+        if not isinstance(values["job"], str) or not is_uuid(values["job"]):
+            raise BadRow(f"job {_cut(values['job'])} is not a UUID")
+        values["files"] = _json_strings(values["files"], "files")
+        values["requirements"] = _json_strings(values["requirements"], "requirements")
+        if values["state"] not in {int(s) for s in JobState}:
+            raise BadRow(f"state {_cut(values['state'])} is not one of "
+                         f"{', '.join(f'{int(s)} ({s.name})' for s in JobState)}")
+        if values["reason"] is not None and values["reason"] not in {r.value for r in DoneReason}:
+            raise BadRow(f"reason {_cut(values['reason'])} is not a DONE reason")
+        if (values["reason"] is None) != (values["state"] != JobState.DONE):
+            raise BadRow(f"state {JobState(values['state']).name} with reason {_cut(values['reason'])}")
+        if not values["files"]:
+            raise BadRow("files is empty: a submitted job has at least its entry point")
+        for column in ("interpreter", "python_version", "workdir", "stdout", "stderr"):
+            if not isinstance(values[column], str):
+                raise BadRow(f"{column} {_cut(values[column])} is not text")
         return cls(**values)
 
     def as_dict(self) -> dict:
@@ -78,86 +157,182 @@ class JobRow:
 
 
 _UPDATABLE = {"state", "reason", "pid", "proc_start", "exit_status", "note", "started", "ended"}
+_INSERTED = ("job", "files", "requirements", "interpreter", "python_version", "state", "submitted",
+             "workdir", "stdout", "stderr")
 
 
 class Journal:
     """SQLite in WAL mode; every method is one transaction, safe from any thread.
 
     A committed transaction survives SIGKILL of the agent (the OS has the pages);
-    `synchronous=NORMAL` trades only power-loss durability for speed.
+    `synchronous=NORMAL` trades only power-loss durability for speed. A write that fails
+    (disk full, I/O error) is rolled back and raises StorageError; `on_error(op, exc)` logs the
+    cause. A journal that does not open, or whose rows the agent cannot read, raises JournalError.
     """
 
-    def __init__(self, path: str | Path, readonly: bool = False):
+    def __init__(self, path: str | Path, readonly: bool = False,
+                 on_error: Callable[[str, BaseException], None] | None = None):
         self.path = Path(path)
+        self.on_error = on_error or (lambda op, exc: None)
         self._lock = threading.Lock()
-        if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        self._db.row_factory = sqlite3.Row
+        self._local = threading.local()
+        try:
+            if readonly:
+                uri = f"file:{self.path}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                # After a checkpoint the WAL file is cut back, so that space freed is really
+                # free and a full disk shows as an error at the write, not later.
+                self._db.execute("PRAGMA journal_size_limit=0")
+                self._db.executescript(SCHEMA)
+            self._db.row_factory = sqlite3.Row
+        except sqlite3.Error as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: BaseException) -> JournalError:
+        return JournalError(
+            f"journal {str(self.path)!r} does not open: {exc}. Restore it from a backup; or move it "
+            f"(and its -wal file) aside and start with --accept-lost-journal to begin a new one "
+            f"(the jobs it held are then forgotten)")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, args: tuple = (), op: str = "write") -> sqlite3.Cursor:
         with self._lock:
-            return self._db.execute(sql, args)
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.Error as exc:
+                self.on_error(op, exc)
+                raise StorageError(exc) from None
+
+    @contextmanager
+    def _transaction(self, op: str):
+        """BEGIN IMMEDIATE .. COMMIT under the lock; any error rolls back and raises StorageError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                self.on_error(op, exc)
+                raise StorageError(exc) from None
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                self.on_error("read", exc)
+                raise StorageError(exc, "this request") from None
 
     # --- jobs -------------------------------------------------------------------------------
+    def insert_row(self, row: JobRow) -> int:
+        """Insert a new job's row (its `seq` is ignored); return the seq the journal gave it."""
+        values = row.as_dict()
+        values["files"], values["requirements"] = json.dumps(list(row.files)), json.dumps(list(row.requirements))
+        values["state"] = int(row.state)
+        cur = self._write(f"INSERT INTO jobs ({', '.join(_INSERTED)}) VALUES ({', '.join('?' * len(_INSERTED))})",
+                          tuple(values[c] for c in _INSERTED), op="insert job")
+        return int(cur.lastrowid)
+
     def insert_job(self, *, job: str, files, requirements, interpreter: str, python_version: str,
                    state: int, submitted: float, workdir: str, stdout: str, stderr: str) -> int:
-        cur = self._write(
-            "INSERT INTO jobs (job, files, requirements, interpreter, python_version, state, "
-            "submitted, workdir, stdout, stderr) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (job, json.dumps(list(files)), json.dumps(list(requirements)), interpreter,
-             python_version, int(state), submitted, workdir, stdout, stderr))
-        return int(cur.lastrowid)
+        return self.insert_row(JobRow(0, job, tuple(files), tuple(requirements), interpreter, python_version,
+                                      int(state), None, None, None, None, None, submitted, None, None,
+                                      workdir, stdout, stderr))
 
     def update_job(self, job: str, **values) -> None:
         unknown = set(values) - _UPDATABLE
         if unknown:
             raise ValueError(f"not journal columns: {sorted(unknown)}")
         columns = ", ".join(f"{name}=?" for name in values)
-        self._write(f"UPDATE jobs SET {columns} WHERE job=?", (*values.values(), job))
+        self._write(f"UPDATE jobs SET {columns} WHERE job=?", (*values.values(), job), op="update job")
 
     def jobs(self) -> list[JobRow]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY seq").fetchall()
-        return [JobRow.from_sql(r) for r in rows]
+        """Every job in submission order; a row the agent cannot read raises JournalError."""
+        try:
+            rows = self._read("SELECT * FROM jobs ORDER BY seq")
+        except StorageError as exc:
+            raise self._unreadable(exc.cause) from None
+        out = []
+        for r in rows:
+            try:
+                out.append(JobRow.from_sql(r))
+            except BadRow as exc:
+                raise JournalError(
+                    f"journal {str(self.path)!r}: jobs row seq={r['seq'] if 'seq' in r.keys() else '?'} "
+                    f"cannot be read: {exc}. Correct or delete that row with the sqlite3 tool "
+                    f"(the agent is stopped), or restore the journal from a backup") from None
+        return out
 
     def job(self, job: str) -> JobRow | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE job=?", (job,)).fetchone()
-        return JobRow.from_sql(row) if row else None
+        rows = self._read("SELECT * FROM jobs WHERE job=?", (job,))
+        return JobRow.from_sql(rows[0]) if rows else None
 
     # --- staged files -----------------------------------------------------------------------
     def add_staged(self, job: str, file: str) -> None:
-        self._write(
-            "INSERT OR IGNORE INTO staged (job, file, seq) VALUES "
-            "(?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM staged WHERE job=?))", (job, file, job))
+        self.add_staged_many(job, [file])
+
+    def add_staged_many(self, job: str, files: Iterable[str]) -> None:
+        """Record files as staged for a job, in order after those already recorded, in one
+        transaction together with the cache entries this thread deferred (see `deferring`)."""
+        files = list(files)
+        cache = self._take_deferred()
+        if not files and not cache:
+            return
+        with self._transaction("stage") as db:
+            if cache:
+                db.executemany("INSERT OR REPLACE INTO cache (file, size, mtime_ns) VALUES (?,?,?)", cache)
+            if files:
+                (base,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM staged WHERE job=?", (job,)).fetchone()
+                db.executemany("INSERT OR IGNORE INTO staged (job, file, seq) VALUES (?,?,?)",
+                               [(job, f, base + i) for i, f in enumerate(files, 1)])
 
     def staged(self) -> Iterator[tuple[str, str]]:
-        with self._lock:
-            rows = self._db.execute("SELECT job, file FROM staged ORDER BY job, seq").fetchall()
+        rows = self._read("SELECT job, file FROM staged ORDER BY job, seq")
         return iter([(r["job"], r["file"]) for r in rows])
 
     def staged_for(self, job: str) -> list[str]:
-        with self._lock:
-            rows = self._db.execute("SELECT file FROM staged WHERE job=? ORDER BY seq", (job,)).fetchall()
-        return [r["file"] for r in rows]
+        return [r["file"] for r in self._read("SELECT file FROM staged WHERE job=? ORDER BY seq", (job,))]
 
     # --- content cache ----------------------------------------------------------------------
     def cache_entry(self, file: str) -> tuple[int, int] | None:
-        with self._lock:
-            row = self._db.execute("SELECT size, mtime_ns FROM cache WHERE file=?", (file,)).fetchone()
-        return (row["size"], row["mtime_ns"]) if row else None
+        rows = self._read("SELECT size, mtime_ns FROM cache WHERE file=?", (file,))
+        return (rows[0]["size"], rows[0]["mtime_ns"]) if rows else None
 
     def set_cache_entry(self, file: str, size: int, mtime_ns: int) -> None:
+        deferred = getattr(self._local, "cache", None)
+        if deferred is not None:  # written with this thread's next add_staged_many
+            deferred.append((file, size, mtime_ns))
+            return
         self._write("INSERT OR REPLACE INTO cache (file, size, mtime_ns) VALUES (?,?,?)",
-                    (file, size, mtime_ns))
+                    (file, size, mtime_ns), op="cache entry")
+
+    @contextmanager
+    def deferring(self):
+        """Within it, this thread's cache entries wait for its next add_staged_many: staging many
+        files commits once per chunk instead of once per file. Entries never written (an error)
+        only cost a fetch later: a cache file without an entry is not trusted."""
+        self._local.cache = []
+        try:
+            yield
+        finally:
+            self._local.cache = None
+
+    def _take_deferred(self) -> list[tuple[str, int, int]]:
+        deferred = getattr(self._local, "cache", None)
+        if not deferred:
+            return []
+        self._local.cache = []
+        return deferred

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from reference_agent.auth import TokenAuthInterceptor, load_tokens
-from reference_agent.config import AgentConfig, ConfigError, parse_listen
+from reference_agent.config import AgentConfig, ConfigError, StateError, parse_listen
 from reference_agent.domain import AgentCore
 from reference_agent.servicer import (SERVICE, AgentServicer, LoggedHealthServicer, LoggedReflectionServicer,
                                      RawAgentHandler)
@@ -50,8 +50,12 @@ class AgentServer:
 
     def start(self) -> str:
         host, port = parse_listen(self.config.listen)
-        self.core = self.core_factory(self.config, self.telemetry)
-        self.core.start()
+        self.core = self.core_factory(self.config, self.telemetry)  # StateError: locked, journal lost
+        try:
+            self.core.start()  # JournalError: a row it cannot read
+        except BaseException:
+            self.core.close()
+            raise
         try:
             self._server = self._build_server()
             target = f"{host}:{port}"
@@ -144,12 +148,16 @@ class AgentServer:
 def serve_until_signalled(server: AgentServer, prog: str, stop_jobs: bool | None = None) -> int:
     """Start `server`, print `listening on HOST:PORT` as the first stdout line, serve until
     SIGTERM or SIGINT, then stop cleanly. Raises ConfigError for the caller's usage message;
-    an OSError (port in use, unreadable certificate) is printed and gives exit status 1."""
+    a StateError (state directory locked, journal lost or unreadable) is printed and gives exit
+    status 2; an OSError (port in use, unreadable certificate) is printed and gives status 1."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         address = server.start()
+    except StateError as exc:  # the directory, not the command line: the message alone, status 2
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

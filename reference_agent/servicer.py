@@ -38,7 +38,7 @@ class AgentServicer(AgentService_pb2_grpc.AgentServicer):
         self.core = core
 
     def StageInFiles(self, request, context):
-        with protocol_errors(context):
+        with protocol_errors(context), self.core.serving(lambda: _waiting(context)):
             staged = self.core.stage_in(self.core.parse_stage_request(request))
         return StageInFile_pb2.StageInFilesResponse(
             success_files=[StageInFile_pb2.StagedFile(file=Common_pb2.FileId(uuid=f)) for f in staged])
@@ -47,6 +47,12 @@ class AgentServicer(AgentService_pb2_grpc.AgentServicer):
         with protocol_errors(context):
             state = self.core.run_job(self.core.parse_run_request(request))
         return RunJob_pb2.RunJobResponse(code=int(state))
+
+
+def _waiting(context) -> bool:
+    """Whether the client still waits for this RPC: not cancelled, deadline not passed."""
+    remaining = context.time_remaining()
+    return context.is_active() and (remaining is None or remaining > 0)
 
 
 def _job_of(request) -> str | None:
