@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
+import stat
 import sys
 import time
 from pathlib import Path
@@ -42,18 +45,44 @@ def _fmt_time(t: float | None) -> str:
 
 
 def _tail(path: str, limit: int) -> str:
+    """The last `limit` bytes of a job's output file. The job may have put anything at that path
+    (a FIFO, a symlink, a device): only a regular file is read, never followed, never waited on."""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return "(none yet)\n"
     except OSError as exc:
         return f"(unreadable: {exc.strerror})\n"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "(not a regular file: not shown)\n"
+        size = st.st_size
+        os.lseek(fd, max(0, size - limit), os.SEEK_SET)
+        data = b""
+        while len(data) < min(limit, size) and (chunk := os.read(fd, min(limit, size) - len(data))):
+            data += chunk
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror})\n"
+    finally:
+        os.close(fd)
     prefix = f"(last {limit} of {size} bytes)\n" if size > limit else ""
     return prefix + data.decode("utf-8", "replace")
+
+
+# Control characters other than newline and tab, and DEL and the C1 range: what a job could
+# print to move the cursor, retitle the window or rewrite what the operator sees.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """text with every terminal control character shown as an escape (ESC as \\x1b)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _print(text: str = "", end: str = "\n") -> None:
+    """print(), escaping control characters when stdout is a terminal."""
+    print(visible(text) if sys.stdout.isatty() else text, end=end)
 
 
 def show_jobs(journal: Journal, as_json: bool) -> int:
@@ -61,10 +90,10 @@ def show_jobs(journal: Journal, as_json: bool) -> int:
     if as_json:
         print(json.dumps([_summary(r) for r in rows], indent=1))
         return 0
-    print(f"{'JOB':<36}  {'STATE':<5}  {'REASON':<11}  {'EXIT':>4}  {'DURATION':>9}  {'PYTHON':<10}  SUBMITTED")
+    _print(f"{'JOB':<36}  {'STATE':<5}  {'REASON':<11}  {'EXIT':>4}  {'DURATION':>9}  {'PYTHON':<10}  SUBMITTED")
     for r in rows:
         dur = _duration(r)
-        print(f"{r.job:<36}  {JobState(r.state).name:<5}  {r.reason or '-':<11}  "
+        _print(f"{r.job:<36}  {JobState(r.state).name:<5}  {r.reason or '-':<11}  "
               f"{'-' if r.exit_status is None else r.exit_status:>4}  "
               f"{'-' if dur is None else f'{dur:.3f}s':>9}  {r.python_version:<10}  {_fmt_time(r.submitted)}")
     print(f"{len(rows)} job(s)")
@@ -89,12 +118,12 @@ def show_job(journal: Journal, job: str, tail: int, as_json: bool) -> int:
                          ("started", _fmt_time(row.started)), ("ended", _fmt_time(row.ended)),
                          ("duration", "-" if _duration(row) is None else f"{_duration(row):.3f}s"),
                          ("workdir", row.workdir), ("stdout", row.stdout), ("stderr", row.stderr)):
-        print(f"{label + ':':<14}{value}")
+        _print(f"{label + ':':<14}{value}")
     if tail > 0:
         for name in ("stdout", "stderr"):
-            print(f"--- {name} ---")
+            _print(f"--- {name} ---")
             text = _tail(getattr(row, name), tail)
-            print(text, end="" if text.endswith("\n") or not text else "\n")
+            _print(text, end="" if text.endswith("\n") or not text else "\n")
     return 0
 
 
