@@ -1,0 +1,57 @@
+"""The documented client's wait survives a real reference agent SIGKILLed and restarted under it."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+import pytest
+
+from protos.client import AgentClient, Backoff
+from protos.launcher import reference_agent
+from protos.states import JobState
+
+
+@pytest.fixture
+def agent(tmp_path):
+    source, state = tmp_path / "source", tmp_path / "state"
+    source.mkdir()
+    process = reference_agent(source, state, slots=1, extra=["--no-path-pythons"])
+    process.start()
+    try:
+        yield process, source
+    finally:
+        process.stop()
+
+
+def test_wait_until_done_survives_sigkill_and_restart(agent):
+    process, source = agent
+    script, job = str(uuid.uuid4()), str(uuid.uuid4())
+    (source / script).write_text("import time\ntime.sleep(2)\n")
+    address = process.address
+    with AgentClient.connect(address, timeout=5, backoff=Backoff(initial=0.05, maximum=0.2,
+                                                                  rng=random.Random(3))) as client:
+        assert client.submit(job, [script]) in (JobState.WAIT, JobState.RUN)
+        result: dict = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            timeline=_catching(result, client.wait_until_done, job, deadline=60)))
+        waiter.start()
+        time.sleep(0.3)
+        process.kill(hard=True)
+        time.sleep(0.8)                     # the wait polls a dead agent meanwhile (backoff <= 0.2 s)
+        assert process.restart() == address
+        waiter.join(60)
+        assert not waiter.is_alive() and "error" not in result, result.get("error")
+        timeline = result["timeline"]
+        assert timeline.final is JobState.DONE
+        assert timeline.retries and {code for _, code in timeline.retries} <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+        assert client.status(job) is JobState.DONE   # and it stays DONE, never started again (AGT-RUN-7)
+
+
+def _catching(result, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported by the test's assertion
+        result["error"] = exc
+        return None
