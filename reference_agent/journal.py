@@ -203,6 +203,10 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the main file and cut the WAL to zero (before a backup, say)."""
+        self._write("PRAGMA wal_checkpoint(TRUNCATE)", op="checkpoint")
+
     def _write(self, sql: str, args: tuple = (), op: str = "write") -> sqlite3.Cursor:
         with self._lock:
             try:
