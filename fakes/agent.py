@@ -165,8 +165,9 @@ def _copy(message):
 
 @contextlib.contextmanager
 def serve(agent: FakeAgent, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 8,
-          options: Sequence[tuple[str, object]] = ()) -> Iterator[str]:
-    """Serve `agent` on host:port (port 0 = any free port) until the block ends; yield the address."""
+          options: Sequence[tuple[str, object]] = (), credentials: grpc.ServerCredentials | None = None) -> Iterator[str]:
+    """Serve `agent` on host:port (port 0 = any free port) until the block ends; yield the address.
+    With `credentials` (grpc.ssl_server_credentials) the port speaks TLS, to test a client's TLS set-up."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be 0..65535, got {port!r}")
     # without so_reuseport=0 a second server could silently share a port that is already in use
@@ -175,7 +176,8 @@ def serve(agent: FakeAgent, host: str = "127.0.0.1", port: int = 0, *, max_worke
     agent.add_to_server(server)
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     try:
-        bound = server.add_insecure_port(f"{shown}:{port}")
+        bound = (server.add_secure_port(f"{shown}:{port}", credentials) if credentials is not None
+                 else server.add_insecure_port(f"{shown}:{port}"))
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {shown}:{port}: {exc}") from None
     if not bound:
