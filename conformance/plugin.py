@@ -1,30 +1,19 @@
-"""pytest plugin of the conformance suite: options only, inactive unless --agent-target, --agent-cmd or
---agent-conformance is given (every pytest run in this environment loads it)."""
+"""pytest plugin of the conformance suite: options only, inactive unless one of its agent options is given
+or the CLI hands it a session object (every pytest run in this environment loads it)."""
 from __future__ import annotations
 
-GROUP = "agent-conformance"
-TARGET = "--agent-target"
-EMBEDDED = "--agent-conformance"
-AGENT_CMD = "--agent-cmd"
-SOURCE_DIR = "--agent-source-dir"
-PUT_CMD = "--agent-put-cmd"
-WITNESS_DIR = "--agent-witness-dir"
-SLOTS = "--agent-slots"
-RESTART_CMD = "--agent-restart-cmd"
-PYTHON_VERSION = "--agent-python-version"
-LEVEL = "--agent-level"
-TIME_SCALE = "--agent-time-scale"
-TLS_CA = "--agent-tls-ca"
-TLS_CERT = "--agent-tls-cert"
-TLS_KEY = "--agent-tls-key"
-REPORT_JSON = "--agent-report-json"
-EXPECTED = "--agent-expected-failures"
-UPDATE_EXPECTED = "--agent-update-expected"
-PROFILE = "--agent-hypothesis-profile"
-MAX_REQUEST = "--agent-max-request-bytes"
+from conformance.options import BY_FIELD, OPTIONS
+from conformance.violations import MARKER_HELP
 
-PROFILES = ("ci", "deep")
-LEVELS = ("must", "should")
+GROUP = "agent-conformance"
+EMBEDDED = "--agent-conformance"
+PLUGIN_NAME = "agent-conformance-session"
+SESSION_ATTR = "is_agent_conformance_session"
+
+# The pytest flags, named once (tests and tools refer to them).
+TARGET, AGENT_CMD = BY_FIELD["target"].pytest, BY_FIELD["agent_cmd"].pytest
+SOURCE_DIR, WITNESS_DIR = BY_FIELD["source_dir"].pytest, BY_FIELD["witness_dir"].pytest
+LEVEL, REPORT_JSON = BY_FIELD["level"].pytest, BY_FIELD["report_json"].pytest
 
 
 def dest(option: str) -> str:
@@ -39,50 +28,39 @@ def pytest_addhooks(pluginmanager) -> None:
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup(GROUP, "Agent protocol v1 conformance suite (agent-conformance)")
-    group.addoption(TARGET, metavar="HOST:PORT", help="test the agent at this address")
     group.addoption(EMBEDDED, action="store_true",
                     help="test the reference agent, started by the suite (when no target or command is given)")
-    group.addoption(AGENT_CMD, metavar="CMD",
-                    help="start (and restart) the agent with this command; placeholders {listen} {source} "
-                         "{state_dir} {slots}; it must print 'listening on HOST:PORT'")
-    group.addoption(SOURCE_DIR, metavar="DIR", help="folder that the agent reads as its file source")
-    group.addoption(PUT_CMD, metavar="CMD", help="command that puts a file into the source: {path} {uuid}")
-    group.addoption(WITNESS_DIR, metavar="DIR", help="folder shared with the agent's jobs (same path on both sides)")
-    group.addoption(SLOTS, metavar="N", help="the agent's slot count (enables the scheduling checks)")
-    group.addoption(RESTART_CMD, metavar="CMD", help="command that restarts the agent (enables AGT-DUR-1)")
-    group.addoption(PYTHON_VERSION, metavar="SPEC", default=None,
-                    help="a python_version the agent can satisfy (default: 3)")
-    group.addoption(LEVEL, metavar="must|should", default="must", help="requirements to check (default: must)")
-    group.addoption(TIME_SCALE, metavar="X", default="1", help="multiply every deadline and interval (default: 1)")
-    group.addoption(TLS_CA, metavar="FILE", help="CA certificate (PEM): connect with TLS")
-    group.addoption(TLS_CERT, metavar="FILE", help="client certificate (PEM) for mutual TLS")
-    group.addoption(TLS_KEY, metavar="FILE", help="client key (PEM) for mutual TLS")
-    group.addoption(REPORT_JSON, metavar="FILE", help="write the per-requirement JSON report here")
-    group.addoption(EXPECTED, metavar="FILE", help="expected failures: lines 'ID  # message prefix'")
-    group.addoption(UPDATE_EXPECTED, action="store_true", help="rewrite the expected-failures file from this run")
-    group.addoption(MAX_REQUEST, metavar="N",
-                    help="the agent's request size limit in bytes: a larger request must get RESOURCE_EXHAUSTED")
-    group.addoption(PROFILE, metavar="ci|deep", default="ci",
-                    help="Hypothesis profile of the stateful test (ci: derandomized and short)")
+    for opt in OPTIONS:
+        if opt.flag:
+            group.addoption(opt.pytest, action="store_true", help=opt.help)
+        else:
+            group.addoption(opt.pytest, metavar=opt.metavar, default=opt.default, help=opt.help)
 
 
-def is_active(config) -> bool:
+def session_of(config):
+    """The suite's session object when one is registered (by the CLI or by pytest_configure)."""
+    for plugin in config.pluginmanager.get_plugins():
+        if getattr(plugin, SESSION_ATTR, False):
+            return plugin
+    return None
+
+
+def _asked(config) -> bool:
     opt = config.option
     return bool(getattr(opt, dest(TARGET), None) or getattr(opt, dest(AGENT_CMD), None)
                 or getattr(opt, dest(EMBEDDED), False))
 
 
-MARKER_HELP = "requirement(*ids, needs=()): the PROTOCOL-V1 requirement IDs a conformance test checks"
+def is_active(config) -> bool:
+    return _asked(config) or session_of(config) is not None
 
 
 def pytest_configure(config) -> None:
     # The marker is registered always (as the fakes plugin does) so that importing the suite's
     # modules under --strict-markers works; nothing else happens without the suite's options.
     config.addinivalue_line("markers", MARKER_HELP)
-    if not is_active(config):
+    if session_of(config) is not None or not _asked(config):
         return
-    from conformance import fixtures  # imported only when the suite runs
-    from conformance.session import PLUGIN_NAME, ConformancePlugin
+    from conformance.session import ConformancePlugin, settings_from  # imported only when the suite runs
 
-    config.pluginmanager.register(ConformancePlugin(config), PLUGIN_NAME)
-    config.pluginmanager.register(fixtures, "agent-conformance-fixtures")
+    config.pluginmanager.register(ConformancePlugin(settings_from(config)), PLUGIN_NAME)

@@ -1,4 +1,5 @@
-"""Per-requirement verdicts (PASS, FAIL, SKIP, ERROR) from test records; summary lines and JSON report."""
+"""Per-requirement verdicts (PASS, PARTIAL, FAIL, ERROR, SKIP, NOT SELECTED) from test records; summary lines,
+JSON and Markdown reports."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,14 @@ from pathlib import Path
 
 from protos.requirements import REQUIREMENTS, Level
 
-PASS, FAIL, SKIP, ERROR = "PASS", "FAIL", "SKIP", "ERROR"
+PASS, PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED = "PASS", "PARTIAL", "FAIL", "ERROR", "SKIP", "NOT SELECTED"
+OUTCOMES = (PASS, PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED)
 
 
 @dataclass
 class TestRecord:
-    """One suite test's outcome. `violated` are the IDs its failure names (may lie outside `ids`)."""
+    """One suite test's outcome. `violated` are the IDs its failure names (may lie outside `ids`);
+    `unchecked` are (ID, what was not checked, the option that would check it)."""
 
     nodeid: str
     ids: list[str]
@@ -23,6 +26,7 @@ class TestRecord:
     skip_reason: str = ""
     timelines: dict = field(default_factory=dict)
     duration: float = 0.0
+    unchecked: list = field(default_factory=list)
 
 
 @dataclass
@@ -36,14 +40,23 @@ class Verdict:
     tests: list[str] = field(default_factory=list)
 
 
-def verdicts(records: list[TestRecord], level: str) -> dict[str, Verdict]:
+def _name(nodeid: str) -> str:
+    return nodeid.rsplit("::", 1)[-1]
+
+
+def verdicts(records: list[TestRecord], level: str, selected=None, deselected: dict | None = None) -> dict[str, Verdict]:
+    """One verdict per requirement. `deselected` (test name -> IDs, the tests that -k left out) makes a
+    requirement whose tests did not all run PARTIAL rather than PASS."""
+    selected = set(REQUIREMENTS) if selected is None else set(selected)
     out = {}
     for rid, req in REQUIREMENTS.items():
         v = Verdict(rid, req.level.value, req.text, SKIP)
         covering = [r for r in records if rid in r.ids]
         v.tests = [r.nodeid for r in covering]
         failing = [r for r in records if rid in r.violated and r.outcome in ("failed", "xfailed")]
-        if req.level is Level.SHOULD and level == "must":
+        if rid not in selected:
+            v.outcome, v.reason = NOT_SELECTED, "not selected (--only / --skip)"
+        elif req.level is Level.SHOULD and level == "must":
             v.reason = "SHOULD requirement: run with --level should"
         elif [r for r in failing if r.outcome == "failed"]:
             first = next(r for r in failing if r.outcome == "failed")
@@ -53,23 +66,41 @@ def verdicts(records: list[TestRecord], level: str) -> dict[str, Verdict]:
         elif [r for r in covering if r.outcome == "error"]:
             first = next(r for r in covering if r.outcome == "error")
             v.outcome, v.reason = ERROR, f"{first.message.splitlines()[0] if first.message else 'error'} ({first.nodeid})"
-        elif [r for r in covering if r.outcome == "passed"]:
-            v.outcome = PASS
-        elif covering:
-            reasons = []
-            for r in covering:
-                why = r.skip_reason if r.outcome == "skipped" else f"not reached: {r.nodeid} stopped at {', '.join(r.violated)}"
-                if why and why not in reasons:
-                    reasons.append(why)
-            v.reason = "; ".join(reasons)
         else:
-            v.reason = "no selected test checks it"
+            gaps = _gaps(rid, records, covering, deselected)
+            if [r for r in covering if r.outcome == "passed"]:
+                v.outcome, v.reason = (PARTIAL, "; ".join(gaps)) if gaps else (PASS, "")
+            else:
+                v.reason = "; ".join(gaps) or "no selected test checks it"
         out[rid] = v
     return out
 
 
+def _gaps(rid: str, records: list[TestRecord], covering: list[TestRecord], deselected: dict | None) -> list[str]:
+    """What was not exercised for `rid`, each with the option (or cause) that would exercise it."""
+    gaps: list[str] = []
+
+    def add(text: str) -> None:
+        if text and text not in gaps:
+            gaps.append(text)
+    for r in covering:
+        if r.outcome == "skipped":
+            add(f"{_name(r.nodeid)} skipped: {r.skip_reason}")
+        elif r.outcome != "passed":
+            add(f"{_name(r.nodeid)} not reached: it stopped at {', '.join(r.violated)}")
+    for r in records:
+        for note_id, what, option in r.unchecked:
+            if note_id == rid:
+                add(f"not checked: {what} (needs {option})")
+    if deselected:
+        missed = [test for test, ids in sorted(deselected.items()) if rid in ids]
+        if missed:
+            add(f"deselected (-k): {', '.join(missed)}")
+    return gaps
+
+
 def unexpected_passes(result: dict[str, Verdict], expected: dict[str, list[str]]) -> list[str]:
-    return [rid for rid in expected if rid in result and result[rid].outcome == PASS]
+    return [rid for rid in expected if rid in result and result[rid].outcome in (PASS, PARTIAL)]
 
 
 def failing(result: dict[str, Verdict], level: str) -> list[str]:
@@ -82,6 +113,11 @@ def failing(result: dict[str, Verdict], level: str) -> list[str]:
     return bad
 
 
+def counts(result: dict[str, Verdict], lvl: str) -> dict[str, list[str]]:
+    group = [v for v in result.values() if v.level == lvl]
+    return {k: [v.id for v in group if v.outcome == k] for k in OUTCOMES}
+
+
 def summary_lines(result: dict[str, Verdict], level: str) -> list[str]:
     lines = []
     for lvl in ("MUST", "SHOULD"):
@@ -89,16 +125,16 @@ def summary_lines(result: dict[str, Verdict], level: str) -> list[str]:
         if lvl == "SHOULD" and level == "must":
             lines.append(f"SHOULD: {len(group)} not checked (run with --level should)")
             continue
-        n = {k: [v.id for v in group if v.outcome == k] for k in (PASS, FAIL, ERROR, SKIP)}
+        n = counts(result, lvl)
         text = f"{lvl}: {len(n[PASS])}/{len(group)} pass"
-        for k in (FAIL, ERROR, SKIP):
+        for k in (PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED):
             if n[k]:
                 text += f", {len(n[k])} {k.lower()} ({', '.join(n[k])})"
         bad = [i for i in n[FAIL] + n[ERROR] if not result[i].expected]
         if bad:
             text += ", NOT conformant"
-        elif n[SKIP]:
-            text += ", conformant in what was checked"
+        elif n[PARTIAL] or n[SKIP] or n[NOT_SELECTED]:
+            text += ", conformant in what was checked only (not every check of every requirement ran)"
         else:
             text += ", conformant"
         lines.append(text)
@@ -107,6 +143,26 @@ def summary_lines(result: dict[str, Verdict], level: str) -> list[str]:
 
 def write_json(path: str, *, result: dict[str, Verdict], records: list[TestRecord], meta: dict) -> None:
     data = dict(meta)
+    data["counts"] = {lvl: {k: len(v) for k, v in counts(result, lvl).items()} for lvl in ("MUST", "SHOULD")}
+    data["partial"] = [rid for rid, v in result.items() if v.outcome == PARTIAL]
     data["requirements"] = {rid: asdict(v) for rid, v in result.items()}
     data["tests"] = [asdict(r) for r in records]
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", "utf-8")
+
+
+_ICON = {PASS: "✅", PARTIAL: "🟡", FAIL: "❌", ERROR: "💥", SKIP: "⏭️", NOT_SELECTED: "➖"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(result: dict[str, Verdict], level: str, title: str) -> str:
+    """A Markdown summary for a pull-request comment or $GITHUB_STEP_SUMMARY."""
+    lines = [f"### {title}", ""]
+    lines += [f"**{line}**  " for line in summary_lines(result, level)]
+    lines += ["", "| requirement | level | verdict | reason |", "| --- | --- | --- | --- |"]
+    for v in result.values():
+        note = " (expected)" if v.expected else ""
+        lines.append(f"| {v.id} | {v.level} | {_ICON[v.outcome]} {v.outcome}{note} | {_cell(v.reason)} |")
+    return "\n".join(lines) + "\n"

@@ -7,18 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from conformance import SUITE_VERSION, expected, plugin, report
-from conformance.env import Env
+from conformance import SUITE_VERSION, expected, fixtures, outcomes, report
 from conformance.jobs import Witness
 from conformance.launcher import REFERENCE_CMD, AgentProcess, LaunchError
-from conformance.options import OptionError, Settings, validate
+from conformance.options import OPTIONS, PYTEST, OptionError, Settings, validate
 from conformance.source import CommandSource, DirSource
 from conformance.target import Target, Timing, read_optional
-from conformance.violations import MARKER, AgentUnavailable, REGISTRY, find_violation
+from conformance.violations import MARKER, REGISTRY, AgentUnavailable, checks_done
 from protos.requirements import REQUIREMENTS, Level
 
-ENV_KEY = pytest.StashKey[Env]()
-PLUGIN_NAME = "agent-conformance-session"
 DEFAULT_SLOTS = 2
 REFERENCE_MAX_REQUEST = 4 * 1024 * 1024  # the reference agent's default --max-request-bytes
 
@@ -26,51 +23,76 @@ NEEDS = {
     "witness": "needs --witness-dir (a folder that the agent's jobs can write and the suite can read)",
     "slots": "needs --slots N (the agent's slot count)",
     "restart": "needs --restart-cmd, or an agent that the suite starts itself (--agent-cmd or embedded)",
-    "sigkill": "needs an agent that the suite starts itself (--agent-cmd or embedded) to SIGKILL it",
+    "sigkill": "needs --kill-cmd with --restart-cmd, or an agent that the suite starts itself (--agent-cmd "
+               "or embedded), to SIGKILL it",
     "delete": "needs --source-dir (to remove or replace a file in the agent's source)",
     "symlink": "needs --source-dir (to place a symlink in the agent's source)",
     "limit": "needs --max-request-bytes N (the agent's request size limit)",
 }
 
-_FIELDS = {"target": plugin.TARGET, "agent_cmd": plugin.AGENT_CMD, "source_dir": plugin.SOURCE_DIR,
-           "put_cmd": plugin.PUT_CMD, "witness_dir": plugin.WITNESS_DIR, "slots": plugin.SLOTS,
-           "restart_cmd": plugin.RESTART_CMD, "python_version": plugin.PYTHON_VERSION, "level": plugin.LEVEL,
-           "time_scale": plugin.TIME_SCALE, "tls_ca": plugin.TLS_CA, "tls_cert": plugin.TLS_CERT,
-           "tls_key": plugin.TLS_KEY, "report_json": plugin.REPORT_JSON, "expected": plugin.EXPECTED,
-           "update_expected": plugin.UPDATE_EXPECTED, "profile": plugin.PROFILE,
-           "max_request_bytes": plugin.MAX_REQUEST}
-
 
 def settings_from(config) -> Settings:
-    raw = {name: config.getoption(plugin.dest(opt)) for name, opt in _FIELDS.items()}
+    """Settings from pytest's own flags (errors name those flags: --agent-target, not --target)."""
+    raw = {o.field: config.getoption(o.dest) for o in OPTIONS}
     hooked = bool(config.pluginmanager.hook.pytest_agent_conformance_source.get_hookimpls())
     try:
-        return validate(raw, source_from_hook=hooked)
+        return validate(raw, source_from_hook=hooked, front=PYTEST)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
 class ConformancePlugin:
-    """Registered by conformance.plugin when the suite is asked for; owns the target for the session."""
+    """The suite for one session: registered by conformance.plugin from pytest's flags, or handed to
+    pytest.main(plugins=[...]) by the CLI with settings it built once. Owns the target."""
 
-    def __init__(self, config):
-        self.config = config
-        self.settings = settings_from(config)
+    is_agent_conformance_session = True
+
+    def __init__(self, settings: Settings, *, header: bool = False):
+        self.settings = settings
+        self.header = header   # the CLI prints its own header instead of pytest's (no paths of pytest's)
         self.expected: dict[str, list[str]] = {}
-        if self.settings.expected and Path(self.settings.expected).is_file():
+        if settings.expected and Path(settings.expected).is_file():
             try:
-                self.expected = expected.load(self.settings.expected)
+                self.expected = expected.load(settings.expected)
             except expected.ExpectedError as exc:
                 raise pytest.UsageError(str(exc)) from None
-        self.records: dict[str, report.TestRecord] = {}
+        self.book = outcomes.Book(self.expected, settings.selected)
         self.target: Target | None = None
         self.process: AgentProcess | None = None
         self.tmp: str | None = None
+        self.fatal: str | None = None
         self.result: dict[str, report.Verdict] = {}
+        self.deselected: dict[str, tuple[str, ...]] = {}   # test name -> IDs, left out by -k or --only
+        self.config = None
+
+    def pytest_configure(self, config) -> None:
+        self.config = config
+        config.stash[fixtures.SESSION] = self
+        config.pluginmanager.register(fixtures, "agent-conformance-fixtures")
+
+    def describe(self) -> str:
+        s = self.settings
+        if s.target:
+            return f"the agent at {s.target}"
+        return f"the agent started by --agent-cmd {s.agent_cmd!r}" if s.agent_cmd else "the embedded reference agent"
+
+    def pytest_report_header(self, config) -> list[str]:
+        return [f"agent-conformance {SUITE_VERSION} (protocol v1): {self.describe()}, level {self.settings.level}"]
 
     # --- the agent -----------------------------------------------------------------------------------
 
     def pytest_sessionstart(self, session) -> None:
+        if self.header:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(self.pytest_report_header(self.config)[0])
+                reporter.showfspath = False  # the suite's files are no concern of the user's (site-packages paths)
+        try:
+            self._start()
+        except (LaunchError, AgentUnavailable) as exc:
+            self.fatal = str(exc)
+
+    def _start(self) -> None:
         s = self.settings
         timing = Timing(s.time_scale)
         self.tmp = tempfile.mkdtemp(prefix="agent-conformance-")
@@ -85,10 +107,7 @@ class ConformancePlugin:
                 Path(d).mkdir(parents=True, exist_ok=True)
             self.process = AgentProcess(s.agent_cmd or REFERENCE_CMD, source=source_dir, state_dir=str(tmp / "state"),
                                         slots=slots, startup_timeout=timing.restart, log_path=str(tmp / "agent.log"))
-            try:
-                address = self.process.start()
-            except LaunchError as exc:
-                pytest.exit(f"agent-conformance: {exc}", returncode=2)
+            address = self.process.start()
             source = s.put_cmd and CommandSource(s.put_cmd) or DirSource(source_dir)
         else:
             address = s.target
@@ -98,13 +117,10 @@ class ConformancePlugin:
         if s.tls_ca:
             tls = (read_optional(s.tls_ca), read_optional(s.tls_cert), read_optional(s.tls_key))
         self.target = Target(address, source, timing, Witness(witness_dir) if witness_dir else None, slots,
-                             s.python_version, self.process, s.restart_cmd, tls)
+                             s.python_version, self.process, s.restart_cmd, s.kill_cmd, tls)
         self.target.max_request_bytes = s.max_request_bytes or (
             REFERENCE_MAX_REQUEST if s.owned and not s.agent_cmd else None)
-        try:
-            self.target.wait_reachable(timing.restart)
-        except AgentUnavailable as exc:
-            pytest.exit(f"agent-conformance: {exc}", returncode=2)
+        self.target.wait_reachable(timing.restart)
 
     def _keep_hypothesis_home(self, directory: Path | None) -> None:
         """Hypothesis caches data in ./.hypothesis by default; the suite must not write into the
@@ -126,6 +142,32 @@ class ConformancePlugin:
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    # --- selection -----------------------------------------------------------------------------------
+
+    def pytest_collection_modifyitems(self, config, items) -> None:
+        chosen = self.settings.selected
+        if chosen == frozenset(REQUIREMENTS):
+            return
+        keep, drop = [], []
+        for item in items:
+            marker = item.get_closest_marker(MARKER)
+            (keep if marker is None or set(marker.args) & chosen else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+    def pytest_deselected(self, items) -> None:
+        for item in items:
+            marker = item.get_closest_marker(MARKER)
+            if marker is not None:
+                self.deselected[item.name] = tuple(marker.args)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        if self.fatal is not None:
+            return True  # the agent cannot be tested: no test runs, the error is reported once
+        return None
+
     # --- per test -----------------------------------------------------------------------------------
 
     def pytest_runtest_setup(self, item) -> None:
@@ -144,74 +186,78 @@ class ConformancePlugin:
         for need in marker.kwargs.get("needs", ()):
             if not have.get(need, False):
                 pytest.skip(NEEDS[need])
+        blocked = self.book.blocked_by_unavailable()
+        if blocked:
+            try:  # back again (a restart took long)? then test on
+                t.wait_reachable(t.timing(2.0))
+                self.book.unavailable = None
+            except AgentUnavailable:
+                pytest.skip(blocked)
 
-    @pytest.hookimpl(hookwrapper=True)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        before = checks_done()
+        result = yield
+        env = item.stash.get(fixtures.ENV_KEY, None)
+        if env is not None and item.get_closest_marker(MARKER) is not None:
+            env.settle()  # the checks that apply wherever the suite looks, inside the test's own verdict
+            if checks_done() == before:
+                pytest.skip("the test returned before any of its checks ran: not a PASS")
+        return result
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
-        outcome = yield
-        rep = outcome.get_result()
+        rep = yield
         marker = item.get_closest_marker(MARKER)
-        if marker is None:
-            return
-        rec = self.records.setdefault(item.nodeid, report.TestRecord(item.nodeid, list(marker.args)))
-        env = item.stash.get(ENV_KEY, None)
-        if env is not None:
-            rec.timelines = {job: env.timeline(job) for job in env.timelines}
-        rec.duration += rep.duration
-        if rep.passed:
-            if rep.when == "call":
-                rec.outcome = "passed"
-            return
-        if rep.skipped:
-            rec.outcome = "skipped"
-            rec.skip_reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-            rec.skip_reason = rec.skip_reason.removeprefix("Skipped: ")
-            return
-        if rep.when == "teardown" and rec.outcome != "passed":
-            return  # the first problem is the one to report
-        exc = call.excinfo.value if call.excinfo else None
-        found = find_violation(exc)
-        if found is None:
-            rec.outcome = "error"
-            rec.message = f"{type(exc).__name__}: {exc}" if exc is not None else str(rep.longrepr)
-            return
-        rec.outcome, rec.violated, rec.summary, rec.message = "failed", list(found.ids), found.summary, str(found)
-        for rid in found.ids:  # junitxml writes the item's properties with the teardown report
-            item.user_properties.append(("violated", rid))
-        where = f"{item.location[0]}:{item.location[1] + 1}"
-        rep.longrepr = f"{found.render()}\n(test {item.nodeid}, {where})"
-        if all(expected.matches(self.expected, rid, found.summary) for rid in found.ids):
-            rec.outcome = "xfailed"
-            rep.outcome = "skipped"
-            rep.wasxfail = f"expected failure: {', '.join(found.ids)}: {found.summary}"
+        if marker is not None:
+            self.book.record(item, call, rep, list(marker.args), item.stash.get(fixtures.ENV_KEY, None))
+        return rep
 
     # --- the end --------------------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session, exitstatus) -> None:
+        if self.fatal is not None:
+            session.exitstatus = 2
+            return
         if self.target is None:
             return
-        records = list(self.records.values())
-        self.result = report.verdicts(records, self.settings.level)
+        records = self.book.records()
+        self.result = report.verdicts(records, self.settings.level, self.settings.selected, self.deselected)
         bad = report.failing(self.result, self.settings.level)
         surprise = report.unexpected_passes(self.result, self.expected)
         conformant = not bad and not surprise
         if exitstatus in (0, 1):
             session.exitstatus = 0 if conformant else 1
+        summary = report.summary_lines(self.result, self.settings.level)
+        xml = getattr(self.config, "_xml", None)  # junitxml writes its file in its own sessionfinish, after this
+        if xml is not None:
+            for lvl in ("MUST", "SHOULD"):
+                for outcome, ids in report.counts(self.result, lvl).items():
+                    xml.add_global_property(f"{lvl} {outcome}", ",".join(ids))
+            xml.add_global_property("summary", " | ".join(summary))
         if self.settings.report_json:
             report.write_json(self.settings.report_json, result=self.result, records=records, meta={
                 "suite_version": SUITE_VERSION, "protocol": "v1", "target": self.target.address,
                 "level": self.settings.level, "time_scale": self.settings.time_scale,
+                "selected": sorted(self.settings.selected),
                 "conformant": conformant, "exit_code": int(session.exitstatus),
-                "summary": report.summary_lines(self.result, self.settings.level),
-                "unexpected_passes": surprise})
+                "summary": summary, "unexpected_passes": surprise})
+        if self.settings.report_md:
+            Path(self.settings.report_md).write_text(report.markdown(
+                self.result, self.settings.level, f"agent-conformance {SUITE_VERSION}: {self.describe()}"), "utf-8")
         if self.settings.update_expected and self.settings.expected:
             failures = [(rid, r.summary) for r in records if r.outcome in ("failed", "xfailed") for rid in r.violated]
             Path(self.settings.expected).write_text(expected.render(failures), "utf-8")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        tr = terminalreporter
+        if self.fatal is not None:
+            tr.write_line(f"agent-conformance: error: {self.fatal}", red=True, bold=True)
+            return
         if not self.result:
             return
-        tr = terminalreporter
-        tr.write_sep("=", f"agent-conformance {SUITE_VERSION}: {self.target.address}")
+        tr.write_sep("=", f"agent-conformance {SUITE_VERSION}: {self.describe()}")
         for v in self.result.values():
             note = " (expected)" if v.expected else ""
             tr.write_line(f"{v.id:<12} {v.level:<6} {v.outcome}{note}" + (f"  {v.reason}" if v.reason else ""))
@@ -232,3 +278,4 @@ def registry() -> dict:
         if mod.name.startswith("test_"):
             importlib.import_module(f"conformance.suite.{mod.name}")
     return REGISTRY
+

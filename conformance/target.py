@@ -69,6 +69,7 @@ class Target:
     python_version: str = "3"
     process: AgentProcess | None = None
     restart_cmd: str | None = None
+    kill_cmd: str | None = None
     tls: tuple[bytes | None, bytes | None, bytes | None] | None = None
     max_request_bytes: int | None = None
     stalled: bool = False   # a job was left unstarted past its deadline (see Env._progress)
@@ -131,22 +132,30 @@ class Target:
 
     @property
     def can_sigkill(self) -> bool:
-        return self.process is not None
+        return self.process is not None or (self.kill_cmd is not None and self.restart_cmd is not None)
 
     def restart(self, hard: bool = True) -> None:
-        """Restart the agent (SIGKILL when hard and the suite owns it); wait until it answers."""
+        """Restart the agent, after a SIGKILL when `hard` (the suite's own process, or --kill-cmd then
+        --restart-cmd), cleanly otherwise; wait until it answers."""
         if self.process is not None:
             self.close()
             self.address = self.process.restart(hard=hard)
         elif self.restart_cmd is not None:
+            if hard and self.kill_cmd is None:
+                raise RuntimeError("no way to SIGKILL this agent (--kill-cmd)")
             self.close()
-            done = subprocess.run(self.restart_cmd, shell=True, capture_output=True, timeout=self.timing.restart)
-            if done.returncode != 0:
-                raise AgentUnavailable(f"--restart-cmd {self.restart_cmd!r} exited {done.returncode}: "
-                                       f"{done.stderr.decode('utf-8', 'replace')[:300]}")
+            if hard:
+                self._shell("--kill-cmd", self.kill_cmd)
+            self._shell("--restart-cmd", self.restart_cmd)
         else:
             raise RuntimeError("no way to restart this agent")
         self.wait_reachable(self.timing.restart)
+
+    def _shell(self, option: str, command: str) -> None:
+        done = subprocess.run(command, shell=True, capture_output=True, timeout=self.timing.restart)
+        if done.returncode != 0:
+            raise AgentUnavailable(f"{option} {command!r} exited {done.returncode}: "
+                                   f"{done.stderr.decode('utf-8', 'replace')[:300]}")
 
 
 def read_optional(path: str | None) -> bytes | None:

@@ -8,15 +8,29 @@ from typing import Callable, Iterable, Iterator
 
 import pytest
 
-from conformance.plugin import MARKER_HELP
 from protos.requirements import REQUIREMENTS, Level
 
 MARKER = "requirement"
+MARKER_HELP = "requirement(*ids, needs=()): the PROTOCOL-V1 requirement IDs a conformance test checks"
 __all__ = ["MARKER", "MARKER_HELP", "REGISTRY", "Coverage", "Violation", "AgentUnavailable", "also", "covers",
-           "expect", "find_violation", "ids_covered", "violation"]
+           "checked", "checks_done", "expect", "find_violation", "ids_covered", "violation"]
 
 # Every suite test registers here at import: test name -> (requirement IDs, capabilities needed).
 REGISTRY: dict[str, "Coverage"] = {}
+
+# How many checks have run in this process: a test that passes without running one did not check
+# anything (it returned early) and never counts as PASS.
+_CHECKS = [0]
+
+
+def checked() -> None:
+    """Count one check (an expectation that was evaluated, whatever its result)."""
+    _CHECKS[0] += 1
+
+
+def checks_done() -> int:
+    return _CHECKS[0]
+
 
 # Extra IDs that violations raised in the current context also carry (see `also`).
 _ALSO: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("conformance_also", default=())
@@ -100,6 +114,7 @@ def violation(rid: str | Iterable[str], summary: str, details: str = "", **kw) -
 
 def expect(rid: str | Iterable[str], condition: object, summary: str, details: str | Callable[[], str] = "") -> None:
     """Raise a Violation of `rid` unless `condition` holds."""
+    checked()
     if not condition:
         raise violation(rid, summary, details() if callable(details) else details)
 
