@@ -9,8 +9,9 @@ from typing import Callable, Iterable, Sequence
 import grpc
 
 from conformance import jobs, wire
+from conformance.audit import Audit
 from conformance.target import TRANSPORT_CODES, Target
-from conformance.violations import AgentUnavailable, violation
+from conformance.violations import AgentUnavailable, checked, violation
 from protos.states import JobState
 
 OK = grpc.StatusCode.OK
@@ -64,6 +65,8 @@ class Env:
         self.files: list[str] = []         # files this test put into the source
         self.logs: list[str] = []
         self.gated: set[str] = set()       # jobs whose script waits for a gate file
+        self.unchecked: list[tuple[str, str, str]] = []  # (requirement, what was not checked, option)
+        self.audit = Audit(self)
 
     # --- identities and inputs ----------------------------------------------------------------------
 
@@ -74,6 +77,7 @@ class Env:
     def put(self, data: bytes, file_uuid: str | None = None) -> str:
         file_uuid = (file_uuid or self.new_id()).lower()
         self.target.source.put(file_uuid, data)
+        self.audit.on_put(file_uuid, data)
         self.files.append(file_uuid)
         return file_uuid
 
@@ -109,6 +113,8 @@ class Env:
             if staged is None:
                 raise violation("AGT-WIRE-2", "OK StageInFilesResponse lacks a required field", problem)
             reply.staged = staged
+            if job is not None:
+                self.audit.on_staged(job, staged)
         return reply
 
     def run_call(self, job: str | None, files: Iterable[str | None] = (), reqs: Sequence[str | None] = (),
@@ -133,6 +139,7 @@ class Env:
     def expect_code(self, rid, reply: Reply, codes: grpc.StatusCode | Iterable[grpc.StatusCode], summary: str,
                     note: str = "") -> Reply:
         allowed = (codes,) if isinstance(codes, grpc.StatusCode) else tuple(codes)
+        checked()
         if reply.code not in allowed:
             names = " or ".join(c.name for c in allowed)
             raise violation(rid, summary, f"{reply.describe()}\nexpected: {names}" + (f"\n{note}" if note else ""))
@@ -208,9 +215,24 @@ class Env:
         self.last[key] = state
         if state is JobState.DONE and key not in self.done_at:
             self.done_at[key] = time.time()
+        checked()
         if previous is not None and state < previous:
             raise violation("AGT-STATE-1", f"state went backwards: {previous.name} then {state.name}",
                             f"job {key}\ntimeline: {self.timeline(key)}")
+        if state is JobState.DONE:
+            self.audit.on_done(key)
+        elif state is JobState.RUN:
+            self.audit.on_run(key)
+
+    def not_checked(self, rid: str, what: str, option: str) -> None:
+        """Record that part of `rid`'s checks could not run here (the verdict becomes PARTIAL)."""
+        entry = (rid, what, option)
+        if entry not in self.unchecked:
+            self.unchecked.append(entry)
+
+    def settle(self) -> None:
+        """After the test's own checks: the checks that apply wherever the suite looks (audit)."""
+        self.audit.settle()
 
     def timeline(self, job: str) -> str:
         points = self.timelines.get(job.lower(), [])
@@ -225,6 +247,7 @@ class Env:
                    deadline: float | None = None) -> JobState:
         """Poll the job until `accept(state)`; Violation of `rid` past the deadline."""
         limit = time.monotonic() + (deadline if deadline is not None else self.timing.done)
+        checked()
         while True:
             state = self.status(rid, job)
             if accept(state):
@@ -242,6 +265,7 @@ class Env:
         """Poll until DONE; past the deadline the violation names what the timeline shows: never
         started (AGT-SCHED-2), started but still WAIT (AGT-STATE-2) or never reported DONE (AGT-STATE-3)."""
         limit = time.monotonic() + self._progress(deadline if deadline is not None else self.timing.done)
+        checked()
         while self.status("AGT-RUN-7", job) is not JobState.DONE:
             if time.monotonic() > limit:
                 last = self.last.get(job.lower())
@@ -262,6 +286,7 @@ class Env:
     def wait_until(self, rid, condition: Callable[[], object], deadline: float, summary: str,
                    details: Callable[[], str] = lambda: "") -> None:
         limit = time.monotonic() + deadline
+        checked()
         while not condition():
             if time.monotonic() > limit:
                 raise violation(rid, summary, details())

@@ -29,10 +29,13 @@ def put(name, record):
 
 def digest(name):
     try:
-        if not os.path.isfile(name) or os.path.getsize(name) > 1 << 22:
+        if not os.path.isfile(name) or os.path.getsize(name) > 1 << 26:
             return None
+        h = hashlib.sha256()
         with open(name, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
     except OSError:
         return None
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import grpc
 
@@ -56,6 +57,11 @@ def _blob(seed: str) -> bytes:
     return bytes(range(256)) * 3 + b"\r\n\x00\r" + seed.encode() + hashlib.sha256(seed.encode()).digest()
 
 
+# Sizes around the usual copy-buffer and chunk boundaries, and several MB (a defect that shows only with
+# inputs larger than the suite's small ones, e.g. a copy cut at 1 MiB or at one read() call).
+SIZES = (0, 1, 65_536, 65_537, 1_048_576 + 1, 5 * 1_048_576 + 3)
+
+
 @covers("AGT-STAGE-3", needs=("witness",))
 def test_job_sees_the_bytes_of_staging_time(env):
     job = env.new_id()
@@ -63,7 +69,8 @@ def test_job_sees_the_bytes_of_staging_time(env):
     entry = env.put(entry_bytes)
     data_bytes = _blob(job)
     data = env.put(data_bytes)
-    env.stage("AGT-STAGE-3", job, [entry, data], [entry, data])
+    sized = {env.put(os.urandom(n)): n for n in SIZES}
+    env.stage("AGT-STAGE-3", job, [entry, data, *sized], [entry, data, *sized])
     # the source changes after staging: other bytes under both UUIDs
     env.put(jobs.script(job, str(env.witness.dir), mark="changed"), entry)
     env.put(b"changed after staging", data)
@@ -72,6 +79,10 @@ def test_job_sees_the_bytes_of_staging_time(env):
     run = env.wait_ran(job)[0]
     expect("AGT-STAGE-3", run.mark == "entry", "the job ran the entry script as changed after staging",
            f"job {job}: ran the script marked {run.mark!r}, expected the one staged ('entry')")
+    missing = [f"{f} ({n} bytes)" for f, n in sized.items() if run.hashes.get(f) is None]
+    expect("AGT-STAGE-3", not missing, "a staged file is missing from the job's directory",
+           f"job {job}: no readable file {missing} in the job's directory; listing {run.listing}")
+    # the bytes of every file, the big ones included, are compared by the audit after the test
     want = {entry: hashlib.sha256(entry_bytes).hexdigest(), data: hashlib.sha256(data_bytes).hexdigest()}
     got = {k: run.hashes.get(k) for k in want}
     expect("AGT-STAGE-3", got == want, "a staged file's bytes differ from the source's bytes at staging time",
@@ -94,6 +105,9 @@ def test_stage_after_submit_is_failed_precondition(env):
     env.finish(job)
     env.expect_code("AGT-STAGE-4", env.stage_call(job, [b]), PRECONDITION,
                     "StageInFiles for a DONE job is not FAILED_PRECONDITION")
+    if not gated:
+        env.not_checked("AGT-STAGE-4", "that a refused StageInFiles left the job's directory as it was",
+                        "--witness-dir")
     if gated:
         listing = env.witness.end_listing(job)
         expect("AGT-STAGE-4", b not in listing, "a refused StageInFiles still put its file into the job's directory",

@@ -180,6 +180,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             if job.submitted is not None:
                 env.finish(job.id)
         if env.witness is None:
+            env.not_checked("AGT-RUN-7", "that no job of the random interleavings ran twice", "--witness-dir")
             return
         time.sleep(env.timing(0.2))
         for job in self.jobs:

@@ -43,7 +43,10 @@ def test_states_mean_what_the_process_does(env):
             raise violation("AGT-SCHED-2", "a job with a free slot did not start",
                             f"job {job}: no start witness\ntimeline: {env.timeline(job)}")
         time.sleep(env.timing.poll)
-    for _ in range(10):  # the script is blocked on its gate: alive
+    # the script is blocked on its gate, alive: RUN for seconds, every answer (a DONE that comes only
+    # after the job has run a while is as wrong as an early one)
+    hold = time.monotonic() + env.timing(2.5)
+    while time.monotonic() < hold:
         state = env.status("AGT-STATE-2", job)
         if state is JobState.DONE:
             _check_done_means_ended(env, job)

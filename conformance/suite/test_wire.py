@@ -134,6 +134,8 @@ def test_ok_answers_carry_required_fields(env):
     env.status("AGT-WIRE-2", job)
     t = env.target
     if t.witness is None or t.slots is None:
+        env.not_checked("AGT-WIRE-2", "the bytes of a WAIT answer (a job kept waiting behind busy slots)",
+                        "--witness-dir and --slots")
         return
     gated = [env.job("AGT-WIRE-2", gate=True) for _ in range(t.slots)]
     for g in gated:
