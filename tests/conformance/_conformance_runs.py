@@ -93,3 +93,8 @@ PRIMARY = {
     "AGT-ERR-2": ["test_request_over_size_limit_is_resource_exhausted"],
     "AGT-ERR-3": ["test_symlink_in_source_is_not_followed"],
 }
+# Defects that show only after a restart: their primary test is the restart scenario.
+PRIMARY_FOR = {
+    "ForgetsSlotsAfterRestart": ["test_restart_clean"],
+    "RestagesFromSourceAfterRestart": ["test_restart_clean"],
+}

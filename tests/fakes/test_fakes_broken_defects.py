@@ -337,7 +337,78 @@ def probe_forgets_done(agent, tmp, restart):
         return f"after a restart a DONE job's status query answered {code}"
 
 
+# --- blind spots: late in a job's life, large inputs, after a restart ---------------------------
+
+def _reader(path: Path, file: str) -> bytes:
+    """A job script that writes the sha256 and size of its staged file `file` to `path`."""
+    return (f"import hashlib\ndata = open({file!r}, 'rb').read()\n"
+            f"open({str(path)!r}, 'w').write(hashlib.sha256(data).hexdigest() + ' %d' % len(data))\n").encode()
+
+
+def _keep_jobs_restart(agent, start_agent, slots, state):
+    """A clean restart that leaves running jobs running (the new agent adopts them)."""
+    agent.channel.close()
+    agent.server.stop(grace=0, stop_jobs=False)
+    return start_agent(agent.name, slots=slots, state_dir=state)
+
+
+def probe_done_while_running(agent, tmp):
+    marker = tmp / "slow-ended"
+    job, _, _ = submit(agent, appender(marker, sleep=3.0))
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        if agent.client.status(job) is D and not marker.exists():
+            return "DONE answered while the job's process was still running"
+        time.sleep(0.05)
+
+
+def probe_forgets_slots_after_restart(agent, tmp, restart):    # agent has 1 slot
+    slow, quick = tmp / "slow", tmp / "quick"
+    first, _, _ = submit(agent, appender(slow, sleep=4.0))
+    assert wait_for(lambda: agent.client.status(first) is R, 5)
+    second, _, _ = submit(agent, appender(quick))
+    again = restart(agent)
+    if wait_for(quick.exists, 1.5) and not slow.exists():
+        return "after the restart a WAIT job started while the adopted job held the only slot"
+
+
+def probe_truncates_large_files(agent, tmp):
+    import hashlib
+    import os
+
+    big = os.urandom(3 * 1024 * 1024)
+    job, data = new(), agent.put(big)
+    out = tmp / "seen"
+    entry = agent.put(_reader(out, data.lower()))
+    agent.client.stage_in(job, [entry, data])
+    agent.client.run(job, [entry])
+    done(agent, job)
+    assert wait_for(out.exists, 5)
+    if out.read_text() != f"{hashlib.sha256(big).hexdigest()} {len(big)}":
+        return f"the job saw {out.read_text().split()[-1]} bytes of a {len(big)}-byte input"
+
+
+def probe_restages_after_restart(agent, tmp, restart):
+    import hashlib
+
+    job, data = new(), agent.put(b"bytes at staging time")
+    out = tmp / "seen"
+    entry = agent.put(_reader(out, data.lower()))
+    assert agent.client.stage_in(job, [entry, data]) == [entry, data]
+    agent.put(b"bytes put later", data)
+    again = restart(agent)
+    again.client.run(job, [entry])
+    done(again, job)
+    assert wait_for(out.exists, 5)
+    if out.read_text().split()[0] != hashlib.sha256(b"bytes at staging time").hexdigest():
+        return "after the restart the job saw the source's later bytes, not those of staging time"
+
+
 PROBES = {
+    "ReportsDoneWhileRunningLater": probe_done_while_running,
+    "ForgetsSlotsAfterRestart": probe_forgets_slots_after_restart,
+    "TruncatesLargeFiles": probe_truncates_large_files,
+    "RestagesFromSourceAfterRestart": probe_restages_after_restart,
     "AcceptsMalformedUuid": probe_malformed_uuid,
     "AcceptsMissingJob": probe_missing_job,
     "CaseSensitiveUuids": probe_case_sensitive,
@@ -371,14 +442,18 @@ PROBES = {
     "StartsNewestFirst": probe_newest_first,
     "ForgetsDoneAfterRestart": probe_forgets_done,
 }
-ONE_SLOT = {"OkWithoutCode", "LeaksSlots", "ExceedsSlots", "StartsNewestFirst"}
+ONE_SLOT = {"OkWithoutCode", "LeaksSlots", "ExceedsSlots", "StartsNewestFirst", "ForgetsSlotsAfterRestart"}
+KEEP_JOBS_RESTART = {"ForgetsSlotsAfterRestart", "RestagesFromSourceAfterRestart"}
 
 
 def _run_probe(name, agent_name, start_agent, tmp_path):
     slots = 1 if name in ONE_SLOT else 2
     state = tmp_path / f"state-{name}-{agent_name}"
     agent = start_agent(agent_name, slots=slots, state_dir=state)
+    agent.name = agent_name
     probe = PROBES[name]
+    if name in KEEP_JOBS_RESTART:
+        return probe(agent, tmp_path, lambda old: _keep_jobs_restart(old, start_agent, slots, state))
     if name == "ForgetsDoneAfterRestart":
         def restart(old):
             old.close()

@@ -1,0 +1,93 @@
+"""Broken agents whose defect shows only late in a job's life, with large inputs or after a restart: the
+blind spots that the suite checks wherever a requirement applies (issue 12)."""
+from __future__ import annotations
+
+import os
+import time
+import uuid as uuidlib
+
+from fakes.broken._registry import register
+from protos.states import JobState
+from reference_agent.domain import AgentCore
+from reference_agent.staging import SourceError, checked_name
+
+
+@register
+class ReportsDoneWhileRunningLater(AgentCore):
+    """Reports a job DONE once it has run for AFTER seconds, while its process is still running."""
+
+    violates = ("AGT-STATE-2",)
+    AFTER = 1.5
+
+    def _report_state(self, job):
+        state = super()._report_state(job)
+        if state is JobState.RUN and job.started is not None and time.time() - job.started > self.AFTER:
+            return JobState.DONE
+        return state
+
+
+@register
+class ForgetsSlotsAfterRestart(AgentCore):
+    """At recovery starts every job that was WAIT at once, ignoring the slots that adopted jobs still hold."""
+
+    violates = ("AGT-SCHED-1",)
+
+    def __init__(self, config, telemetry=None):
+        super().__init__(config, telemetry)
+        self._recovered_waiting: set[str] = set()
+
+    def _recover(self):
+        super()._recover()
+        with self._lock:
+            self._recovered_waiting = set(self._queue)
+
+    def _free_slots(self):
+        if self._queue and self._queue[0] in self._recovered_waiting:
+            self._recovered_waiting.discard(self._queue[0])
+            return 1
+        return super()._free_slots()
+
+
+@register
+class TruncatesLargeFiles(AgentCore):
+    """Stages at most the first LIMIT bytes of a file: larger inputs are cut short in the job's directory."""
+
+    violates = ("AGT-STAGE-3",)
+    LIMIT = 1 << 20
+
+    def _stage_file(self, job_id, file):
+        if not super()._stage_file(job_id, file):
+            return False
+        dest = self._workdir(job_id) / checked_name(file)
+        if dest.stat().st_size > self.LIMIT:
+            with open(dest, "rb") as f:
+                head = f.read(self.LIMIT)
+            tmp = dest.with_name(f".tmp-{uuidlib.uuid4().hex}")
+            tmp.write_bytes(head)
+            os.replace(tmp, dest)
+        return True
+
+
+@register
+class RestagesFromSourceAfterRestart(AgentCore):
+    """At recovery copies the staged files of jobs not yet submitted again from the source (its current bytes)."""
+
+    violates = ("AGT-STAGE-3",)
+
+    def _recover(self):
+        super()._recover()
+        with self._lock:
+            pending = {job: list(files) for job, files in self._staged.items() if job not in self._jobs}
+        for job_id, files in pending.items():
+            for file in files:
+                dest = self._workdir(job_id) / checked_name(file)
+                tmp = dest.with_name(f".tmp-{uuidlib.uuid4().hex}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                try:
+                    self.source.copy_to(file, fd)
+                except (SourceError, OSError):
+                    os.close(fd)
+                    tmp.unlink(missing_ok=True)
+                    continue
+                os.close(fd)
+                os.replace(tmp, dest)
