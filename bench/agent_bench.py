@@ -16,25 +16,28 @@ import grpc  # noqa: E402
 
 from protos import launcher  # noqa: E402
 from protos.client import AgentClient  # noqa: E402
-from simulator.real.measure import BARE_SERVER, bench_polls, bench_staging, bench_start  # noqa: E402
+from simulator.real.measure import (BARE_SERVER, bench_many_files, bench_polls, bench_staging,  # noqa: E402
+                                    bench_start)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, epilog=textwrap.dedent("""\
         example: python bench/agent_bench.py            (full run, a few minutes)
                  python bench/agent_bench.py --quick    (smoke test, seconds)
         Targets: poll throughput >= 0.8 of the bare server; start overhead < 20 ms over a bare
-        spawn; staging >= 0.7 of a plain copy."""), formatter_class=argparse.RawDescriptionHelpFormatter)
+        spawn; staging >= 0.7 of a plain copy; many small files in one StageInFiles at most 5x
+        the time of shutil.copyfile of the same files."""), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3000, help="status polls per round and server")
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds per comparison")
     parser.add_argument("--threads", type=int, default=4, help="client threads for the throughput run")
     parser.add_argument("--starts", type=int, default=15, help="jobs started per contender")
     parser.add_argument("--size-mb", type=int, default=200, help="staged file size")
+    parser.add_argument("--many-files", type=int, default=10000, help="files of 100 bytes in one StageInFiles")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        args.calls, args.rounds, args.starts, args.size_mb = 200, 2, 2, 4
-    for name in ("calls", "rounds", "threads", "starts", "size_mb"):
+        args.calls, args.rounds, args.starts, args.size_mb, args.many_files = 200, 2, 2, 4, 300
+    for name in ("calls", "rounds", "threads", "starts", "size_mb", "many_files"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp_name:
@@ -57,12 +60,14 @@ def main(argv: list[str] | None = None) -> int:
                     "poll": bench_polls(agent_addr, bare_addr, job, args.calls, args.rounds, args.threads),
                     "start": bench_start(client, source, tmp, args.starts),
                     "staging": bench_staging(client, source, tmp, args.size_mb, args.rounds),
+                    "many_files": bench_many_files(client, source, tmp, args.many_files, 100, min(args.rounds, 3)),
                 }
         finally:
             agent.stop(30)
             bare.stop(30)
     results["load_average_after"] = os.getloadavg()[0]
-    p1, p, s, g = results["poll_1_thread"], results["poll"], results["start"], results["staging"]
+    p1, p, s, g, m = (results["poll_1_thread"], results["poll"], results["start"], results["staging"],
+                      results["many_files"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print(f"agent_bench: poll {p['threads']} threads {p['agent_per_s']:.0f}/s vs bare {p['bare_per_s']:.0f}/s "
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
           f"start {s['agent_ms']:.1f} vs bare spawn {s['bare_ms']:.1f} ms = +{s['overhead_ms']:.1f} ms (target < 20); "
           f"staging {g['size_mb']} MB {g['stage_mb_s']:.0f} MB/s vs copy {g['copy_mb_s']:.0f} MB/s "
           f"ratio {g['ratio']:.2f} (target >= 0.7), cached {g['cached_stage_s'] * 1e3:.1f} ms; "
+          f"{m['files']} files of 100 B in one call {m['stage_s']:.2f} s vs shutil {m['copy_s']:.2f} s "
+          f"= x{m['ratio']:.2f} (target <= 5); "
           f"load {results['load_average_after']:.1f} on {os.cpu_count()} CPUs")
     return 0
 

@@ -173,3 +173,37 @@ def bench_staging(client: AgentClient, source: Path, tmp: Path, size_mb: int, ro
     c, s = statistics.median(copy_s), statistics.median(stage_s)
     return {"size_mb": size_mb, "copy_s": c, "stage_s": s, "cached_stage_s": statistics.median(cached_s),
             "copy_mb_s": size_mb / c, "stage_mb_s": size_mb / s, "ratio": c / s}
+
+
+def bench_many_files(client: AgentClient, source: Path, tmp: Path, files: int, size: int, rounds: int) -> dict:
+    """One StageInFiles of `files` new files of `size` bytes vs shutil.copyfile of the same files
+    into an empty directory, rounds alternating who goes first; ratio = stage time / copy time."""
+    originals = []
+    for _ in range(files):
+        path = source / str(uuid.uuid4())
+        path.write_bytes(os.urandom(size))
+        originals.append(path)
+    copy_s, stage_s = [], []
+    for r in range(rounds):
+        for name in (("copy", "stage") if r % 2 == 0 else ("stage", "copy")):
+            os.sync()
+            if name == "copy":
+                dest = tmp / f"many-copy-{r}"
+                dest.mkdir()
+                t = time.perf_counter()
+                for path in originals:
+                    shutil.copyfile(path, dest / path.name)
+                copy_s.append(time.perf_counter() - t)
+                shutil.rmtree(dest)
+            else:
+                names = [str(uuid.uuid4()) for _ in originals]  # not cached yet: read from the source
+                for path, name_ in zip(originals, names):
+                    os.link(path, source / name_)
+                t = time.perf_counter()
+                staged = client.stage_in(str(uuid.uuid4()), names)
+                stage_s.append(time.perf_counter() - t)
+                if len(staged) != files:
+                    raise MeasureError(f"staged {len(staged)} of {files} files")
+    c, s = statistics.median(copy_s), statistics.median(stage_s)
+    return {"files": files, "size": size, "copy_s": c, "stage_s": s, "ratio": s / c,
+            "stage_files_per_s": files / s, "copy_files_per_s": files / c}
