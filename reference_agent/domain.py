@@ -120,6 +120,7 @@ class AgentCore(JobSupervisor):
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self._recover()
+        self.on_recovered()
         self.interpreters.available()  # probe once, now, not during the first RunJob
         self._scheduler = threading.Thread(target=self._schedule_loop, name="agent-scheduler", daemon=True)
         self._scheduler.start()
@@ -441,6 +442,29 @@ class AgentCore(JobSupervisor):
         extra = {k: v for k, v in columns.items() if k in ("pid", "exit_status", "note") and v is not None}
         self.telemetry.job_transition(job.job, old, new, event.value,
                                       reason=reason.value if reason else None, **extra)
+
+    # --- public extension hooks (docs/AGENT.md "Extension hooks"): snapshots and a recovery hook, so
+    # a subclass never touches the core's lock or tables ----------------------------------------
+    def waiting_jobs(self) -> list[Job]:
+        """The jobs in WAIT, oldest submission first (a snapshot taken under the core's lock)."""
+        with self._lock:
+            return [self._jobs[j] for j in self._queue]
+
+    def unsubmitted_staging(self) -> dict[str, list[str]]:
+        """Job id -> the files staged for it, for every job not submitted yet (a snapshot)."""
+        with self._lock:
+            return {j: list(files) for j, files in self._staged.items() if j not in self._jobs}
+
+    def discard_job(self, job_id: str) -> None:
+        """Drop a DONE job from memory (not from the journal): the core answers as if it never existed."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.state is not JobState.DONE:
+                raise ValueError(f"job {job_id} is {job.state.name}: only a DONE job can be discarded")
+            self._jobs.pop(job_id, None)
+
+    def on_recovered(self) -> None:
+        """Called once by start() after recovery from the journal, before the scheduler runs. Does nothing."""
 
     # --- recovery hook (the rest is in JobSupervisor) -------------------------------------
     def _restore_job(self, row: JobRow) -> Job:

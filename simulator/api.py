@@ -12,7 +12,7 @@ from typing import Callable
 from simulator.engine import Simulation
 from simulator.metrics import JobRecord
 from simulator.scenario import Scenario
-from simulator.stats import confidence_interval
+from simulator.stats import confidence_interval, is_positive_metric
 
 STATE_COLUMNS = ("time", "staging", "client_queue", "wait", "run", "done")
 
@@ -43,7 +43,8 @@ class Results:
         names: list[str] = []
         for r in self.replications:
             names += [k for k in r.metrics if k not in names]
-        self.metrics = {k: confidence_interval([r.metrics.get(k, math.nan) for r in self.replications]) for k in names}
+        self.metrics = {k: confidence_interval([r.metrics.get(k, math.nan) for r in self.replications],
+                                               positive=is_positive_metric(k)) for k in names}
 
     def mean(self, name: str) -> float:
         return self.metrics[name]["mean"]

@@ -12,11 +12,12 @@ import simpy
 from protos import validation
 from protos.states import Event, JobStateMachine
 from simulator import policies
+from simulator.autoscale import Scaler, agent_hours
 from simulator.clock import P_AGENT, P_ARRIVAL, P_END, P_SAMPLE, P_SEEN, Clock
 from simulator.entities import Agent, Job, Streams
 from simulator.failures import Failures
-from simulator.metrics import Binned, Collector, JobRecord, summarize
-from simulator.network import Transfers
+from simulator.integrals import Integrals
+from simulator.metrics import Binned, Collector, JobRecord, TimeBins, summarize
 from simulator.polling import PollSchedule
 from simulator.scenario import Scenario
 from simulator.staging import Staging
@@ -25,13 +26,17 @@ from simulator.workload import Arrivals, FileCatalog, expected_span
 __all__ = ["Simulation", "Streams", "Agent", "Job"]
 
 
-class Simulation(Staging, Failures):
+class Simulation:
     """One replication of a scenario. `run()` returns the flat summary of that replication.
 
     Jobs go StageInFiles -> RunJob -> polls until DONE; on the agent each job is a
     `protos.states.JobStateMachine` advanced by START and then SUCCEED, FAIL or INTERRUPT.
     `sink` receives every JobRecord as it completes (stream it to disk: memory then grows with
     agents and jobs in flight only); `tracer(time, kind, job)` sees every lifecycle step.
+
+    Composition: `staging` (caches and transfers), `failures` (AGT-DUR-1), `scalers` (autoscaled
+    groups) and `integ` (time integrals) are components; each declares what it needs from this
+    class as a Protocol (`Host`) and is handed this object.
     """
 
     SAMPLES = 200   # state-count samples aimed at; the interval doubles if the run is longer
@@ -42,16 +47,16 @@ class Simulation(Staging, Failures):
         self.sc = sc = scenario
         self.streams = streams or Streams.from_seed(sc.run.seed, replication)
         self.env = simpy.Environment()
-        self.clock = clock = Clock(self.env)
-        self.at = clock.at
-        self.tracer = tracer
-        self.progress = progress
-        self.sink = sink
+        self.clock = Clock(self.env)
+        self.at = self.clock.at
+        self.tracer, self.progress, self.sink = tracer, progress, sink
         self.collector = Collector()
+        if sc.run.bin:
+            self.collector.bins = TimeBins(sc.run.bin, sc.run.bin_period)
         self.group_names = [g.name for g in sc.agents]
         self.agents: list[Agent] = []
         for gi, g in enumerate(sc.agents):
-            for _ in range(g.count):
+            for _ in range(g.autoscale.maximum if g.autoscale else g.count):
                 self.agents.append(Agent(len(self.agents), g.name, gi, g.slots, g.speed))
         self.versions = {g.name: g.python for g in sc.agents}
         self._pools: dict[str, policies.Pool | None] = {}
@@ -60,27 +65,18 @@ class Simulation(Staging, Failures):
         self.track_pools = self.when_free or getattr(self.choose, "needs_heap", False)
         self.central: dict[policies.Pool, deque] = {}
         self.central_count = 0
+        self._jobs_setup(sc)
         net = sc.network
-        self.staging_on = net.enabled
-        self.holders: dict[int, set] = {}     # file -> agents caching it (for cache_affinity)
-        self.track_holders = self.choose is policies.cache_affinity
-        self.use_cache = net.cache
-        self.cache_capacity = net.cache_capacity
-        self.lru = net.cache_capacity != math.inf
-        self.file_sizes: list[float] = []
-        if net.enabled:
-            self.catalog = FileCatalog(sc, self.streams.catalog or random.Random(0), self.streams.files)
-            self.file_sizes = self.catalog.sizes
-            links = [g.link_bandwidth or net.link_bandwidth for g in sc.agents for _ in range(g.count)]
-            self.instant = [min(net.source_bandwidth, link) == math.inf for link in links]
-            self.transfers = Transfers(clock, net.source_bandwidth, links)
+        links = [g.link_bandwidth or net.link_bandwidth for a in self.agents for g in (sc.agents[a.gi],)] \
+            if net.enabled else None
+        self.staging = Staging(self, sc, self.file_sizes, links)
+        self.staging.track_holders = self.choose is policies.cache_affinity
+        self.failures = Failures(self, sc, self.streams)
         self.has_failures = any(g.failures for g in sc.agents)
+        self.scalers = {gi: Scaler(self, gi, g.autoscale, g.count) for gi, g in enumerate(sc.agents) if g.autoscale}
         c = sc.clients
         self.polls = PollSchedule(c.poll_interval, c.poll_backoff, c.poll_max_interval)
-        self.lat = c.rpc_latency
         self.cost_run, self.cost_stage, self.cost_poll = c.rpc_cost_run, c.rpc_cost_stage, c.rpc_cost_poll
-        self.fail_p = sc.workload.fail_probability
-        self.fetch_delay = c.rpc_latency + sc.network.source_latency   # request to usable content
         self.span = expected_span(sc)
         self.sample_dt = sc.run.sample_interval or max(self.span / self.SAMPLES, 1e-9)
         self.rpc_bins = [Binned(self.sample_dt) for _ in sc.agents]
@@ -88,31 +84,42 @@ class Simulation(Staging, Failures):
         self.finished = self.env.event()
         self.arrivals_done = False
         self.outstanding = 0
-        self.ended = self.waiting = self.staging = 0
+        self.ended = self.waiting = self.staging_count = 0
         self.next_id = 0          # logical jobs submitted
         self.next_attempt = 0     # attempts submitted (ids in submission order)
         self.arrived_window = 0
         self.warm = sc.run.warmup <= 0 and sc.run.warmup_jobs <= 0
         self.window_start = 0.0
-        # time integrals: jobs in system (Little's law) and busy slots per group (utilisation)
-        self.in_system = 0
-        self.submit_sum = self.end_sum = 0.0   # Little's identity over the whole run
-        self.ns_area = self.ns_t = 0.0
-        self.busy = [0] * len(sc.agents)
-        self.busy_area = [0.0] * len(sc.agents)
-        self.busy_t = [0.0] * len(sc.agents)
-        self.snap_ns = 0.0
-        self.snap_busy = [0.0] * len(sc.agents)
         self.window_end: float | None = None     # arrivals stop: statistics window closes
-        self.close_ns = 0.0
-        self.close_busy = [0.0] * len(sc.agents)
         self.ended_window = 0                    # jobs that reached DONE inside the window
-        self.bytes_requested = 0.0
-        self.arrivals = Arrivals(sc, self.streams.arrivals)
-        self.runtime = sc.workload.runtime.sampler(self.streams.service) if sc.workload.runtime else None
-        mix = sc.workload.python
-        self.mix_texts = [t for t, _ in mix]
-        self.mix_cum = list(np.cumsum([w for _, w in mix]) / sum(w for _, w in mix))
+        self.integ = Integrals(len(sc.agents))
+        self.snap = self.close = (0.0, [0.0] * len(sc.agents))   # integrals at the window's edges
+        self.net_open = self.staging.snapshot()
+        self.net_close = None
+        self.scale_open: dict[int, float] = {gi: 0.0 for gi in self.scalers}
+        self.scale_close: dict[int, float] = {}
+
+    def _jobs_setup(self, sc: Scenario) -> None:
+        """Per job class: its runtime sampler, python mix, failure probability and file catalog."""
+        st = self.streams
+        classes = sc.job_classes
+        extra = [st.for_class(k) for k in range(1, len(classes))]
+        self.arrivals = Arrivals(sc, st.arrivals, [e[0] for e in extra])
+        self.runtimes = [w.runtime.sampler(st.service) if w.runtime else None for w in classes]
+        self.runtime = self.runtimes[0]
+        self.mixes = []
+        for w in classes:
+            texts = [t for t, _ in w.python]
+            self.mixes.append((texts, list(np.cumsum([x for _, x in w.python]) / sum(x for _, x in w.python))))
+        self.fail_ps = [w.fail_probability for w in classes]
+        self.catalogs: list[FileCatalog] = []
+        self.file_sizes: list[float] = []
+        if sc.network.enabled:
+            for k, w in enumerate(classes):
+                rng, gen = (st.catalog or random.Random(0), st.files) if k == 0 else (extra[k - 1][1], extra[k - 1][2])
+                cat = FileCatalog(sc, rng, gen, w.files, offset=len(self.file_sizes))
+                self.file_sizes.extend(cat.sizes)
+                self.catalogs.append(cat)
 
     # --- pools of eligible agents ---------------------------------------------------------------
     def pool_for(self, text: str) -> policies.Pool | None:
@@ -121,7 +128,7 @@ class Simulation(Staging, Failures):
             req = [validation.parse_python_version(text)]
             eligible = [a for a in self.agents if validation.choose_interpreter(req, self.versions[a.group])]
             track = self.track_pools
-            pool = policies.Pool(eligible, track) if eligible else None
+            pool = policies.Pool([a for a in eligible if not a.off], track) if eligible else None
             if pool is not None:
                 for a in eligible:
                     a.pools.append(pool)
@@ -133,18 +140,29 @@ class Simulation(Staging, Failures):
         for pool in agent.pools:
             pool.touched(agent)
 
+    def agent_up(self, agent: Agent) -> None:
+        """An agent serves again (repaired, or provisioned by the autoscaler): it takes its WAIT jobs,
+        then jobs parked at the client while no eligible agent was up."""
+        self._touch(agent)
+        self._refill(agent)
+        if not self.when_free:
+            for pool in agent.pools:
+                q = self.central[pool]
+                while q:
+                    chosen = self.choose(pool, q[0], self.streams.policy, False)
+                    if chosen is None:
+                        break
+                    self.central_count -= 1
+                    self._assign(q.popleft(), chosen)
+
     # --- run control ---------------------------------------------------------------------------
     def run(self) -> dict:
         sc = self.sc
         self._iter = iter(self.arrivals)
         self._schedule_next_arrival()
-        for a in self.agents:
-            f = sc.agents[a.gi].failures
-            if f is not None:
-                self.at(f.time_to_failure.sampler(self.streams.failures)(), P_AGENT, self._fail, a)
-        self._failure_samplers = [
-            (g.failures.time_to_failure.sampler(self.streams.failures), g.failures.time_to_repair.sampler(self.streams.failures))
-            if g.failures else None for g in sc.agents]
+        self.failures.start(self.agents)
+        for scaler in self.scalers.values():
+            scaler.start()
         if sc.run.warmup > 0:
             self.at(sc.run.warmup, P_AGENT, self._maybe_warm, None)
         self.at(self.sample_dt, P_SAMPLE, self._sample, None)
@@ -162,37 +180,33 @@ class Simulation(Staging, Failures):
         if self.arrivals_done and self.outstanding == 0 and not self.finished.triggered:
             self.finished.succeed()
 
+    def _edges(self) -> tuple:
+        """Everything integrated over time, as of now (for the statistics window's edges)."""
+        for scaler in self.scalers.values():
+            scaler.integrate()
+        return (self.integ.snapshot(self.env._now), self.staging.snapshot(),
+                {gi: s.active_area for gi, s in self.scalers.items()})
+
     def _close_window(self, _=None) -> None:
         """Statistics are taken over [warm-up end, arrivals end]: snapshot the time integrals."""
         if self.window_end is None:
-            self._integrate()
+            self.close, self.net_close, self.scale_close = self._edges()
             self.window_end = self.env._now
-            self.close_ns = self.ns_area
-            self.close_busy = list(self.busy_area)
             if not self.warm:   # the warm-up never ended: an empty window at the end
                 self._maybe_warm(force=True)
 
     def _maybe_warm(self, _=None, force: bool = False) -> None:
         now = self.env._now
         if not self.warm and (force or now >= self.sc.run.warmup and self.next_id >= self.sc.run.warmup_jobs):
-            self._integrate()
+            self.snap, self.net_open, self.scale_open = self._edges()
             self.warm = True
             self.window_start = now
-            self.snap_ns = self.ns_area
-            self.snap_busy = list(self.busy_area)
-
-    def _integrate(self) -> None:
-        now = self.env._now
-        self.ns_area += self.in_system * (now - self.ns_t)
-        self.ns_t = now
-        for g in range(len(self.busy)):
-            self.busy_area[g] += self.busy[g] * (now - self.busy_t[g])
-            self.busy_t[g] = now
 
     def _sample(self, _=None) -> None:
         now = self.env._now
-        self.samples.append((now, self.staging, self.central_count, self.waiting, sum(self.busy), self.ended,
-                             *self.busy))
+        busy = self.integ.busy
+        self.samples.append((now, self.staging_count, self.central_count, self.waiting, sum(busy), self.ended,
+                             *busy))
         if self.progress is not None:
             self.progress(now)
         if len(self.samples) >= 2 * self.SAMPLES and not self.sc.run.sample_interval:
@@ -214,30 +228,33 @@ class Simulation(Staging, Failures):
         self.at(max(0.0, item[0] - self.env._now), P_ARRIVAL, self._arrive, item)
 
     def _arrive(self, item) -> None:
-        _, runtime, python = item
+        _, runtime, python, k = item
+        service = self.streams.service
         if runtime is None:
-            runtime = max(0.0, self.runtime())
+            runtime = max(0.0, self.runtimes[k]())
         if python is None:
-            python = self.mix_texts[0] if len(self.mix_texts) == 1 else \
-                self.mix_texts[min(np.searchsorted(self.mix_cum, self.streams.service.random(), side="right"),
-                                   len(self.mix_texts) - 1)]
-        fails = self.fail_p > 0 and self.streams.service.random() < self.fail_p   # drawn at arrival (CRN)
-        files = self.catalog.draw() if self.staging_on else ()
+            texts, cum = self.mixes[k]
+            python = texts[0] if len(texts) == 1 else \
+                texts[min(np.searchsorted(cum, service.random(), side="right"), len(texts) - 1)]
+        fail_p = self.fail_ps[k]
+        fails = fail_p > 0 and service.random() < fail_p   # drawn at arrival (CRN)
+        files = self.catalogs[k].draw() if self.catalogs else ()
         jid = self.next_id
         self.next_id += 1
         if not self.warm:
             self._maybe_warm()
-        self._submit(jid, 0, self.env._now, runtime, files, python, fails)
+        self._submit(jid, 0, self.env._now, runtime, files, python, fails, k)
         self._schedule_next_arrival()   # after the submission: the run may end when this is None
 
     def _submit(self, logical: int, attempt: int, first_submit: float, runtime, files, python,
-                fails: bool = False) -> None:
+                fails: bool = False, cls: int = 0) -> None:
         now = self.env._now
         jid = self.next_attempt
         self.next_attempt += 1
         pool = self.pool_for(python)
         job = Job(self, jid, logical, attempt, first_submit, now, runtime, files, python, pool, self.warm)
         job.fails = fails
+        job.cls = cls
         if attempt == 0:
             self.outstanding += 1
         if pool is None:
@@ -246,10 +263,7 @@ class Simulation(Staging, Failures):
             return
         if self.warm:
             self.arrived_window += 1
-        self.ns_area += self.in_system * (now - self.ns_t)
-        self.ns_t = now
-        self.in_system += 1
-        self.submit_sum += now
+        self.integ.job_in(now)
         if self.tracer:
             self.tracer(now, "submit", job)
         agent = self.choose(pool, job, self.streams.policy, self.when_free)
@@ -259,11 +273,6 @@ class Simulation(Staging, Failures):
         else:
             self._assign(job, agent)
 
-    def _integrate_ns(self) -> None:
-        now = self.env._now
-        self.ns_area += self.in_system * (now - self.ns_t)
-        self.ns_t = now
-
     # --- StageInFiles ---------------------------------------------------------------------------
     def _assign(self, job: Job, agent: Agent) -> None:
         job.agent = agent
@@ -271,20 +280,17 @@ class Simulation(Staging, Failures):
         if self.track_pools:
             self._touch(agent)
         job.stage_start = self.env._now
-        self.staging += 1
+        self.staging_count += 1
         cost = self.cost_stage
         if cost:
             agent.rpc += cost
             self.rpc_bins[agent.gi].point(self.env._now, cost)
-        if not self.staging_on or not job.files:
-            self._stage_rpc_only(job)
-            return
-        self._stage_files(job, agent)
+        self.staging.stage(job, agent)
 
     # --- RunJob and the agent's slots --------------------------------------------------------------
     def _runjob(self, job: Job) -> None:
         agent = job.agent
-        self.staging -= 1
+        self.staging_count -= 1
         job.run_submit = self.env._now
         cost = self.cost_run
         if cost:
@@ -301,11 +307,8 @@ class Simulation(Staging, Failures):
         agent = job.agent
         job.sm.advance(Event.START)
         self.waiting -= 1
-        gi = agent.gi
         now = self.env._now
-        self.busy_area[gi] += self.busy[gi] * (now - self.busy_t[gi])
-        self.busy_t[gi] = now
-        self.busy[gi] += 1
+        self.integ.busy_step(agent.gi, now, 1)
         agent.running += 1
         job.start = now
         job.end_ev = self.at(job.runtime / agent.speed, P_END, self._end, job)
@@ -325,10 +328,7 @@ class Simulation(Staging, Failures):
     def _ended(self, job: Job, outcome: str) -> None:
         agent = job.agent
         now = self.env._now
-        gi = agent.gi
-        self.busy_area[gi] += self.busy[gi] * (now - self.busy_t[gi])
-        self.busy_t[gi] = now
-        self.busy[gi] -= 1
+        self.integ.busy_step(agent.gi, now, -1)
         agent.running -= 1
         agent.load -= 1
         if self.track_pools:
@@ -336,10 +336,7 @@ class Simulation(Staging, Failures):
         self.ended += 1
         if self.warm and self.window_end is None:
             self.ended_window += 1
-        self.ns_area += self.in_system * (now - self.ns_t)
-        self.ns_t = now
-        self.in_system -= 1
-        self.end_sum += now
+        self.integ.job_out(now)
         job.end = now
         job.end_ev = None   # break the job <-> event cycle: a done job is freed at once, not by the GC
         if self.tracer:
@@ -347,11 +344,10 @@ class Simulation(Staging, Failures):
         # the client sees DONE at its first poll at or after the end (computed, not simulated)
         seen, polls = self.polls.first_at_or_after(job.run_submit, now)
         job.polls = polls
+        job.seen = seen
         if self.has_failures:
-            job.seen = seen
-            self.at(seen - now, P_SEEN, self._seen, (job, outcome))
+            self.at(seen - now, P_SEEN, self.failures.seen, (job, outcome))
         else:
-            job.seen = seen
             self._finalize(job, outcome)
 
     def _refill(self, agent: Agent) -> None:
@@ -392,23 +388,30 @@ class Simulation(Staging, Failures):
     # --- summary ------------------------------------------------------------------------------------
     def _summary(self) -> dict:
         self._close_window()
-        names = self.group_names
+        sc, names = self.sc, self.group_names
+        span = max(self.window_end - self.window_start, 1e-12)
         rpc = {g: 0.0 for g in names}
+        rpc_max = {g: 0.0 for g in names}
         for a in self.agents:
             rpc[a.group] += a.rpc
+            rpc_max[a.group] = max(rpc_max[a.group], a.rpc)
+        # an autoscaled group's capacity is its agents serving over the window, not a fixed count
+        active = {names[gi]: self.scale_close[gi] - self.scale_open[gi] for gi in self.scalers}
+        count = {g.name: (active[g.name] / span if g.name in active else g.count) for g in sc.agents}
         out = summarize(
             self.collector, window=(self.window_start, self.window_end), arrivals_in_window=self.arrived_window,
-            ended_in_window=self.ended_window, in_system_area=self.close_ns - self.snap_ns,
-            group_busy={g: self.close_busy[i] - self.snap_busy[i] for i, g in enumerate(names)},
-            group_capacity={g.name: g.count * g.slots for g in self.sc.agents}, group_rpc=rpc,
-            group_count={g.name: g.count for g in self.sc.agents}, unfinished=self.outstanding,
-            bytes_requested=self.bytes_requested)
+            ended_in_window=self.ended_window, in_system_area=self.close[0] - self.snap[0],
+            group_busy={g: self.close[1][i] - self.snap[1][i] for i, g in enumerate(names)},
+            group_capacity={g.name: count[g.name] * g.slots for g in sc.agents}, group_rpc=rpc,
+            group_count=count, unfinished=self.outstanding, bytes_requested=self.staging.bytes_requested)
+        for g in names:
+            out[f"rpc_load_max.{g}"] = rpc_max[g] / span   # the busiest agent's RPC CPU share
+        out.update(self.staging.metrics(self.net_open, self.net_close, span, self.agents, names, active))
+        out.update(agent_hours(sc, self.scalers, self.env._now))
+        for gi, scaler in self.scalers.items():
+            out.update(scaler.metrics(active[names[gi]], span, self.env._now))
+        if self.collector.bins is not None:
+            out.update(self.collector.bins.metrics())
         out["trace_skipped"] = self.arrivals.trace_stats.skipped_unknown_runtime
-        # Little's law as an identity over the whole run [0, now]: the integral of the number of
-        # jobs in the system equals the sum of their (possibly unfinished) sojourns. Exact on
-        # every run (up to rounding); the windowed L vs lambda*W above is the statistical form.
-        self._integrate_ns()
-        now = self.env._now
-        sojourns = self.end_sum + self.in_system * now - self.submit_sum
-        out["little_identity_error"] = abs(self.ns_area - sojourns) / max(sojourns, 1e-300) if sojourns > 0 else 0.0
+        out["little_identity_error"] = self.integ.identity_error(self.env._now)
         return out

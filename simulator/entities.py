@@ -27,20 +27,28 @@ class Streams:
     failures: random.Random     # agent up and down times
     files: np.random.Generator  # which files a job reads
     catalog: random.Random | None = None   # file sizes and per-job file counts
+    key: tuple[int, int] = (0, 0)          # (seed, replication): the root of the job classes' streams
 
     @classmethod
     def from_seed(cls, seed: int, replication: int = 0) -> "Streams":
         ss = np.random.SeedSequence([seed, replication])
         kids = ss.spawn(6)
         r = [random.Random(int(k.generate_state(1, dtype=np.uint64)[0])) for k in kids[:4] + kids[5:]]
-        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]), r[4])
+        return cls(r[0], r[1], r[2], r[3], np.random.default_rng(kids[4]), r[4], (seed, replication))
+
+    def for_class(self, k: int) -> tuple[random.Random, random.Random, np.random.Generator]:
+        """Arrivals, catalog and file streams of job class k >= 1 (class 0 uses the streams above,
+        so a one-class workload draws exactly as before classes existed)."""
+        kids = np.random.SeedSequence([*self.key, 1000 + k]).spawn(3)
+        a, c = (random.Random(int(x.generate_state(1, dtype=np.uint64)[0])) for x in kids[:2])
+        return a, c, np.random.default_rng(kids[2])
 
 
 class Agent:
     """One simulated agent: slots, a FIFO of WAIT jobs (AGT-SCHED-3), a content cache, RPC load."""
 
     __slots__ = ("index", "group", "gi", "slots", "speed", "load", "running", "queue", "up", "repair_at",
-                 "cache", "cache_used", "inflight", "runset", "pools", "rpc", "polls")
+                 "cache", "cache_used", "inflight", "runset", "pools", "rpc", "polls", "off")
 
     def __init__(self, index: int, group: str, gi: int, slots: int, speed: float):
         self.index, self.group, self.gi, self.slots, self.speed = index, group, gi, slots, speed
@@ -56,6 +64,7 @@ class Agent:
         self.pools: list = []
         self.rpc = 0.0
         self.polls = 0
+        self.off = False       # switched off by the autoscaler (not serving, not paid)
 
     def cached_files(self) -> list[int]:
         return list(self.cache)
@@ -69,7 +78,7 @@ class Job:
 
     __slots__ = ("id", "logical", "attempt", "first_submit", "submit", "runtime", "files", "python", "pool",
                  "agent", "stage_start", "stage_end", "run_submit", "start", "end", "seen", "polls", "bytes",
-                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim", "fails")
+                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim", "fails", "cls")
 
     def __init__(self, sim, jid, logical, attempt, first_submit, now, runtime, files, python, pool, warm):
         self.id, self.logical, self.attempt = jid, logical, attempt
@@ -83,3 +92,4 @@ class Job:
         self.sm = None
         self.end_ev = None
         self.fails = False
+        self.cls = 0           # job class index

@@ -139,6 +139,9 @@ class Collector:
         self.misses = 0
         self.sojourn_sum = 0.0      # Little's law: sum of (end - submit) over window attempts
         self.sojourn_n = 0
+        # where the wait goes (started attempts): client queue, StageInFiles + RunJob, agent WAIT
+        self.split_client = self.split_staging = self.split_agent = 0.0
+        self.bins: "TimeBins | None" = None   # per time-of-day statistics, when asked
         self._n = 0
 
     def record(self, job, outcome: str, final: bool) -> None:
@@ -156,6 +159,11 @@ class Collector:
             self.queue_wait.add(qw)
             if qw > 1e-12:
                 self.waited += 1
+            self.split_client += job.stage_start - job.submit
+            self.split_staging += job.run_submit - job.stage_start
+            self.split_agent += start - job.run_submit
+            if self.bins is not None:
+                self.bins.add(job.submit, start - job.submit)
         self.sojourn_sum += job.end - job.submit
         self.sojourn_n += 1
         self.polls += job.polls
@@ -180,6 +188,43 @@ class Collector:
             self.turnaround.maybe_flush()
 
 
+class TimeBins:
+    """Wait statistics by the submit time's bin (e.g. hour of day): a coarse log histogram each.
+
+    Bin i covers [i w, (i+1) w) of (t mod period) when a period is given (24 h: hour of day),
+    of t otherwise (at most `MAX` bins; later jobs go to the last). Memory is constant.
+    """
+
+    MAX = 400
+
+    def __init__(self, width: float, period: float | None):
+        self.width = width
+        self.period = period
+        n = int(math.ceil(period / width - 1e-9)) if period else self.MAX
+        self.n = max(1, min(n, self.MAX))
+        self.hists: list[LogHistogram | None] = [None] * self.n
+
+    def add(self, t: float, wait: float) -> None:
+        if self.period:
+            t = t % self.period
+        i = min(int(t / self.width), self.n - 1)
+        h = self.hists[i]
+        if h is None:
+            h = self.hists[i] = LogHistogram(ratio=1.01)
+        h.add(wait)
+        if len(h._buf) >= h.BUFFER:
+            h._flush()
+
+    def metrics(self) -> dict[str, float]:
+        out = {}
+        for i, h in enumerate(self.hists):
+            if h is not None and h.count():
+                out[f"bin.{i:03d}.jobs"] = h.count()
+                out[f"bin.{i:03d}.wait_mean"] = h.mean()
+                out[f"bin.{i:03d}.wait_p95"] = h.quantile(0.95)
+        return out
+
+
 def summarize(c: Collector, *, window: tuple[float, float], arrivals_in_window: int, ended_in_window: int,
               in_system_area: float,
               group_busy: dict[str, float], group_capacity: dict[str, int], group_rpc: dict[str, float],
@@ -192,6 +237,8 @@ def summarize(c: Collector, *, window: tuple[float, float], arrivals_in_window: 
         out[f"{name}_mean"] = h.mean()
         for q in (50, 95, 99):
             out[f"{name}_p{q}"] = h.quantile(q / 100)
+    for part, total in (("client_queue", c.split_client), ("staging", c.split_staging), ("wait", c.split_agent)):
+        out[f"wait_split.{part}"] = total / c.started if c.started else math.nan
     out["p_wait"] = c.waited / c.started if c.started else math.nan
     out["throughput"] = ended_in_window / span   # jobs reaching DONE per second inside the window
     out["jobs_completed"] = c.completed

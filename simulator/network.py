@@ -40,6 +40,9 @@ class Transfers:
         self.level = math.inf
         self._seq = itertools.count()
         self.bytes_done = 0.0
+        self.delivered = [0.0] * n     # bytes completed per agent (its link's utilisation)
+        self.sat_time = 0.0            # time the source was the bottleneck (a finite water level)
+        self._sat_since: float | None = None
 
     def start(self, agent: int, size: float, done: Callable[[object], None], arg: object) -> None:
         """Start a transfer of `size` bytes (> 0) to `agent`; call done(arg) when it completes."""
@@ -50,6 +53,11 @@ class Transfers:
             self.sum_links += self.L[agent]
         self.n[agent] += 1
         self._rebalance(agent)
+
+    def saturated_time(self) -> float:
+        """Total time so far during which the source limited some transfer (x < inf)."""
+        since = self._sat_since
+        return self.sat_time + (self.clock.now - since if since is not None else 0.0)
 
     # --- internals ----------------------------------------------------------------------------
     def _advance(self, a: int) -> None:
@@ -74,6 +82,7 @@ class Transfers:
         self._rebalance(a)
         for _, _, size, done, arg in finished:
             self.bytes_done += size
+            self.delivered[a] += size
             done(arg)
 
     def _reschedule(self, a: int) -> None:
@@ -101,6 +110,12 @@ class Transfers:
             self.level = math.inf
         else:
             self.level = self._water_level()
+        if (old_level == math.inf) != (self.level == math.inf):
+            if self.level == math.inf:
+                self.sat_time += self.clock.now - self._sat_since
+                self._sat_since = None
+            else:
+                self._sat_since = self.clock.now
         if old_level == math.inf and self.level == math.inf:
             if self.n[changed]:
                 self._set_rate(changed, self.L[changed] / self.n[changed], force=True)

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from simulator import bottleneck
 from simulator.api import Results
 
 
@@ -24,11 +25,19 @@ def _clean(value):
 
 def summary_dict(results: Results) -> dict:
     sc = results.scenario
+    flat = bottleneck.means(results.metrics)
+    verdict = bottleneck.verdict(flat)
     return _clean({
         "scenario": sc.data,
         "replications": len(results.replications),
         "seed": sc.run.seed,
-        "confidence": "95 % Student t interval over replications (null with one replication)",
+        "confidence": ("95 % interval over replications (null with one replication): Student t, but for "
+                       "waits and turnarounds Cox's log-normal interval (method cox-log; never below 0), "
+                       "see docs/SIMULATOR.md"),
+        "verdict": verdict.text,
+        "binding": verdict.binding.key if verdict.binding else None,
+        "resources": {r.key: r.utilisation for r in bottleneck.resources(flat)},
+        "wait_split": bottleneck.wait_split(flat),
         "metrics": results.metrics,
     })
 

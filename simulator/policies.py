@@ -41,6 +41,18 @@ class Pool:
             if len(self.heap) > 4 * len(self.agents) + 64:
                 self.rebuild()
 
+    def add(self, agent) -> None:
+        """An agent switched on by the autoscaler joins the pool (those switched off are not in it)."""
+        if agent.index not in self.members:
+            self.agents.append(agent)
+            self.members.add(agent.index)
+        self.touched(agent)
+
+    def remove(self, agent) -> None:
+        if agent.index in self.members:
+            self.agents.remove(agent)
+            self.members.discard(agent.index)
+
     def least_loaded(self):
         if not self.track:   # a policy without the heap asked for a fallback: scan
             up = [a for a in self.agents if a.up]
@@ -118,8 +130,8 @@ def cache_affinity(pool: Pool, job, rng: random.Random, free_only: bool):
     least loaded); when no holder has a free slot, the least-loaded agent. A holder is never sent
     more work than it has slots: pure affinity would pile the jobs of a popular file onto its
     few holders while the rest of the fleet idles."""
-    holders = job.sim.holders
-    sizes = job.sim.file_sizes
+    holders = job.sim.staging.holders
+    sizes = job.sim.staging.file_sizes
     score: dict = {}
     for f in set(job.files):
         for idx in holders.get(f, ()):

@@ -13,9 +13,13 @@ from packaging.version import InvalidVersion, Version
 
 from protos import errors as proto_errors
 from protos import validation
-from simulator import units
+from simulator import autoscale as autoscale_mod
+from simulator import profiles, units
+from simulator.autoscale import Autoscale
 from simulator.checks import ScenarioError, Table
 from simulator.distributions import Dist
+from simulator.keys import set_key as _set_key
+from simulator.profiles import RateProfile
 
 POLICIES = ("random", "round_robin", "least_loaded", "power_of_two", "cache_affinity")
 DISPATCH = ("on_arrival", "when_free")
@@ -41,6 +45,8 @@ class AgentGroup:
     speed: float
     link_bandwidth: float | None
     failures: Failures | None
+    price_per_hour: float | None = None
+    autoscale: Autoscale | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,15 @@ class Workload:
     files: Files
     python: tuple[tuple[str, float], ...]  # (requirement text, weight)
     fail_probability: float
+    profile: RateProfile | None = None     # a time-varying Poisson rate (then `rate` is None)
+    name: str = "default"                  # the job class
+
+    @property
+    def mean_rate(self) -> float | None:
+        """The constant rate, or the profile's mean over one period (a day if it does not repeat)."""
+        if self.profile is not None:
+            return self.profile.mean(self.profile.repeat or 86400.0)
+        return self.rate
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,8 @@ class RunControl:
     replications: int
     drain: bool
     sample_interval: float | None
+    bin: float | None = None           # per-time-bin wait statistics (e.g. 1h: by hour)
+    bin_period: float | None = None    # bins of (t mod period): 24h gives hour of day
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,11 @@ class Scenario:
     run: RunControl
     data: dict = field(repr=False, compare=False, default_factory=dict)
     base_dir: Path = field(repr=False, compare=False, default=Path("."))
+    classes: tuple[Workload, ...] = ()     # several job classes; `workload` is the first
+
+    @property
+    def job_classes(self) -> tuple[Workload, ...]:
+        return self.classes or (self.workload,)
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
@@ -175,16 +197,47 @@ def _parse(data: dict, base_dir: Path) -> Scenario:
     for i, name in enumerate(names):
         if names.index(name) != i:
             raise ScenarioError(f"agents[{i}].name", name, "duplicate group name")
-    workload = _workload(top.table("workload", required=True), base_dir)
+    wt = top.table("workload", required=True)
+    classes: tuple[Workload, ...] = ()
+    if wt.has("classes"):
+        classes = _classes(wt, base_dir)
+        wt.done()
+        workload = classes[0]
+    else:
+        workload = _workload(wt, base_dir)
     clients = _clients(top.table("clients") or Table({}, "clients"))
     run = _run(top.table("run", required=True), workload)
     top.done()
     offered = [v for g in groups for v in g.python]
-    for text, _ in workload.python:
-        req = validation.parse_python_version(text)
-        if validation.choose_interpreter([req], offered) is None:
-            raise ScenarioError("workload.python", text, "no agent group offers a Python version that satisfies it")
-    return Scenario(groups, network, workload, clients, run, data, base_dir)
+    for w in classes or (workload,):
+        for text, _ in w.python:
+            req = validation.parse_python_version(text)
+            if validation.choose_interpreter([req], offered) is None:
+                key = "workload.python" if not classes else f"workload.classes[{classes.index(w)}].python"
+                raise ScenarioError(key, text, "no agent group offers a Python version that satisfies it")
+    for i, g in enumerate(groups):
+        if g.autoscale is not None and g.failures is not None:
+            raise ScenarioError(f"agents[{i}].autoscale", g.name, "an autoscaled group cannot also have failures")
+    return Scenario(groups, network, workload, clients, run, data, base_dir, classes)
+
+
+def _classes(wt: Table, base_dir: Path) -> tuple[Workload, ...]:
+    raw = wt.raw("classes")
+    if not isinstance(raw, list) or not raw:
+        raise wt.fail("classes", "must be one or more [[workload.classes]] tables")
+    out = []
+    for i, item in enumerate(raw):
+        ct = Table(item, wt.key(f"classes[{i}]"))
+        name = ct.string("name", f"class{i}")
+        w = _workload(ct, base_dir)
+        if w.arrivals not in ("poisson", "deterministic"):
+            raise ct.fail("arrivals", "a job class arrives as poisson or deterministic (a trace is one workload)")
+        out.append(Workload(**{**w.__dict__, "name": name}))
+    names = [w.name for w in out]
+    for i, n in enumerate(names):
+        if names.index(n) != i:
+            raise ScenarioError(wt.key(f"classes[{i}].name"), n, "duplicate class name")
+    return tuple(out)
 
 
 def _group(t: Table, index: int) -> AgentGroup:
@@ -213,8 +266,11 @@ def _group(t: Table, index: int) -> AgentGroup:
         if failures.time_to_failure.mean <= 0:
             raise ft.fail("time_to_failure", "mean time to failure must be > 0")
         ft.done()
+    price = t.number("price_per_hour", None) if t.has("price_per_hour") else t.raw("price_per_hour", None)
+    at = t.table("autoscale")
+    auto = autoscale_mod.parse(at, count) if at is not None else None
     t.done()
-    return AgentGroup(name, count, slots, tuple(python), speed, link, failures)
+    return AgentGroup(name, count, slots, tuple(python), speed, link, failures, price, auto)
 
 
 def _network(t: Table | None) -> Network:
@@ -235,7 +291,13 @@ def _network(t: Table | None) -> Network:
 def _workload(t: Table, base_dir: Path) -> Workload:
     arrivals = t.string("arrivals", "poisson", choices=ARRIVALS)
     rate = trace = None
-    if arrivals in ("poisson", "deterministic"):
+    profile = profiles.parse(t, base_dir)
+    if profile is not None:
+        if arrivals != "poisson":
+            raise t.fail("profile", "a rate profile needs arrivals = 'poisson'")
+        if t.has("rate"):
+            raise t.fail("rate", "give rate or profile, not both")
+    elif arrivals in ("poisson", "deterministic"):
         rate = t.number("rate", positive=True)
     else:
         raw = t.string("trace")
@@ -266,7 +328,7 @@ def _workload(t: Table, base_dir: Path) -> Workload:
     if fail_p > 1:
         raise t.fail("fail_probability", "must be a probability between 0 and 1")
     t.done()
-    return Workload(arrivals, rate, trace, time_scale, runtime, files, python, fail_p)
+    return Workload(arrivals, rate, trace, time_scale, runtime, files, python, fail_p, profile)
 
 
 _MISSING_RUNTIME = object()
@@ -337,7 +399,11 @@ def _run(t: Table, workload: Workload) -> RunControl:
         replications=t.integer("replications", 1, minimum=1),
         drain=t.boolean("drain", duration is None),
         sample_interval=t.duration("sample_interval", None, positive=True) if t.has("sample_interval") else t.raw("sample_interval", None),
+        bin=_optional_duration(t, "bin", _default_bin(workload)),
+        bin_period=_optional_duration(t, "bin_period", workload.profile.repeat if workload.profile else None),
     )
+    if run.bin_period is not None and run.bin is None:
+        raise t.fail("bin_period", "needs run.bin (the width of a bin, e.g. '1h')")
     if duration is not None and run.warmup >= duration:
         raise t.fail("warmup", f"must be shorter than run.duration ({duration:g} s)")
     if jobs is not None and run.warmup_jobs >= jobs:
@@ -346,38 +412,19 @@ def _run(t: Table, workload: Workload) -> RunControl:
     return run
 
 
-# --- dotted keys for sweeps -----------------------------------------------------------------
+def _default_bin(workload: Workload) -> float | None:
+    """Hourly statistics for a daily profile, 1/24 of the period for another repeating profile."""
+    p = workload.profile
+    if p is None or not p.repeat:
+        return None
+    return 3600.0 if p.repeat == 86400.0 else p.repeat / 24
 
-_KEY_RE = re.compile(r"(\w+)(?:\[([\w.-]+)\])?")
 
-
-def _set_key(data: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node: Any = data
-    for i, part in enumerate(parts):
-        m = _KEY_RE.fullmatch(part)
-        if not m:
-            raise ScenarioError(key, value, f"malformed key part {part!r}")
-        name, sel = m.group(1), m.group(2)
-        last = i == len(parts) - 1
-        if name == "agents" and i == 0:
-            groups = data.get("agents")
-            groups = [groups] if isinstance(groups, dict) else groups
-            if sel is None:
-                if len(groups) != 1:
-                    names = ", ".join(f"agents[{g.get('name', j)}]" for j, g in enumerate(groups))
-                    raise ScenarioError(key, value, f"the scenario has {len(groups)} agent groups: name one ({names})")
-                node = groups[0]
-            else:
-                match = [g for j, g in enumerate(groups) if g.get("name", f"group{j}") == sel or str(j) == sel]
-                if not match:
-                    raise ScenarioError(key, value, f"no agent group named {sel!r}")
-                node = match[0]
-            data["agents"] = groups
-            continue
-        if last:
-            node[name] = value
-        else:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise ScenarioError(key, value, f"{name} is not a table")
+def _optional_duration(t: Table, name: str, default: float | None) -> float | None:
+    if not t.has(name):
+        t.raw(name, None)
+        return default
+    if t.data[name] is False:
+        t.raw(name)
+        return None
+    return t.duration(name, positive=True)

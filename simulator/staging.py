@@ -1,28 +1,64 @@
 """StageInFiles in the model: the per-agent content cache (AGT-STAGE-5) and transfers."""
 from __future__ import annotations
 
-from simulator.clock import P_RUNJOB, P_TRANSFER
+import math
+from typing import Callable, Protocol
+
+from simulator.clock import P_RUNJOB, P_TRANSFER, Call
 from simulator.entities import Agent, Job
+from simulator.network import Transfers
+
+
+class Host(Protocol):
+    """What staging needs from the simulation it is part of."""
+
+    env: object
+    at: Callable[..., Call]
+    def _runjob(self, job: Job) -> None: ...
 
 
 class Staging:
-    """Mixin of Simulation: a job's files are staged from the cache, an in-flight fetch, or a transfer.
+    """A job's files come from the agent's cache, from a fetch in flight there, or by a transfer.
 
     A file already cached on the agent, or being fetched there for another job, is not read
     again (a hit); the misses of one StageInFiles are one transfer. The call takes rpc_latency;
     a transfer's content is usable rpc_latency + source_latency after its bytes are in.
     """
 
-    def _stage_rpc_only(self, job: Job) -> None:
+    def __init__(self, host: Host, scenario, file_sizes: list[float], links: list[float] | None):
+        net = scenario.network
+        self.host = host
+        self.env = host.env
+        self.at = host.at
+        self.runjob = host._runjob
+        self.lat = scenario.clients.rpc_latency
+        self.fetch_delay = scenario.clients.rpc_latency + net.source_latency   # request to usable content
+        self.enabled = net.enabled
+        self.use_cache = net.cache
+        self.cache_capacity = net.cache_capacity
+        self.lru = net.cache_capacity != math.inf
+        self.file_sizes = file_sizes
+        self.holders: dict[int, set] = {}     # file -> agents caching it (for cache_affinity)
+        self.track_holders = False
+        self.bytes_requested = 0.0
+        self.transfers: Transfers | None = None
+        if net.enabled and links is not None:
+            self.instant = [min(net.source_bandwidth, link) == math.inf for link in links]
+            self.transfers = Transfers(host.clock, net.source_bandwidth, links)
+
+    def rpc_only(self, job: Job) -> None:
         """Nothing to transfer: StageInFiles takes one RPC latency, RunJob another (one event)."""
         if self.lat:
             job.stage_end = self.env._now + self.lat
-            self.at(2 * self.lat, P_RUNJOB, self._runjob, job)
+            self.at(2 * self.lat, P_RUNJOB, self.runjob, job)
         else:
             job.stage_end = self.env._now
-            self._runjob(job)
+            self.runjob(job)
 
-    def _stage_files(self, job: Job, agent: Agent) -> None:
+    def stage(self, job: Job, agent: Agent) -> None:
+        if not self.enabled or not job.files:
+            self.rpc_only(job)
+            return
         sizes, use_cache = self.file_sizes, self.use_cache
         cache, inflight = agent.cache, agent.inflight
         missed, miss_bytes = [], 0.0
@@ -54,10 +90,10 @@ class Staging:
             else:
                 self.transfers.start(agent.index, miss_bytes, self._transfer_done, job)
         if job.pending == 0:
-            self._stage_rpc_only(job)     # every file cached: no transfer
+            self.rpc_only(job)     # every file cached: no transfer
         elif self.lat and not missed:     # waiting for files in flight; the RPC itself takes lat
             job.pending += 1
-            self.at(self.lat, P_TRANSFER, self._stage_part, job)
+            self.at(self.lat, P_TRANSFER, self._part, job)
 
     def _transfer_done(self, job: Job) -> None:
         agent = job.agent
@@ -70,15 +106,15 @@ class Staging:
                 if holders is not None:
                     holders.setdefault(f, set()).add(agent.index)
                 for waiter in agent.inflight.pop(f, ()):
-                    self._stage_part(waiter, self.fetch_delay)
+                    self._part(waiter, self.fetch_delay)
             while self.lru and agent.cache_used > self.cache_capacity and agent.cache:
                 old = next(iter(agent.cache))
                 agent.cache_used -= agent.cache.pop(old)
                 if holders is not None:
                     holders[old].discard(agent.index)
-        self._stage_part(job, self.fetch_delay)
+        self._part(job, self.fetch_delay)
 
-    def _stage_part(self, job: Job, extra: float = 0.0) -> None:
+    def _part(self, job: Job, extra: float = 0.0) -> None:
         job.pending -= 1
         if job.pending == 0:
             self._staged(job, extra)
@@ -88,6 +124,42 @@ class Staging:
         job.stage_end = self.env._now + extra
         delay = extra + self.lat
         if delay:
-            self.at(delay, P_RUNJOB, self._runjob, job)
+            self.at(delay, P_RUNJOB, self.runjob, job)
         else:
-            self._runjob(job)
+            self.runjob(job)
+
+    def forget(self, agent: Agent) -> None:
+        """An agent switched off (scale-in): its cache is gone with the machine."""
+        if self.track_holders:
+            for f in agent.cache:
+                self.holders.get(f, set()).discard(agent.index)
+        agent.cache.clear()
+        agent.cache_used = 0.0
+
+    # --- what the links and the source did over the statistics window ---------------------------------
+    def snapshot(self) -> tuple[float, list[float], float] | None:
+        t = self.transfers
+        if t is None:
+            return None
+        return t.bytes_done, list(t.delivered), t.saturated_time()
+
+    def metrics(self, start, end, span: float, agents: list[Agent], groups: list[str],
+                active_area: dict[str, float]) -> dict[str, float]:
+        """Utilisation of the source (bytes read / what it could deliver) and of each agent's link,
+        as the group's mean and its busiest agent, and the share of time the source was the limit."""
+        t = self.transfers
+        if t is None or start is None or end is None:
+            return {}
+        out = {"source_utilisation": (end[0] - start[0]) / (t.S * span) if t.S != math.inf else 0.0,
+               "source_saturated": (end[2] - start[2]) / span}
+        per: dict[str, list[float]] = {g: [] for g in groups}
+        for a in agents:
+            link = t.L[a.index]
+            moved = end[1][a.index] - start[1][a.index]
+            per[a.group].append(moved / (link * span) if link != math.inf else 0.0)
+        for g, utils in per.items():
+            # an autoscaled group's links exist only while its agents do: divide by agents serving
+            n = active_area.get(g, len(utils) * span) / span
+            out[f"link_utilisation.{g}"] = sum(utils) / n if n > 0 else 0.0
+            out[f"link_utilisation_max.{g}"] = max(utils) if utils else 0.0
+        return out

@@ -22,8 +22,15 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
 
 
-def confidence_interval(values: Sequence[float]) -> dict:
-    """Mean and 95 % t-interval of replication values (half_width is NaN for one replication)."""
+def confidence_interval(values: Sequence[float], positive: bool = False) -> dict:
+    """Mean and 95 % interval of replication values (half_width is NaN for one replication).
+
+    Default: Student t. With `positive` (a wait, a turnaround: never negative, skewed, one slow
+    replication can dominate) the interval is Cox's for the mean of a log-normal sample:
+    exp(ybar + s^2/2 +- t * sqrt(s^2/n + s^4/(2(n-1)))) over y = log(value); it is never below zero
+    and widens to the right with the spread. If some value is 0 (no log), it is the t interval
+    with its low end clipped at 0 (`method` says which). half_width is (high - low) / 2.
+    """
     vals = [float(v) for v in values]
     n = len(vals)
     finite = [v for v in vals if math.isfinite(v)]
@@ -32,11 +39,42 @@ def confidence_interval(values: Sequence[float]) -> dict:
         return {"mean": mean, "low": math.nan, "high": math.nan, "half_width": math.nan, "n": n, "values": vals}
     mean = sum(vals) / n
     if n < 2:
-        half = math.nan
-    else:
-        var = sum((v - mean) ** 2 for v in vals) / (n - 1)
-        half = t975(n - 1) * math.sqrt(var / n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half, "n": n, "values": vals}
+        return {"mean": mean, "low": math.nan, "high": math.nan, "half_width": math.nan, "n": n, "values": vals}
+    var = sum((v - mean) ** 2 for v in vals) / (n - 1)
+    half = t975(n - 1) * math.sqrt(var / n)
+    low, high, method = mean - half, mean + half, "t"
+    if positive and min(vals) > 0 and var > 0:
+        ys = [math.log(v) for v in vals]
+        ybar = sum(ys) / n
+        s2 = sum((y - ybar) ** 2 for y in ys) / (n - 1)
+        se = math.sqrt(s2 / n + s2 * s2 / (2 * (n - 1)))
+        centre = ybar + s2 / 2
+        low, high, method = math.exp(centre - t975(n - 1) * se), math.exp(centre + t975(n - 1) * se), "cox-log"
+        half = (high - low) / 2
+    elif positive and low < 0:
+        low, method = 0.0, "t-clipped"
+        half = (high - low) / 2
+    return {"mean": mean, "low": low, "high": high, "half_width": half, "n": n, "values": vals, "method": method}
+
+
+POSITIVE_PREFIXES = ("wait_", "queue_wait_", "turnaround_", "wait_split.")
+
+
+def is_positive_metric(name: str) -> bool:
+    """Times that are never negative and skewed: their interval is Cox's log-normal one."""
+    return name.startswith(POSITIVE_PREFIXES) or (name.startswith("bin.") and ".wait_" in name)
+
+
+def disagree(ci: dict) -> bool:
+    """Replication values worth showing: the largest is over 3x the median, or the interval is
+    wider than the mean itself."""
+    vals = sorted(v for v in ci.get("values", []) if v == v)
+    if len(vals) < 2:
+        return False
+    med = vals[len(vals) // 2] if len(vals) % 2 else (vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2
+    mean = ci.get("mean")
+    wide = mean and ci.get("high") == ci.get("high") and (ci["high"] - ci["low"]) > abs(mean)
+    return bool(wide) or (med > 0 and vals[-1] > 3 * med)
 
 
 class LogHistogram:
@@ -50,7 +88,8 @@ class LogHistogram:
     LOW, HIGH, RATIO = 1e-9, 1e12, 1.001
     BUFFER = 4096   # values held before binning: bounds memory, amortises numpy's per-call cost
 
-    def __init__(self) -> None:
+    def __init__(self, ratio: float | None = None) -> None:
+        self.RATIO = ratio or self.RATIO
         self._log_ratio = math.log(self.RATIO)
         self.nbins = int(math.ceil(math.log(self.HIGH / self.LOW) / self._log_ratio)) + 1
         self.counts = np.zeros(self.nbins, dtype=np.int64)

@@ -5,10 +5,10 @@ import math
 import operator
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from simulator import units
+from simulator import bottleneck, units
 from simulator.api import Results, _worker
 from simulator.checks import ScenarioError
 from simulator.scenario import Scenario
@@ -101,12 +101,32 @@ def parse_target(text: str) -> Target:
 def run_points(scenario: Scenario, key: str, values: list, *, replications: int | None = None, workers: int = 1,
                executor=None, progress: Callable[[int, int], None] | None = None) -> list[tuple[object, Results]]:
     """Every (value, replication) pair as one task, in processes or on a Dask cluster."""
+    combos = [{key: v} for v in values]
+    done = run_grid(scenario, combos, replications=replications, workers=workers, executor=executor, progress=progress)
+    return [(v, res) for v, (_, res) in zip(values, done)]
+
+
+def grid(varies: list[tuple[str, list]]) -> list[dict]:
+    """Every combination of the varied keys' values (the first key varies slowest)."""
+    combos: list[dict] = [{}]
+    for key, values in varies:
+        combos = [{**c, key: v} for c in combos for v in values]
+    if len(combos) > 10_000:
+        raise SweepError(f"--vary: {len(combos)} combinations is too many (at most 10000)")
+    return combos
+
+
+def run_grid(scenario: Scenario, combos: list[dict], *, replications: int | None = None, workers: int = 1,
+             executor=None, progress: Callable[[int, int], None] | None = None) -> list[tuple[dict, Results]]:
+    """Every (combination, replication) pair as one task, in processes or on a Dask cluster."""
     points = []
-    for v in values:
+    for combo in combos:
         try:
-            points.append(scenario.with_value(key, v))
+            points.append(scenario.with_values(combo))
         except ScenarioError as exc:
-            raise ScenarioError(exc.key, exc.value, f"{exc.message} (from --vary {key}={v})") from None
+            shown = " ".join(f"{k}={v}" for k, v in combo.items())
+            raise ScenarioError(exc.key, exc.value, f"{exc.message} (from --vary {shown})") from None
+    values = combos
     n = replications or scenario.run.replications
     tasks = [(p, r, None, False) for p in points for r in range(n)]
     reps: list = []
@@ -132,32 +152,80 @@ def run_points(scenario: Scenario, key: str, values: list, *, replications: int 
 
 @dataclass
 class Plan:
-    """The answer of `plan`: the smallest value meeting the target, and every point evaluated."""
+    """The answer of `plan`: the value chosen (None if none met the target), every point evaluated
+    as (value, metric CI, met), each point's verdict, and why the search ended as it did."""
 
     target: Target
     key: str
     value: int | None
     metric: dict | None
     evaluated: list[tuple[int, dict, bool]]
+    verdicts: dict = field(default_factory=dict)
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    costs: dict = field(default_factory=dict)
+
+    @property
+    def headroom(self) -> float | None:
+        """How far the chosen point's judged bound is from the target, relative to the target."""
+        if self.metric is None or not self.target.value:
+            return None
+        m, t = self.metric, self.target
+        bound = m["high"] if t.op in ("<=", "<") and m["high"] == m["high"] else m["mean"]
+        if t.op in (">=", ">"):
+            bound = m["low"] if m["low"] == m["low"] else m["mean"]
+            return (bound - t.value) / abs(t.value)
+        return (t.value - bound) / abs(t.value)
+
+
+def _better(target: Target, a: float, b: float) -> bool:
+    """a is better than b for this target (lower for <=, higher for >=)."""
+    return a < b if target.op in ("<=", "<") else a > b
+
+
+def non_monotone(target: Target, evaluated: list[tuple[int, dict, bool]]) -> list[str]:
+    """Steps where a larger value gave a clearly worse metric (the intervals do not overlap)."""
+    notes = []
+    pts = sorted(evaluated, key=lambda e: e[0])
+    for (v0, m0, _), (v1, m1, _) in zip(pts, pts[1:]):
+        lo0, hi0 = (m0["low"], m0["high"]) if m0["low"] == m0["low"] else (m0["mean"], m0["mean"])
+        lo1, hi1 = (m1["low"], m1["high"]) if m1["low"] == m1["low"] else (m1["mean"], m1["mean"])
+        worse = lo1 > hi0 if target.op in ("<=", "<") else hi1 < lo0
+        if worse:
+            notes.append(f"{target.metric} got worse from {v0} ({m0['mean']:.4g}) to {v1} ({m1['mean']:.4g})")
+    return notes
 
 
 def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: int = 100_000,
          criterion: str = "ci", replications: int | None = None, workers: int = 1, executor=None,
-         progress: Callable[[int, int], None] | None = None) -> Plan:
+         progress: Callable[[int, int], None] | None = None, precision=None, minimise: str | None = None,
+         values: list | None = None) -> Plan:
     """Smallest integer value of `key` in [low, high] whose metric meets the target.
 
-    Assumes the metric improves monotonically with the value (more agents, less wait): doubling
-    from `low` until the target is met, then bisection. With criterion 'ci' a value meets the
-    target only if the whole 95 % CI does (the upper bound for <=, the lower bound for >=);
-    with 'mean' the mean suffices. Every replication uses the same seeds at every value
-    (common random numbers), which keeps the comparison between values sharp.
+    Doubling from `low` until the target is met, then bisection. The search does not assume the
+    metric improves with the value: when two doublings in a row do not improve on the best value
+    seen, it stops and says so, and every pair of evaluated values where the larger is clearly
+    worse is reported. With criterion 'ci' a value meets the target only if the whole 95 % CI
+    does (the upper bound for <=, the lower bound for >=); with 'mean' the mean suffices. Every
+    value uses the same seeds (common random numbers). With `minimise` (a metric such as cost)
+    every value of `values` is evaluated and the cheapest meeting the target is the answer.
     """
     cache: dict[int, tuple[dict, bool]] = {}
+    verdicts: dict = {}
+    costs: dict = {}
 
     def evaluate(v: int) -> bool:
         if v not in cache:
-            [(_, res)] = run_points(scenario, key, [v], replications=replications, workers=workers,
-                                    executor=executor)
+            sc = scenario.with_value(key, v) if precision is not None else scenario
+            if precision is not None:
+                from simulator.sequential import run_until
+                try:
+                    res = run_until(sc, precision, start=replications, workers=workers, executor=executor)
+                except ScenarioError as exc:
+                    raise ScenarioError(exc.key, exc.value, f"{exc.message} (from --vary {key}={v})") from None
+            else:
+                [(_, res)] = run_points(scenario, key, [v], replications=replications, workers=workers,
+                                        executor=executor)
             if target.metric not in res.metrics:
                 known = ", ".join(sorted(res.metrics))
                 raise SweepError(f"--target: unknown metric {target.metric!r}; known: {known}")
@@ -166,14 +234,47 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
             if criterion == "ci" and m["half_width"] == m["half_width"]:
                 x = m["high"] if target.op in ("<=", "<") else m["low"]
             cache[v] = (m, target.met_by(x))
+            flat = bottleneck.means(res.metrics)
+            verdicts[v] = bottleneck.verdict(flat).text
+            if minimise is not None:
+                if minimise not in flat:
+                    raise SweepError(f"--minimise: unknown metric {minimise!r}; known: {', '.join(sorted(flat))}")
+                costs[v] = flat[minimise]
             if progress:
                 progress(len(cache), 0)
         return cache[v][1]
 
+    def result(value, reason, notes=()):
+        ev = sorted((v, m, ok) for v, (m, ok) in cache.items())
+        extra = list(notes) + [n for n in non_monotone(target, ev) if n not in notes]
+        return Plan(target, key, value, cache[value][0] if value is not None else None, ev, verdicts, reason,
+                    extra, costs)
+
+    if minimise is not None:
+        for v in values or []:
+            evaluate(v)
+        met = [v for v, (_, ok) in cache.items() if ok]
+        if not met:
+            return result(None, f"no value tried meets {target}")
+        best = min(met, key=lambda v: (costs[v], v))
+        return result(best, f"the lowest {minimise} among the {len(met)} values meeting {target}")
+
     lo, hi = low, low
+    best_v, stale = None, 0
     while not evaluate(hi):
+        mean = cache[hi][0]["mean"]
+        if best_v is None or _better(target, mean, cache[best_v][0]["mean"]):
+            best_v, stale = hi, 0
+        else:
+            stale += 1
+        if stale >= 2:
+            tried = sorted(cache)
+            return result(None, f"{target.metric} stopped improving with {key}: best {cache[best_v][0]['mean']:.4g} "
+                                f"at {best_v}, no better at {', '.join(str(v) for v in tried if v > best_v)}",
+                          [f"more {key} does not help: at {best_v}: {verdicts[best_v]}"])
         if hi >= high:
-            return Plan(target, key, None, None, sorted((v, m, ok) for v, (m, ok) in cache.items()))
+            return result(None, f"no value of {key} in {low}..{high} meets {target} (best {cache[best_v][0]['mean']:.4g} "
+                                f"at {best_v}: {verdicts[best_v]})")
         lo, hi = hi + 1, min(high, hi * 2)
     while lo < hi:
         mid = (lo + hi) // 2
@@ -181,4 +282,4 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
             hi = mid
         else:
             lo = mid + 1
-    return Plan(target, key, hi, cache[hi][0], sorted((v, m, ok) for v, (m, ok) in cache.items()))
+    return result(hi, f"the smallest value meeting {target} (doubling, then bisection)")

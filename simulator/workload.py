@@ -1,7 +1,7 @@
 """Job sources: arrival times, runtimes, input files by popularity and python requirements."""
 from __future__ import annotations
 
-import itertools
+import heapq
 import math
 import random
 from typing import Iterator
@@ -21,8 +21,10 @@ class FileCatalog:
 
     BATCH = 4096
 
-    def __init__(self, scenario: Scenario, rng: random.Random, gen: np.random.Generator):
-        files = scenario.workload.files
+    def __init__(self, scenario: Scenario, rng: random.Random, gen: np.random.Generator, files=None,
+                 offset: int = 0):
+        files = files or scenario.workload.files
+        self.offset = offset     # a job class's files follow the previous classes' in one id space
         draw_size = files.size.sampler(rng)
         self.sizes = [max(0.0, draw_size()) for _ in range(files.catalog)]
         self.count = files.count.sampler(rng)
@@ -39,7 +41,8 @@ class FileCatalog:
 
     def _refill(self) -> None:
         u = self.gen.random(self.BATCH)
-        self._buf = np.searchsorted(self.cdf, u, side="right").tolist()
+        idx = np.searchsorted(self.cdf, u, side="right")
+        self._buf = (idx + self.offset if self.offset else idx).tolist()
         self._buf.reverse()
 
     def draw(self) -> tuple[int, ...]:
@@ -56,33 +59,38 @@ class FileCatalog:
 
 
 class Arrivals:
-    """Iterates (submit time, runtime or None, python text or None) for one replication.
+    """Iterates (submit time, runtime or None, python text or None, job class) for one replication.
 
     Poisson and deterministic arrivals stop at run.jobs or run.duration; traces stop at their end
     (or earlier at run.jobs / run.duration). Trace times are multiplied by workload.time_scale and
-    shifted so the first job arrives at time 0.
+    shifted so the first job arrives at time 0. With a rate profile, arrivals are a Poisson process
+    of that time-varying rate; with several job classes, their arrivals are merged in time order
+    (class 0 draws from `rng`, class k from `class_rngs[k - 1]`).
     """
 
-    def __init__(self, scenario: Scenario, rng: random.Random):
+    def __init__(self, scenario: Scenario, rng: random.Random, class_rngs: list[random.Random] = ()):
         self.scenario = scenario
         self.rng = rng
+        self.class_rngs = list(class_rngs)
         self.trace_stats = traces.TraceStats()
 
-    def __iter__(self) -> Iterator[tuple[float, float | None, str | None]]:
+    def __iter__(self) -> Iterator[tuple[float, float | None, str | None, int]]:
         w, run = self.scenario.workload, self.scenario.run
         limit = run.jobs if run.jobs is not None else math.inf
         horizon = run.duration if run.duration is not None else math.inf
-        if w.arrivals in ("poisson", "deterministic"):
-            gap = 1.0 / w.rate
-            expo = self.rng.expovariate
-            t = 0.0
-            for n in itertools.count():
-                if n >= limit:
+        classes = self.scenario.job_classes
+        if len(classes) > 1:
+            rngs = [self.rng] + self.class_rngs
+            merged = heapq.merge(*(((t, k) for t in _times(c, rngs[k])) for k, c in enumerate(classes)))
+            for n, (t, k) in enumerate(merged):
+                if n >= limit or t >= horizon:
                     return
-                t += expo(w.rate) if w.arrivals == "poisson" else gap
-                if t >= horizon:
+                yield t, None, None, k
+        elif w.arrivals in ("poisson", "deterministic"):
+            for n, t in enumerate(_times(w, self.rng)):
+                if n >= limit or t >= horizon:
                     return
-                yield t, None, None
+                yield t, None, None, 0
         else:
             origin = None
             for n, job in enumerate(traces.read_trace(w.arrivals, w.trace, self.trace_stats)):
@@ -93,7 +101,24 @@ class Arrivals:
                 t = (job.submit - origin) * w.time_scale
                 if t >= horizon:
                     return
-                yield t, job.runtime * w.time_scale, job.python
+                yield t, job.runtime * w.time_scale, job.python, 0
+
+
+def _times(w, rng: random.Random) -> Iterator[float]:
+    """Arrival times of one class: its rate profile, or Poisson or deterministic at its rate."""
+    if w.profile is not None:
+        yield from w.profile.arrivals(rng)
+        return
+    gap = 1.0 / w.rate
+    expo = rng.expovariate
+    t = 0.0
+    if w.arrivals == "poisson":
+        while True:
+            t += expo(w.rate)
+            yield t
+    while True:
+        t += gap
+        yield t
 
 
 def expected_span(scenario: Scenario) -> float:
@@ -101,8 +126,9 @@ def expected_span(scenario: Scenario) -> float:
     w, run = scenario.workload, scenario.run
     if run.duration is not None:
         return run.duration
-    if w.rate:
-        return run.jobs / w.rate + (w.runtime.mean if w.runtime else 0.0)  # type: ignore[operator]
+    if w.rate or w.profile is not None or len(scenario.job_classes) > 1:
+        rate = sum(c.mean_rate for c in scenario.job_classes)
+        return run.jobs / rate + max(c.runtime.mean for c in scenario.job_classes)  # type: ignore[operator]
     first = last = None
     for n, job in enumerate(traces.read_trace(w.arrivals, w.trace)):
         if run.jobs is not None and n >= run.jobs:

@@ -17,7 +17,37 @@ def add_scenario(parser) -> None:
     parser.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="override run.seed")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help=f"processes for replications and points (default: {default_workers()})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                        help="change one scenario key without editing the file (repeatable), e.g. "
+                             "--set workload.rate=40 --set network.source_bandwidth=40Gbit/s")
+
+
+def add_precision(parser, default_metric: str = "wait_p95") -> None:
+    parser.add_argument("--precision", type=fraction, default=None, metavar="REL",
+                        help="add replications until the 95 %% interval of --precision-metric is within "
+                             "+-REL of its mean (e.g. 0.05), up to --max-replications")
+    parser.add_argument("--precision-metric", default=None, metavar="METRIC",
+                        help=f"the metric --precision judges (default: {default_metric}, or plan's target metric)")
+    parser.add_argument("--max-replications", type=positive_int, default=50, metavar="N",
+                        help="the cap of --precision (default 50)")
+
+
+def fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise_type(f"{text!r} is not a number")
+    if not 0 < v < 1:
+        raise_type(f"{text!r} must be a fraction in (0, 1), like 0.05 for 5 %")
+    return v
+
+
+def precision(args, metric: str):
+    if getattr(args, "precision", None) is None:
+        return None
+    from simulator.sequential import Precision
+    return Precision(args.precision, args.precision_metric or metric, args.max_replications)
 
 
 def positive_int(text: str) -> int:
@@ -50,6 +80,7 @@ def load(args) -> Scenario:
     if not path.is_file():
         raise UsageError(f"scenario file {str(path)!r} does not exist")
     sc = Scenario.from_toml(path)
+    sc = apply_sets(sc, getattr(args, "set", []) or [])
     if args.seed is not None:
         sc = sc.with_value("run.seed", args.seed)
     if args.replications is not None:
@@ -57,15 +88,38 @@ def load(args) -> Scenario:
     return sc
 
 
+def apply_sets(sc: Scenario, specs: list[str]) -> Scenario:
+    """--set KEY=VALUE, all at once (validated together); errors name the key, the value and the flag."""
+    from simulator.checks import ScenarioError
+    from simulator.keys import parse_set
+    changes = {}
+    for spec in specs:
+        try:
+            key, value = parse_set(spec)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        changes[key] = value
+    if not changes:
+        return sc
+    try:
+        return sc.with_values(changes)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.key, exc.value, f"{exc.message} (from --set)") from None
+
+
 def workers(args) -> int:
     return args.workers or default_workers()
 
 
 @contextlib.contextmanager
-def progress_bar(args, description: str, total: float | None):
-    """A rich progress bar on stderr (only on a terminal, and not with --quiet); yields update(done, total)."""
-    if args.quiet or not sys.stderr.isatty():
+def progress_bar(args, description: str, total: float | None, every: float = 5.0):
+    """A rich progress bar on stderr on a terminal; elsewhere (a log, CI) one line every `every`
+    seconds; nothing with --quiet. Yields update(done, total)."""
+    if args.quiet:
         yield lambda done, total=None: None
+        return
+    if not sys.stderr.isatty():
+        yield _LineProgress(description, total, every)
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.console import Console
@@ -76,3 +130,23 @@ def progress_bar(args, description: str, total: float | None):
         def update(done, new_total=None):
             bar.update(task, completed=done, total=new_total or total)
         yield update
+
+
+class _LineProgress:
+    """Progress for a non-terminal: at most one line per `every` seconds, with elapsed time."""
+
+    def __init__(self, description: str, total, every: float):
+        import time
+        self.clock = time.monotonic
+        self.description, self.total, self.every = description, total, every
+        self.t0 = self.last = self.clock()
+
+    def __call__(self, done, new_total=None) -> None:
+        now = self.clock()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        total = new_total or self.total
+        share = f" ({100 * done / total:.0f} %)" if total else ""
+        print(f"{self.description}: {done:g}{f' of {total:g}' if total else ''}{share}, {now - self.t0:.0f} s elapsed",
+              file=sys.stderr, flush=True)
