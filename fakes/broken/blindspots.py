@@ -36,14 +36,13 @@ class ForgetsSlotsAfterRestart(AgentCore):
         super().__init__(config, telemetry)
         self._recovered_waiting: set[str] = set()
 
-    def _recover(self):
-        super()._recover()
-        with self._lock:
-            self._recovered_waiting = set(self._queue)
+    def on_recovered(self):
+        self._recovered_waiting = {job.job for job in self.waiting_jobs()}
 
-    def _free_slots(self):
-        if self._queue and self._queue[0] in self._recovered_waiting:
-            self._recovered_waiting.discard(self._queue[0])
+    def _free_slots(self):  # called under the core's lock, as _next_job() is
+        nxt = self._next_job()
+        if nxt is not None and nxt.job in self._recovered_waiting:
+            self._recovered_waiting.discard(nxt.job)
             return 1
         return super()._free_slots()
 
@@ -74,11 +73,8 @@ class RestagesFromSourceAfterRestart(AgentCore):
 
     violates = ("AGT-STAGE-3",)
 
-    def _recover(self):
-        super()._recover()
-        with self._lock:
-            pending = {job: list(files) for job, files in self._staged.items() if job not in self._jobs}
-        for job_id, files in pending.items():
+    def on_recovered(self):
+        for job_id, files in self.unsubmitted_staging().items():
             for file in files:
                 dest = self._workdir(job_id) / checked_name(file)
                 tmp = dest.with_name(f".tmp-{uuidlib.uuid4().hex}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 from fakes.broken._registry import register, run_again
@@ -107,10 +108,11 @@ class RunsJobTwiceOnRepeat(AgentCore):
     def __init__(self, config, telemetry=None):
         super().__init__(config, telemetry)
         self._reran: set[str] = set()
+        self._reran_lock = threading.Lock()  # its own: a subclass never takes the core's lock
 
     def _status_query(self, job, req):
         state = super()._status_query(job, req)
-        with self._lock:
+        with self._reran_lock:
             again = state is JobState.DONE and job.job not in self._reran
             if again:
                 self._reran.add(job.job)
@@ -158,12 +160,13 @@ class GoesBackFromDoneToRun(AgentCore):
     def __init__(self, config, telemetry=None):
         super().__init__(config, telemetry)
         self._done_answers: dict[str, int] = {}
+        self._answers_lock = threading.Lock()
 
     def _report_state(self, job):
         state = super()._report_state(job)
         if state is not JobState.DONE:
             return state
-        with self._lock:
+        with self._answers_lock:
             n = self._done_answers[job.job] = self._done_answers.get(job.job, 0) + 1
         return JobState.RUN if n == 2 else state
 
@@ -201,9 +204,10 @@ class LeaksSlots(AgentCore):
     def __init__(self, config, telemetry=None):
         super().__init__(config, telemetry)
         self._ever_started = 0
+        self._count_lock = threading.Lock()
 
     def _start_job(self, job):
-        with self._lock:
+        with self._count_lock:
             self._ever_started += 1
         super()._start_job(job)
 
@@ -228,7 +232,8 @@ class StartsNewestFirst(AgentCore):
     violates = ("AGT-SCHED-3",)
 
     def _next_job(self):
-        return self._jobs[self._queue[-1]] if self._queue else None
+        waiting = self.waiting_jobs()
+        return waiting[-1] if waiting else None
 
 
 @register
@@ -237,9 +242,8 @@ class ForgetsDoneAfterRestart(AgentCore):
 
     violates = ("AGT-DUR-1",)
 
-    def _recover(self):
-        super()._recover()
-        with self._lock:
-            for job_id in [j for j, job in self._jobs.items() if job.state is JobState.DONE]:
-                del self._jobs[job_id]
+    def on_recovered(self):
+        for row in self.journal.jobs():
+            if JobState(row.state) is JobState.DONE:
+                self.discard_job(row.job)
 
