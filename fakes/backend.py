@@ -219,7 +219,7 @@ class FakeBackend:
             uuid = call.request.job.uuid if call.request is not None and call.request.HasField("job") else None
             if validation.is_uuid(uuid):
                 found = self._jobs.get(uuid.lower())
-                self.watcher.observe(call, uuid.lower(), found.state if found else None)
+                self.watcher.observe(call, uuid.lower(), found.state if found else None, found.files if found else ())
 
     @property
     def habits(self) -> list[Habit]:

@@ -13,7 +13,7 @@ from protos.states import JobState
 KINDS: dict[str, tuple[str | None, str]] = {
     "mismatched-repeat": ("AGT-RUN-8", "a repeat RunJob must send the submission's lists verbatim, or none"),
     "reused-job-id": ("AGT-RUN-7", "a job id runs at most once: use a new id for new work"),
-    "stage-after-submit": ("AGT-STAGE-4", "stage every file before the first RunJob"),
+    "stage-after-submit": ("AGT-STAGE-4", "stage every file before the first RunJob: a job's inputs are frozen"),
     "poll-without-backoff": (None, "let the poll interval grow while the state does not change"),
 }
 
@@ -87,9 +87,9 @@ class HabitWatcher:
         self._polling.clear()
         self._seen.clear()
 
-    def observe(self, call, job: str | None, state: JobState | None) -> None:
+    def observe(self, call, job: str | None, state: JobState | None, submitted: tuple[str, ...] = ()) -> None:
         """One recorded call of `job` (lower case, None when malformed); `state` is the job's
-        state after the call (None when not submitted)."""
+        state after the call (None when not submitted), `submitted` its files."""
         if job is None:
             return
         request, code = call.request, call.code
@@ -100,7 +100,10 @@ class HabitWatcher:
         if code is grpc.StatusCode.ALREADY_EXISTS:
             kind = "reused-job-id" if state is JobState.DONE else "mismatched-repeat"
             self._add(kind, job, "RunJob with other files or requirements than the submission", call.at)
-        elif code is grpc.StatusCode.FAILED_PRECONDITION and call.method == "StageInFiles":
+        elif code is grpc.StatusCode.FAILED_PRECONDITION and call.method == "StageInFiles" and \
+                not {f.uuid.lower() for f in request.files} <= set(submitted):
+            # staging the submission's own files again (a restarted client re-sending its
+            # submission) changes nothing; adding other files to a frozen job is the habit
             kind = "reused-job-id" if state is JobState.DONE else "stage-after-submit"
             self._add(kind, job, f"StageInFiles for a job already submitted ({state.name if state is not None else 'not submitted'})", call.at)
 

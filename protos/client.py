@@ -199,13 +199,18 @@ class AgentClient:
     def submit(self, job: str, files: Sequence[str], python_version: str | Sequence[str | None] | None = None, *,
                stage: bool = True, deadline: float = 60.0) -> JobState:
         """Stage `files` (unless stage=False) and send the first RunJob, both retried on transient
-        failures within `deadline` seconds; return the job's first state. A retried submission
-        is answered as a status query, so the job is created at most once (AGT-RUN-7)."""
+        failures within `deadline` seconds; return the job's first state. A retried submission,
+        also by a restarted client with the same job id, is answered as a status query, so the
+        job is created at most once (AGT-RUN-7)."""
         deadline = _deadline("deadline", deadline)
         start = self.clock()
         files = list(files)
         if stage:
-            self.stage(job, files, deadline=deadline)
+            try:
+                self.stage(job, files, deadline=deadline)
+            except StageAfterSubmit:
+                pass  # submitted before (an earlier run of this client): the RunJob below is a status
+                # query when the lists are the same, AlreadySubmitted when they are not
         left = max(0.0, deadline - (self.clock() - start))
         return self._retrying("submitting", lambda t: self.run(job, files, python_version, timeout=t), left)
 

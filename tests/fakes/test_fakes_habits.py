@@ -127,3 +127,13 @@ def test_malformed_rules_are_refused(rules, message):
 def test_every_kind_names_its_reason():
     assert set(KINDS) == {"mismatched-repeat", "reused-job-id", "stage-after-submit", "poll-without-backoff"}
     assert all(advice for _, advice in KINDS.values())
+
+
+def test_resending_a_whole_submission_is_not_a_habit(served, recwarn):
+    """A restarted client that submits again with the same id stages the same files again: the
+    agent refuses the staging (AGT-STAGE-4) but nothing was meant to change."""
+    agent, client, _ = served(progression=Scripted(["WAIT"]))
+    job, f = _submitted(agent, client)
+    assert client.submit(job, [f]).name == "WAIT"
+    assert [c.code.name for c in agent.calls][-2:] == ["FAILED_PRECONDITION", "OK"]
+    assert agent.backend.habits == [] and not recwarn.list

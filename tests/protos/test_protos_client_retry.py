@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import AfterPolls, FakeAgent, ManualClock, Scripted
-from protos.client import AgentClient, AgentUnavailable, Backoff, JobTimeout, UnknownJob, Unstaged
+from fakes import AfterPolls, ClientHabitWarning, FakeAgent, ManualClock, Scripted
+from protos.client import AgentClient, AgentUnavailable, AlreadySubmitted, Backoff, JobTimeout, UnknownJob, Unstaged
 from protos.states import JobState
 
 
@@ -121,6 +121,17 @@ def test_submit_retries_lost_and_refused_calls_and_creates_one_job(fake):
         ("StageInFiles", "UNAVAILABLE"), ("StageInFiles", "OK"),
         ("RunJob", "UNAVAILABLE"), ("RunJob", "UNAVAILABLE"), ("RunJob", "OK")]
     assert len(agent.backend.jobs()) == 1 and sleeps == [0.1, 0.1, 0.2]
+
+
+def test_submit_again_is_a_status_query_and_other_files_are_refused(fake):
+    agent, client, *_ = fake(progression=Scripted(["WAIT", "RUN"]))
+    f, g, job = agent.source.add(b"pass\n"), agent.source.add(b"other\n"), new_id()
+    assert client.submit(job, [f]) is JobState.WAIT
+    assert client.submit(job, [f]) is JobState.RUN        # as a restarted client would send it
+    with pytest.raises(AlreadySubmitted), pytest.warns(ClientHabitWarning, match="stage-after-submit"):
+        client.submit(job, [g])
+    assert len(agent.backend.jobs()) == 1 and agent.backend.job(job).files == (f,)
+    assert [h.kind for h in agent.backend.habits] == ["stage-after-submit", "mismatched-repeat"]
 
 
 def test_submit_retries_an_answer_slower_than_the_call_timeout(fake):
