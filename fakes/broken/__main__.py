@@ -13,6 +13,7 @@ examples:
   python -m fakes.broken --list                      # every broken agent, its requirement IDs, its defect
   python -m fakes.broken ExceedsSlots --listen 127.0.0.1:0 --source ./src --slots 1
   python -m fakes.broken OkWithoutCode --listen 127.0.0.1:50052 --source ./src --state-dir ./st
+  python -m fakes.broken ReportsDoneLate --source ./src --delay 10   # an agent whose defect has a delay
 
 Each broken agent is the reference agent with exactly one defect. The first stdout line is
 exactly "listening on HOST:PORT" (port 0 picks a free port). Without --state-dir a temporary
@@ -46,7 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an extra interpreter (repeatable), as for reference-agent serve")
     parser.add_argument("--no-path-pythons", action="store_true", help="do not look for pythons on PATH")
     parser.add_argument("--log", action="store_true", help="write the agent's JSON log lines to stderr")
+    parser.add_argument("--delay", type=_seconds, metavar="SECONDS",
+                        help="the seconds that the agent's defect talks of (agents with a "
+                             f"{'/'.join(DELAY_ATTRIBUTES)} attribute; default: the agent's own)")
     return parser
+
+
+# the class attributes in which a broken agent keeps the seconds its defect talks of
+DELAY_ATTRIBUTES = ("DELAY", "AFTER", "RACE_WINDOW")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:   # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, 3600], got {text!r}")
+    return value
+
+
+def delay_attribute(cls: type) -> str | None:
+    """The attribute that holds the seconds of cls's defect, or None."""
+    return next((name for name in DELAY_ATTRIBUTES if isinstance(getattr(cls, name, None), (int, float))), None)
+
+
+def with_delay(cls: type, seconds: float) -> type:
+    """A subclass of the broken agent `cls` with its delay set to `seconds` (same name and defect)."""
+    name = delay_attribute(cls)
+    if name is None:
+        raise ValueError(f"{cls.__name__} has no delay to set")
+    return type(cls.__name__, (cls,), {name: float(seconds), "__doc__": cls.__doc__})
 
 
 def listing() -> str:
@@ -73,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--source DIR is required to serve")
     if "://" not in args.source and not os.path.isdir(args.source):
         parser.error(f"--source {args.source!r}: no such directory")
+    agent = CATALOGUE[args.name]
+    if args.delay is not None:
+        if delay_attribute(agent) is None:
+            takes = sorted(n for n, c in CATALOGUE.items() if delay_attribute(c))
+            parser.error(f"--delay: {args.name} has no delay; agents that take one: {', '.join(takes)}")
+        agent = with_delay(agent, args.delay)
 
     from reference_agent.config import AgentConfig, ConfigError
     from reference_agent.telemetry import Telemetry
@@ -84,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             config = AgentConfig(listen=args.listen, source=args.source, state_dir=args.state_dir or tmp,
                                  slots=args.slots, pythons=tuple(args.python),
                                  discover_path=not args.no_path_pythons, log_rpcs=args.log).validate()
-            server = build_server(CATALOGUE[args.name], config, Telemetry(sys.stderr if args.log else None))
+            server = build_server(agent, config, Telemetry(sys.stderr if args.log else None))
             # Without --state-dir nothing survives the exit, so running jobs are stopped with it.
             return serve_until_signalled(server, "python -m fakes.broken", stop_jobs=args.state_dir is None)
         except ConfigError as exc:
