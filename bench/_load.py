@@ -15,6 +15,9 @@ from protos import launcher
 
 # Outages: what a client sees while the agent is down or dies mid-call (chaos retries these).
 OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+# With a full disk the agent refuses changes it cannot journal with RESOURCE_EXHAUSTED: an
+# outage too when chaos fills the disk on purpose (LoadConfig.outages).
+DISK_FULL_CODES = OUTAGE_CODES | {"RESOURCE_EXHAUSTED"}
 
 # Every execution of a job leaves one witness file WITNESS/JOB.PID.NS: two files = ran twice.
 # The job learns its id from its working directory (state/jobs/JOB/work), so one script,
@@ -46,6 +49,7 @@ class LoadConfig:
     rpc_timeout: float = 30.0
     chaos: bool = False
     seed: int = 1
+    outages: frozenset = OUTAGE_CODES  # codes that mean "not now" (retried in chaos)
 
 
 @dataclass
@@ -96,7 +100,7 @@ class Stream:
             except AgentCallError as exc:
                 value, code = None, exc.code_name
             ms = (time.perf_counter() - start) * 1000
-            outage = code in OUTAGE_CODES and code != expect
+            outage = code in self.cfg.outages and code != expect
             verdict = "expected" if code == expect else ("outage" if outage and self.cfg.chaos else "unexpected")
             with self.lock:
                 self.result.codes[(method, code, verdict)] += 1
@@ -155,7 +159,7 @@ class Stream:
         code, state = self.call("RunJob", self.client.status, job)
         if code == "OK" and int(state) != 2:
             self.violation("DONE seen as other", f"job {job}: DONE earlier, {when} {int(state)}")
-        elif code != "OK" and code not in OUTAGE_CODES:
+        elif code != "OK" and code not in self.cfg.outages:
             self.violation("DONE seen as other", f"job {job}: DONE earlier, {when} {code}")
 
     def after_done(self, job: str, data: str) -> None:
