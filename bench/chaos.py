@@ -146,6 +146,8 @@ def main(argv=None) -> int:
             disk, kinds = None, tuple(k for k in kinds if k not in DISK_KINDS) or ("kill",)
             skipped = f"disk kinds skipped: cannot mount a tmpfs ({why})"
             print(f"chaos: {skipped}", file=sys.stderr)
+            if args.quick:
+                args.kills = len(kinds)
     metrics_port = _free_port()
     agent = AgentProcess(source, work / "state", work / "agent.log", args.slots,
                          [*args.agent_arg, "--metrics-port", str(metrics_port)])
