@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 PARTS = (("client_queue", "the client queue"), ("staging", "staging"), ("wait", "WAIT on the agent"))
 BUSY = 0.8          # a resource this busy is named even when it does not make the wait
+SATURATED = 0.5     # below this, the part of the wait it explains is service time, not queueing
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ def verdict(m: dict[str, float]) -> Verdict:
     if rpc is not None and rpc.utilisation >= 1.0:
         binding = rpc
     label = dict(PARTS)[part]
+    if binding is not None and binding.utilisation < SATURATED and binding.kind != "rpc":
+        # waits without a busy resource are service times (a transfer at link speed, RPC latency)
+        name = f"{busiest.label} at {_pct(busiest.utilisation)}" if busiest else "none"
+        return Verdict(None, part, share, f"no resource is saturated (the busiest: {name}): {label} makes "
+                                          f"{_pct(share)} of the wait (mean {wait:.3g} s)")
     if binding is None:
         text = f"{label} makes {_pct(share)} of the wait (mean {seconds:.3g} s of {wait:.3g} s)"
     else:

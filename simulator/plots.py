@@ -20,16 +20,23 @@ def _save(fig, path: Path) -> Path:
 
 
 def states(results: Results, out: Path) -> Path:
-    rep = results.replications[0]
+    """Jobs by state over time: replication 0 bold, every other replication thin in the same colour."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    if rep.samples:
+    colours = {}
+    for rep in results.replications:
+        if not rep.samples:
+            continue
         cols = list(zip(*rep.samples))
         t = cols[0]
         for name in ("staging", "client_queue", "wait", "run"):
-            ax.plot(t, cols[rep.sample_columns.index(name)], label=name.upper() if name in ("wait", "run") else name)
+            first = rep is results.replications[0]
+            label = (name.upper() if name in ("wait", "run") else name) if first else None
+            line, = ax.plot(t, cols[rep.sample_columns.index(name)], label=label, color=colours.get(name),
+                            linewidth=1.5 if first else 0.6, alpha=1.0 if first else 0.5)
+            colours.setdefault(name, line.get_color())
     ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("jobs")
-    ax.set_title("Jobs by state over time (replication 0)")
+    ax.set_ylabel("jobs (count)")
+    ax.set_title(f"Jobs by state over time ({len(results.replications)} replications; bold: replication 0)")
     ax.legend()
     return _save(fig, out / "states.png")
 
@@ -41,6 +48,9 @@ def wait_cdf(results: Results, out: Path) -> Path:
         ax.step(values, cum, where="post", label=f"replication {rep.index}")
     ax.set_xlabel("wait: submit to RUN (s)")
     ax.set_ylabel("fraction of jobs")
+    pos = [v for rep in results.replications[:5] for v in rep.wait_cdf[0] if v > 0]
+    if pos and max(pos) / min(pos) >= 100:
+        ax.set_xscale("log")
     ax.set_title("Wait CDF")
     ax.legend()
     return _save(fig, out / "wait-cdf.png")
@@ -56,8 +66,11 @@ def utilisation(results: Results, out: Path) -> Path:
         errs.append(0.0 if hw is None or not math.isfinite(hw) else hw)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(groups, means, yerr=errs, capsize=4)
+    for i, g in enumerate(groups):
+        vals = results.metrics.get(f"utilisation.{g}", {}).get("values", [])
+        ax.plot([i + 0.25] * len(vals), vals, linestyle="none", marker=".", color="black")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("busy slots / slots")
+    ax.set_ylabel("busy slots / slots (fraction)")
     ax.set_title("Utilisation per agent group (95 % CI)")
     return _save(fig, out / "utilisation.png")
 
@@ -78,18 +91,87 @@ def agent_load(results: Results, out: Path) -> Path:
 
 def draw_all(results: Results, out: str | Path) -> list[Path]:
     out = Path(out)
-    return [states(results, out), wait_cdf(results, out), utilisation(results, out), agent_load(results, out)]
+    drawn = [states(results, out), wait_cdf(results, out), utilisation(results, out), agent_load(results, out)]
+    extra = hourly(results, out)
+    return drawn + ([extra] if extra else [])
 
 
-def sweep_plot(rows: list[dict], key: str, metric: str, out: Path) -> Path:
-    """The metric against the varied value, with its 95 % CI as error bars."""
-    xs = [r["value"] for r in rows]
-    ms = [r["metrics"][metric]["mean"] for r in rows]
-    hw = [r["metrics"][metric]["half_width"] for r in rows]
-    hw = [0.0 if h is None or not math.isfinite(h) else h for h in hw]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(xs, ms, yerr=hw, marker="o", capsize=3)
+UNITS = (("wait", "s"), ("queue_wait", "s"), ("turnaround", "s"), ("throughput", "jobs/s"),
+         ("polls_per_job", "polls per job"), ("utilisation", "fraction of capacity"), ("link_utilisation", "fraction"),
+         ("source_", "fraction"), ("agent_hours", "agent-hours"), ("cost", "price units"), ("bytes", "bytes"),
+         ("rpc_load", "CPU s per s"))
+
+
+def unit_of(metric: str) -> str:
+    for prefix, unit in UNITS:
+        if metric.startswith(prefix):
+            return unit
+    return ""
+
+
+def _log_if_wide(ax, values) -> None:
+    """Log scale when the positive values span two decades or more."""
+    pos = [v for v in values if v is not None and v == v and v > 0]
+    if pos and max(pos) / min(pos) >= 100:
+        ax.set_yscale("log")
+
+
+def sweep_plot(rows: list[dict], key: str, metric: str, out: Path, target=None, prefix: str = "sweep") -> Path:
+    """The metric against one varied key: the mean with its 95 % interval, every replication as a
+    dot beside it, one line per combination of the other varied keys, the target as a line."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        others = tuple((k, v) for k, v in (r.get("values") or {key: r["value"]}).items() if k != key)
+        groups.setdefault(others, []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    seen = []
+    for others, rs in groups.items():
+        rs = sorted(rs, key=lambda r: (r.get("values") or {key: r["value"]})[key])
+        xs = [(r.get("values") or {key: r["value"]})[key] for r in rs]
+        ms = [r["metrics"][metric]["mean"] for r in rs]
+        lo = [r["metrics"][metric].get("low") for r in rs]
+        hi = [r["metrics"][metric].get("high") for r in rs]
+        err = [[0.0 if (l is None or m is None or l != l) else max(0.0, m - l) for m, l in zip(ms, lo)],
+               [0.0 if (h is None or m is None or h != h) else max(0.0, h - m) for m, h in zip(ms, hi)]]
+        label = ", ".join(f"{k}={v}" for k, v in others) or "mean, 95 % interval"
+        line = ax.errorbar(xs, [m if m is not None else math.nan for m in ms], yerr=err, marker="o", capsize=3,
+                           label=label)
+        span = (max(xs) - min(xs)) if len(xs) > 1 else 1.0
+        for x, r in zip(xs, rs):
+            vals = [v for v in r["metrics"][metric].get("values", []) if v is not None]
+            ax.plot([x + 0.015 * span] * len(vals), vals, linestyle="none", marker=".", alpha=0.5,
+                    color=line[0].get_color())
+            seen += vals
+        seen += [m for m in ms if m is not None]
+    if target is not None:
+        ax.axhline(target.value, color="red", linestyle="--", label=f"target {target}")
+        seen.append(target.value)
+    _log_if_wide(ax, seen)
     ax.set_xlabel(key)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} against {key} (95 % CI)")
-    return _save(fig, out / f"sweep-{metric}.png")
+    unit = unit_of(metric)
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.set_title(f"{metric} against {key} (dots: replications)")
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"{prefix}-{metric}.png")
+
+
+def hourly(results: Results, out: Path, metric: str = "wait_p95") -> Path | None:
+    """A time-binned metric (run.bin; by hour of day for a daily profile): mean and replications."""
+    m = results.metrics
+    keys = sorted(k for k in m if k.startswith("bin.") and k.endswith("." + metric))
+    if not keys:
+        return None
+    width = results.scenario.run.bin or 1.0
+    xs = [int(k.split(".")[1]) * width / 3600 for k in keys]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(xs, [m[k]["mean"] for k in keys], marker="o", label="mean over replications")
+    for k, x in zip(keys, xs):
+        vals = m[k]["values"]
+        ax.plot([x] * len(vals), vals, linestyle="none", marker=".", color="grey", alpha=0.6)
+    _log_if_wide(ax, [v for k in keys for v in m[k]["values"]])
+    period = results.scenario.run.bin_period
+    ax.set_xlabel("hour of day (h)" if period == 86400 else "submit time bin start (h)")
+    ax.set_ylabel(f"{metric} of jobs submitted in the bin (s)")
+    ax.set_title(f"{metric} by time (dots: replications)")
+    ax.legend()
+    return _save(fig, out / f"hourly-{metric}.png")

@@ -403,7 +403,9 @@ def _run(t: Table, workload: Workload) -> RunControl:
         bin_period=_optional_duration(t, "bin_period", workload.profile.repeat if workload.profile else None),
     )
     if run.bin_period is not None and run.bin is None:
-        raise t.fail("bin_period", "needs run.bin (the width of a bin, e.g. '1h')")
+        if t.has("bin_period"):
+            raise t.fail("bin_period", "needs run.bin (the width of a bin, e.g. '1h')")
+        run = RunControl(**{**run.__dict__, "bin_period": None})
     if duration is not None and run.warmup >= duration:
         raise t.fail("warmup", f"must be shorter than run.duration ({duration:g} s)")
     if jobs is not None and run.warmup_jobs >= jobs:

@@ -66,15 +66,14 @@ def is_positive_metric(name: str) -> bool:
 
 
 def disagree(ci: dict) -> bool:
-    """Replication values worth showing: the largest is over 3x the median, or the interval is
-    wider than the mean itself."""
+    """Replication values worth showing: positive values whose largest is over twice the smallest,
+    or (three or more replications) an interval wider than the mean itself."""
     vals = sorted(v for v in ci.get("values", []) if v == v)
     if len(vals) < 2:
         return False
-    med = vals[len(vals) // 2] if len(vals) % 2 else (vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2
     mean = ci.get("mean")
-    wide = mean and ci.get("high") == ci.get("high") and (ci["high"] - ci["low"]) > abs(mean)
-    return bool(wide) or (med > 0 and vals[-1] > 3 * med)
+    wide = len(vals) >= 3 and mean and ci.get("high") == ci.get("high") and (ci["high"] - ci["low"]) > abs(mean)
+    return bool(wide) or (vals[0] > 0 and vals[-1] > 2 * vals[0])
 
 
 class LogHistogram:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from simulator.cli import UsageError
 from simulator.commands import _common
 from simulator.commands.sweep import executor_for
-from simulator.sweep import SweepError, parse_target, plan
+from simulator.commands.run import format_ci
+from simulator.sweep import SweepError, parse_target, parse_vary, plan
 
 NAME = "plan"
 ORDER = 30
@@ -17,9 +18,17 @@ examples:
 
 Targets: METRIC OP VALUE with OP in <=, <, >=, > and VALUE a number or a duration (30s, 2min).
 Metric aliases: p95_wait = wait_p95, mean_turnaround = turnaround_mean; any name of summary.json works.
-The search doubles from the range's low end, then bisects; it assumes the metric improves as the
-value grows. --criterion ci (default) requires the whole 95 % CI to meet the target.
-Exit status 1 when no value in the range meets it.
+  agent-sim plan examples/cluster.toml --target 'p95_wait<=30s' --vary agents.count --set workload.rate=40
+  agent-sim plan examples/day.toml --target 'p95_wait<=60s' --vary agents[fleet].autoscale.max \
+      --minimise cost --values 200,400,800
+
+The search doubles from the range's low end, then bisects. It does not assume the metric improves
+as the value grows: after two doublings without improvement it stops and says which resource
+binds; pairs of values where the larger is clearly worse are reported. Each point prints the
+verdict naming its binding resource; the answer prints the headroom to the target.
+--criterion ci (default) requires the whole 95 % interval to meet the target. --minimise METRIC
+(cost, agent_hours) evaluates every value of --values and answers the cheapest meeting the target.
+Exit status 1 when no value meets it.
 """
 
 
@@ -31,6 +40,12 @@ def add_arguments(p) -> None:
     p.add_argument("--criterion", choices=("ci", "mean"), default="ci",
                    help="'ci': the 95 %% CI bound must meet the target (default); 'mean': the mean must")
     p.add_argument("--dask", metavar="ADDRESS", default=None, help="run on a dask.distributed scheduler")
+    p.add_argument("--minimise", "--minimize", default=None, metavar="METRIC",
+                   help="choose the value with the lowest METRIC (cost, agent_hours) among those meeting the target")
+    p.add_argument("--values", default=None, metavar="V1,V2,..|LOW..HIGH:STEP",
+                   help="the values --minimise evaluates (all of them)")
+    p.add_argument("--plot", default=None, metavar="DIR", help="write plan.json and plan-METRIC.png (target as a line) to DIR")
+    _common.add_precision(p)
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -53,24 +68,60 @@ def run(args) -> int:
     if "=" in args.vary:
         raise UsageError(f"--vary {args.vary!r}: give only the key (plan chooses the values), e.g. agents.count")
     low, high = _range(args.range)
+    values = None
+    if args.minimise is not None:
+        if args.values is None:
+            raise UsageError("--minimise needs --values (the values to compare), e.g. --values 100..400:50")
+        try:
+            _, values = parse_vary(f"{args.vary}={args.values}")
+        except SweepError as exc:
+            raise UsageError(str(exc).replace("--vary", "--values")) from None
+    elif args.values is not None:
+        raise UsageError("--values is for --minimise (without it, plan searches --range)")
     client = executor_for(args.dask)
     try:
-        with _common.progress_bar(args, "planning", None) as update:
+        with _common.progress_bar(args, "planning (points evaluated)", None) as update:
             result = plan(sc, args.vary, target, low=low, high=high, criterion=args.criterion,
-                          workers=_common.workers(args), executor=client, progress=update)
+                          workers=_common.workers(args), executor=client, progress=update,
+                          precision=_common.precision(args, target.metric), minimise=args.minimise, values=values)
     except SweepError as exc:
         raise UsageError(str(exc)) from None
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
     finally:
         if client is not None:
             client.close()
     for v, m, ok in result.evaluated:
-        hw = m["half_width"]
-        print(f"  {args.vary}={v}: {target.metric} {m['mean']:.4g}" + (f" [{m['low']:.4g}, {m['high']:.4g}]" if hw == hw else "")
-              + ("  meets" if ok else ""))
+        cost = f"  {args.minimise} {result.costs[v]:.4g}" if v in result.costs else ""
+        print(f"  {args.vary}={v}: {target.metric} {format_ci(m)}{'  meets' if ok else ''}{cost}")
+        print(f"      {result.verdicts[v]}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    if args.plot:
+        _plot(result, args.plot)
+    tried = ", ".join(str(v) for v, _, _ in result.evaluated)
     if result.value is None:
-        print(f"no value of {args.vary} in {low}..{high} meets {target}")
+        where = f" in {low}..{high}" if args.minimise is None else ""
+        print(f"no value of {args.vary}{where} meets {target}: {result.reason} (tried {tried})")
         return 1
     m = result.metric
-    ci = f", 95 % CI [{m['low']:.4g}, {m['high']:.4g}]" if m["half_width"] == m["half_width"] else ""
-    print(f"{args.vary} = {result.value}: {target.metric} = {m['mean']:.4g}{ci} meets {target}")
+    ci = f", 95 % interval [{m['low']:.4g}, {m['high']:.4g}]" if m["half_width"] == m["half_width"] else ""
+    print(f"{args.vary} = {result.value}: {target.metric} = {m['mean']:.4g}{ci} meets {target} ({result.reason})")
+    head = result.headroom
+    if head is not None:
+        print(f"  headroom: {100 * head:.0f} % to the target; at this point {result.verdicts[result.value]}")
     return 0
+
+
+def _plot(result, folder: str) -> None:
+    import json
+    from pathlib import Path
+    from simulator import output, plots
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"value": v, "values": {result.key: v}, "metrics": {result.target.metric: output._clean(m)},
+             "meets": ok, "verdict": result.verdicts[v]} for v, m, ok in result.evaluated]
+    (out / "plan.json").write_text(json.dumps({"key": result.key, "target": str(result.target), "answer": result.value,
+                                               "reason": result.reason, "notes": result.notes, "points": rows},
+                                              indent=2) + "\n", encoding="utf-8")
+    plots.sweep_plot(rows, result.key, result.target.metric, out, target=result.target, prefix="plan")

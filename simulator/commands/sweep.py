@@ -8,7 +8,9 @@ from pathlib import Path
 from simulator import output
 from simulator.cli import UsageError
 from simulator.commands import _common
-from simulator.sweep import SweepError, parse_vary, run_points
+from simulator import bottleneck
+from simulator.commands.run import format_ci
+from simulator.sweep import SweepError, grid, parse_vary, run_grid
 
 NAME = "sweep"
 ORDER = 20
@@ -19,17 +21,23 @@ examples:
   agent-sim sweep examples/cluster.toml --vary clients.policy=random,least_loaded,power_of_two --out out/p
   agent-sim sweep examples/cluster.toml --vary workload.rate=5..20:5 --dask tcp://10.0.0.5:8786 --out out/d
 
+  agent-sim sweep examples/cluster.toml --vary agents.count=100,200 --vary network.source_bandwidth=10Gbit/s,40Gbit/s --out out/g
+
 --vary KEY=LOW..HIGH[:STEP] is an inclusive range (integers stay integers); KEY=A,B,C lists values.
-Keys are dotted scenario keys; with several agent groups name one: agents[gpu].count.
-Writes sweep.csv and sweep.json (every metric with its 95 % CI per value) and sweep-*.png.
+Repeat --vary for a grid (every combination). Keys are dotted scenario keys; with several agent
+groups name one: agents[gpu].count. Writes sweep.csv and sweep.json (every metric with its 95 %
+interval per point, and each point's verdict naming the binding resource) and one sweep-METRIC.png
+per metric (x: the first numeric key, one line per combination of the others).
 """
 
-PLOTTED = ("wait_p95", "wait_mean", "throughput", "polls_per_job")
+PLOTTED = ("wait_p95", "wait_mean", "turnaround_mean", "throughput", "polls_per_job", "source_utilisation",
+           "agent_hours", "cost")
 
 
 def add_arguments(p) -> None:
     _common.add_scenario(p)
-    p.add_argument("--vary", required=True, metavar="KEY=LOW..HIGH:STEP", help="the key and its values")
+    p.add_argument("--vary", required=True, action="append", metavar="KEY=LOW..HIGH:STEP",
+                   help="a key and its values; repeat for a grid over several keys")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run on a dask.distributed scheduler at ADDRESS instead of local processes")
@@ -51,35 +59,47 @@ def executor_for(address):
 def run(args) -> int:
     sc = _common.load(args)
     try:
-        key, values = parse_vary(args.vary)
+        varies = [parse_vary(v) for v in args.vary]
+        keys = [k for k, _ in varies]
+        if len(set(keys)) != len(keys):
+            raise SweepError(f"--vary: a key is given twice ({', '.join(keys)})")
+        combos = grid(varies)
     except SweepError as exc:
         raise UsageError(str(exc)) from None
     client = executor_for(args.dask)
     try:
-        total = len(values) * sc.run.replications
-        with _common.progress_bar(args, f"{len(values)} points", total) as update:
-            points = run_points(sc, key, values, workers=_common.workers(args), executor=client, progress=update)
+        total = len(combos) * sc.run.replications
+        with _common.progress_bar(args, f"{len(combos)} points", total) as update:
+            points = run_grid(sc, combos, workers=_common.workers(args), executor=client, progress=update)
     finally:
         if client is not None:
             client.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"value": v, "metrics": output._clean(res.metrics)} for v, res in points]
-    (out / "sweep.json").write_text(json.dumps({"key": key, "points": rows}, indent=2) + "\n", encoding="utf-8")
+    rows = []
+    for combo, res in points:
+        flat = bottleneck.means(res.metrics)
+        rows.append({"value": combo[keys[0]], "values": combo, "verdict": bottleneck.verdict(flat).text,
+                     "metrics": output._clean(res.metrics)})
+    (out / "sweep.json").write_text(json.dumps({"key": keys[0], "keys": keys, "points": rows}, indent=2) + "\n",
+                                    encoding="utf-8")
     names = list(points[0][1].metrics)
     with open(out / "sweep.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow([key] + [f"{n}{s}" for n in names for s in ("", "_low", "_high")])
-        for v, res in points:
-            w.writerow([v] + [res.metrics[n][k] for n in names for k in ("mean", "low", "high")])
-    numeric = all(isinstance(v, (int, float)) for v in values)
-    if numeric:
+        w.writerow(keys + [f"{n}{s}" for n in names for s in ("", "_low", "_high")] + ["verdict"])
+        for (combo, res), row in zip(points, rows):
+            w.writerow([combo[k] for k in keys] + [res.metrics[n][k] for n in names for k in ("mean", "low", "high")]
+                       + [row["verdict"]])
+    xkey = next((k for k, vals in varies if all(isinstance(v, (int, float)) for v in vals)), None)
+    if xkey is not None:
         from simulator import plots
         for metric in PLOTTED:
             if metric in points[0][1].metrics:
-                plots.sweep_plot(rows, key, metric, out)
-    print(f"{len(values)} points x {sc.run.replications} replications -> {out}/sweep.csv")
-    for v, res in points:
+                plots.sweep_plot(rows, xkey, metric, out)
+    print(f"{len(combos)} points x {sc.run.replications} replications -> {out}/sweep.csv")
+    for combo, res in points:
         m = res.metrics["wait_p95"]
-        print(f"  {key}={v}: wait_p95 {m['mean']:.4g}" + (f" +- {m['half_width']:.3g}" if m["half_width"] == m["half_width"] else ""))
+        where = ", ".join(f"{k}={v}" for k, v in combo.items())
+        print(f"  {where}: wait_p95 {format_ci(m)}")
+        print(f"      {bottleneck.verdict(bottleneck.means(res.metrics)).text}")
     return 0

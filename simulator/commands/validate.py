@@ -17,6 +17,11 @@ and by c one-slot agents fed from the client's queue when a slot frees (central_
 clients.dispatch = "when_free"). Dispatch on arrival to c one-slot agents (per_agent) is NOT
 M/M/c; it is shown for contrast and not judged. A row is ok when theory lies in the simulation's
 95 % CI or within 5 %. Exit status 1 if any judged row is not ok.
+
+Time-varying load (--no-time-varying skips it): M(t)/M/infinity over a sinusoidal day, the mean
+number of jobs in RUN at eight instants against m(t) = integral of rate(u) P(runtime > t - u) du
+(intervals Bonferroni-adjusted over the eight); and a day of two long plateaus over 10 servers,
+the mean wait inside each plateau against Erlang C at that plateau's rate.
 """
 
 
@@ -27,6 +32,7 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=positive_int, default=1, help="processes for replications")
     p.add_argument("--layouts", default="one_agent,central_queue", metavar="L1,L2",
                    help=f"layouts among {', '.join(theory.LAYOUTS)} (default one_agent,central_queue)")
+    p.add_argument("--no-time-varying", action="store_true", help="skip the time-varying checks")
 
 
 def run(args) -> int:
@@ -43,6 +49,11 @@ def run(args) -> int:
             checks.append(theory.little_check(res, case[0], layout))
             (shown if layout == "per_agent" else judged).extend(checks)
     judged += theory.mm1_checks(jobs=args.jobs, replications=args.replications, seed=args.seed)
+    if not args.no_time_varying:
+        from simulator import theory_tv
+        judged += theory_tv.mtginf_checks(seed=args.seed, workers=args.workers)
+        judged += theory_tv.stationary_limit_checks(replications=max(8, args.replications), seed=args.seed,
+                                                    workers=args.workers)
     print(theory.table(judged))
     if shown:
         print("\nnot M/M/c (per-agent queues), for contrast:")

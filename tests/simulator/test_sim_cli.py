@@ -97,7 +97,8 @@ def test_plan_unreachable_target_exits_1(small, capsys):
 def test_validate_prints_the_table(capsys):
     # tiny runs: the table's form and the exit status are under test here; accuracy is
     # test_sim_queueing.py's job
-    code = main(["validate", "--jobs", "2000", "--replications", "2", "--layouts", "one_agent,per_agent"])
+    code = main(["validate", "--jobs", "2000", "--replications", "2", "--layouts", "one_agent,per_agent",
+                 "--no-time-varying"])
     text = capsys.readouterr().out
     assert "M/M/10 rho=0.9" in text and "P(wait)" in text and "P(N=0)" in text and "not M/M/c" in text
     ok, total = text.strip().splitlines()[-1].split()[0].split("/")
