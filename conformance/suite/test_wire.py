@@ -99,7 +99,7 @@ def test_reflection_matches_seed_when_offered(env):
 
     files = _reflected_files(env.target.channel(), env.timing.call)
     if files is None:
-        pytest.skip("the agent offers no server reflection (the behavioural AGT-WIRE-1 checks still run)")
+        pytest.skip("not applicable: the agent offers no server reflection (the behavioural AGT-WIRE-1 checks still run)")
     expect("AGT-WIRE-1", files, "server reflection does not know the symbol `Agent` (a proto package?)")
     ours = []
     for module in SEED_FILES:

@@ -121,7 +121,7 @@ def test_verdicts_per_requirement():
     v = report.verdicts(recs, "must")
     assert v["AGT-ID-1"].outcome == "FAIL" and v["AGT-WIRE-2"].outcome == "FAIL"
     assert v["AGT-ID-2"].outcome == "SKIP" and "not reached" in v["AGT-ID-2"].reason
-    assert v["AGT-DUR-1"].outcome == "SKIP" and v["AGT-DUR-1"].reason == "needs --restart-cmd"
+    assert v["AGT-DUR-1"].outcome == "SKIP" and v["AGT-DUR-1"].reason == "c skipped: needs --restart-cmd"
     assert v["AGT-ERR-1"].outcome == "ERROR"
     assert v["AGT-STAGE-5"].outcome == "SKIP" and "--level should" in v["AGT-STAGE-5"].reason
     assert set(report.failing(v, "must")) == {"AGT-ID-1", "AGT-WIRE-2", "AGT-ERR-1"}
