@@ -122,8 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="RLIMIT_AS per job (default 8G)")
     serve.add_argument("--limit-open-files", type=positive_int, default=1024, metavar="N")
     serve.add_argument("--limit-processes", type=positive_int, default=4096, metavar="N",
-                       help="processes of one job (its session, counted by the agent, root too; "
-                            "also RLIMIT_NPROC); past it the job is killed (default 4096)")
+                       help="processes of one job (its cgroup, or its session without cgroups; counted "
+                            "by the agent, root too; also pids.max and RLIMIT_NPROC); past it the job is "
+                            "killed (default 4096)")
+    serve.add_argument("--limit-memory", type=_size, metavar="SIZE",
+                       help="memory of one job, all its processes together (its cgroup's memory limit; "
+                            "needs cgroups, see --no-cgroups)")
+    serve.add_argument("--no-cgroups", action="store_true",
+                       help="contain jobs by session only. By default each job runs in its own cgroup "
+                            "where the machine allows it (cgroup v2 with cgroup.kill, v1 pids and memory "
+                            "under the agent's own cgroup), so a job that calls setsid is still counted "
+                            "and killed; `serve` says on stderr which containment is in use")
     serve.add_argument("--job-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
                        help="an environment variable for jobs (their environment is otherwise clean)")
     serve.add_argument("--stop-jobs-on-exit", action="store_true",
@@ -161,6 +170,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         pythons=tuple(args.python), discover_path=not args.no_path_pythons, job_timeout=args.job_timeout,
         limit_address_space=args.limit_address_space, limit_open_files=args.limit_open_files,
         limit_processes=args.limit_processes, job_env=dict(args.job_env),
+        limit_memory=args.limit_memory, use_cgroups=not args.no_cgroups,
         stop_jobs_on_exit=args.stop_jobs_on_exit, accept_lost_journal=args.accept_lost_journal,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_tokens=args.auth_tokens, metrics_port=args.metrics_port,

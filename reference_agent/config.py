@@ -59,7 +59,9 @@ class AgentConfig:
     kill_grace: float = 1.0                 # SIGTERM -> SIGKILL delay when a limit kills a job
     limit_address_space: int | None = 8 * 1024 ** 3   # RLIMIT_AS per job, bytes
     limit_open_files: int | None = 1024     # RLIMIT_NOFILE per job
-    limit_processes: int | None = 4096      # processes per job session (containment) and RLIMIT_NPROC
+    limit_processes: int | None = 4096      # processes per job (its cgroup or session) and RLIMIT_NPROC
+    limit_memory: int | None = None         # bytes per job, all its processes (cgroup memory limit)
+    use_cgroups: bool = True                # per-job cgroups where the machine allows (else sessions)
     job_env: dict[str, str] = field(default_factory=dict)  # extra variables given to jobs
     stop_jobs_on_exit: bool = False         # on a clean stop: leave jobs running and adopt later
     accept_lost_journal: bool = False       # start although jobs/ or cache/ exist without a journal
@@ -98,7 +100,7 @@ class AgentConfig:
         for python in self.pythons:
             if not (os.path.isfile(python) and os.access(python, os.X_OK)):
                 raise ConfigError(f"--python {python!r}: not an executable file")
-        for limit in ("limit_address_space", "limit_open_files", "limit_processes"):
+        for limit in ("limit_address_space", "limit_open_files", "limit_processes", "limit_memory"):
             value = getattr(self, limit)
             if value is not None and value < 1:
                 raise ConfigError(f"--{limit.replace('_', '-')} {value!r}: must be >= 1")

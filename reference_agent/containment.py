@@ -1,5 +1,6 @@
-"""Containment of a job's processes by session: count them (a per-job process limit that holds
-for root too, unlike RLIMIT_NPROC) and kill them all when the job ends or breaks a limit."""
+"""Containment of a job's processes: count them (a per-job process limit that holds for root
+too, unlike RLIMIT_NPROC) and kill them all when the job ends or breaks a limit. Per-job cgroups
+where the machine allows them (reference_agent.cgroups), else the processes of the job's session."""
 from __future__ import annotations
 
 import collections
@@ -7,7 +8,10 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
+from typing import Callable
 
+from reference_agent.cgroups import Cgroups
 from reference_agent.processes import wait_fd
 
 # How often a running job's processes are counted: often while the job is young (fork bombs
@@ -119,10 +123,13 @@ def _zombie(pid: int) -> bool:
 
 
 def wait_contained(pidfd: int | None, pid: int, timeout: float | None, max_processes: int | None,
-                   started: float | None = None) -> str:
+                   started: float | None = None, count: Callable[[float], int] | None = None) -> str:
     """Wait for the job whose session leader is pid: "ended" when the leader ends, "timeout"
-    when `timeout` seconds pass first, "processes" as soon as the session holds more than
-    `max_processes` processes. Without a process limit this is one blocking wait on the pidfd."""
+    when `timeout` seconds pass first, "processes" as soon as the job holds more than
+    `max_processes` processes (`count(max_age)`, default: its session in the shared census).
+    Without a process limit this is one blocking wait on the pidfd."""
+    if count is None:
+        count = lambda max_age: CENSUS.count(pid, max_age)  # noqa: E731
     if max_processes is None:
         return "ended" if wait_fd(pidfd, pid, timeout) else "timeout"
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -133,7 +140,88 @@ def wait_contained(pidfd: int | None, pid: int, timeout: float | None, max_proce
         step = interval if deadline is None else max(0.0, min(interval, deadline - now))
         if wait_fd(pidfd, pid, step):
             return "ended"
-        if CENSUS.count(pid, interval / 2) > max_processes:  # at most 2 scans per interval in all
+        if count(interval / 2) > max_processes:  # at most 2 census scans per interval in all
             return "processes"
         if deadline is not None and time.monotonic() >= deadline:
             return "timeout"
+
+
+class SessionContainment:
+    """The fallback: a job is the processes of its session (a job that calls setsid escapes)."""
+
+    name = "session"
+
+    def describe(self) -> str:
+        return "process sessions (no usable cgroups: a job that calls setsid escapes counting and the kill)"
+
+    def enter(self, job: str, pid: int) -> None:
+        pass
+
+    def counter(self, job: str, pid: int) -> Callable[[float], int]:
+        return lambda max_age: CENSUS.count(pid, max_age)
+
+    def kill_all(self, job: str, pid: int | None) -> int:
+        return kill_session(pid) if pid else 0
+
+    def release(self, job: str) -> None:
+        pass
+
+    def leftovers(self) -> set[str]:
+        return set()
+
+    def close(self) -> None:
+        pass
+
+
+class CgroupContainment(SessionContainment):
+    """Each job in its own cgroup (pids and memory limits where the v1 controllers are there):
+    a process that leaves the session stays in the cgroup and is counted and killed with it.
+    A job that could not be put in a cgroup is contained by session, as in the fallback."""
+
+    name = "cgroup"
+
+    def __init__(self, cgroups: Cgroups, max_processes: int | None, max_memory: int | None, log=None):
+        self.cgroups = cgroups
+        self.max_processes = max_processes
+        self.max_memory = max_memory
+        self.log = log or (lambda *a, **k: None)
+
+    def describe(self) -> str:
+        return self.cgroups.describe()
+
+    def enter(self, job: str, pid: int) -> None:
+        try:
+            self.cgroups.create(job, self.max_processes, self.max_memory)
+            self.cgroups.enter(job, pid)
+        except OSError as exc:  # contained by session only; said in the log
+            self.log("error", where="cgroup", job=job, error=str(exc), fallback="session")
+
+    def _has(self, job: str) -> bool:
+        return any(h.job_dir(job).is_dir() for h in self.cgroups.hierarchies)
+
+    def counter(self, job: str, pid: int) -> Callable[[float], int]:
+        if not self._has(job):
+            return super().counter(job, pid)
+        return lambda max_age: self.cgroups.count(job)
+
+    def kill_all(self, job: str, pid: int | None) -> int:
+        left = self.cgroups.kill(job) if self._has(job) else 0
+        return left + super().kill_all(job, pid)
+
+    def release(self, job: str) -> None:
+        self.cgroups.remove(job)
+
+    def leftovers(self) -> set[str]:
+        return self.cgroups.jobs()
+
+    def close(self) -> None:
+        self.cgroups.close()
+
+
+def choose_containment(state_dir: Path, max_processes: int | None, max_memory: int | None,
+                       use_cgroups: bool = True, log=None) -> SessionContainment:
+    """Per-job cgroups where the machine allows them, else sessions."""
+    cgroups = Cgroups.find(state_dir) if use_cgroups else None
+    if cgroups is None:
+        return SessionContainment()
+    return CgroupContainment(cgroups, max_processes, max_memory, log)

@@ -18,8 +18,9 @@ from reference_agent.copying import private_dir, private_files
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
 from reference_agent.journal import JobRow, Journal, StorageError, is_disk_full
 from reference_agent.pending import PendingEnds
-from reference_agent.processes import Launch, Limits, clean_env, kill_group
-from reference_agent.supervision import JobSupervisor
+from reference_agent.containment import choose_containment
+from reference_agent.processes import Adopted, Launch, Limits, clean_env, kill_group, read_status
+from reference_agent.supervision import JobSupervisor, SupervisionLimits, exit_event
 from reference_agent.staging import ContentStore, SourceError, checked_name, make_source
 from reference_agent.statedir import JOURNAL_NAME, StateLock, check_journal_present
 from reference_agent.telemetry import Telemetry
@@ -69,7 +70,7 @@ STAGE_CHUNK_SECONDS = 0.5
 START_RETRY_SECONDS = 0.2
 
 
-class AgentCore(JobSupervisor):
+class AgentCore:
     """The reference agent without gRPC. Thread-safe; `start()` recovers from the journal.
 
     Public operations take validated requests (protos.validation) and return results or raise
@@ -109,7 +110,12 @@ class AgentCore(JobSupervisor):
         # Striped, not one per id: a lock per id ever seen grew without bound (about 200 bytes
         # for every refused or empty request with a new job id).
         self._job_locks = [threading.Lock() for _ in range(256)]
-        self._watchers: list[threading.Thread] = []
+        # Composition, not a mixin: the supervisor watches processes and reports ends to _on_exit.
+        self.containment = choose_containment(root, config.limit_processes, config.limit_memory,
+                                              config.use_cgroups, self.telemetry.log)
+        self.supervisor = JobSupervisor(
+            SupervisionLimits(config.job_timeout, config.kill_grace, config.limit_processes),
+            on_end=self._on_exit, log=self.telemetry.log, containment=self.containment)
         self._scheduler: threading.Thread | None = None
         self._stopping = False
         self._closed = False
@@ -119,8 +125,14 @@ class AgentCore(JobSupervisor):
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        self.telemetry.log("containment", mode=self.containment.name, how=self.containment.describe())
         self._recover()
         self.on_recovered()
+        with self._lock:
+            running = set(self._busy)
+        stale = self.supervisor.sweep(running)  # cgroups of jobs that ended while the agent was down
+        if stale:
+            self.telemetry.log("containment", event="cleaned up", jobs=len(stale), first=stale[0])
         self.interpreters.available()  # probe once, now, not during the first RunJob
         self._scheduler = threading.Thread(target=self._schedule_loop, name="agent-scheduler", daemon=True)
         self._scheduler.start()
@@ -141,8 +153,7 @@ class AgentCore(JobSupervisor):
                 job.kill_reason = "stop"
                 if job.pid:
                     kill_group(job.pid)
-            for watcher in list(self._watchers):
-                watcher.join(timeout)
+            self.supervisor.join(timeout)
         left = self.pending_ends.stop()
         if left:
             self.telemetry.log("journal", event="ends not recorded at stop", jobs=left,
@@ -150,6 +161,7 @@ class AgentCore(JobSupervisor):
         with self._lock:
             self._closed = True
             self.journal.close()
+        self.containment.close()  # the agent's cgroup directories, when no job is left in them
         self.state_lock.release()
 
     def _journal_error(self, op: str, exc: BaseException) -> None:
@@ -377,6 +389,7 @@ class AgentCore(JobSupervisor):
         """Launch the job's process paused, journal RUN with its pid, then let it go."""
         try:
             launch = self._launch(job)
+            self.supervisor.contain(job, launch)  # into its cgroup before it runs anything
         except Exception as exc:  # noqa: BLE001 - e.g. the interpreter vanished: DONE (failed)
             self._fail_start(job, exc)
             return
@@ -443,6 +456,25 @@ class AgentCore(JobSupervisor):
         self.telemetry.job_transition(job.job, old, new, event.value,
                                       reason=reason.value if reason else None, **extra)
 
+    # --- process ends (reported by self.supervisor) -----------------------------------------
+    def _watch(self, job: Job, launch: Launch | None = None, adopted: Adopted | None = None) -> None:
+        self.supervisor.watch(job, launch=launch, adopted=adopted)
+
+    def _exit_event(self, job: Job, returncode: int | None, status: int | None) -> Event:
+        return exit_event(job.kill_reason, returncode, status)
+
+    def _on_exit(self, job: Job, returncode: int | None, status: int | None) -> None:
+        with self._wake:
+            if self._closed or job.machine.done:
+                return  # closed: the next start finds the ended process and records it
+            event = self._exit_event(job, returncode, status)
+            job.exit_status = status if status is not None else returncode
+            job.ended = time.time()
+            note = f"killed: {job.kill_reason}" if job.kill_reason else None
+            self._transition(job, event, exit_status=job.exit_status, ended=job.ended, note=note)
+            self._busy.discard(job.job)
+            self._wake.notify_all()
+
     # --- public extension hooks (docs/AGENT.md "Extension hooks"): snapshots and a recovery hook, so
     # a subclass never touches the core's lock or tables ----------------------------------------
     def waiting_jobs(self) -> list[Job]:
@@ -466,6 +498,32 @@ class AgentCore(JobSupervisor):
     def on_recovered(self) -> None:
         """Called once by start() after recovery from the journal, before the scheduler runs. Does nothing."""
 
-    # --- recovery hook (the rest is in JobSupervisor) -------------------------------------
+    # --- recovery (AGT-DUR-1) -----------------------------------------------------------------
+    def _recover(self) -> None:
+        with self._wake:
+            for file_job, file in self.journal.staged():
+                self._staged.setdefault(file_job, {})[file] = None
+            for row in self.journal.jobs():
+                job = self._restore_job(row)
+                self._jobs[job.job] = job
+                if job.state is JobState.WAIT:
+                    self._queue.append(job.job)
+                elif job.state is JobState.RUN:
+                    self._resume_running(job, row)
+
+    def _resume_running(self, job: Job, row: JobRow) -> None:
+        """Adopt a RUN job whose process is alive; otherwise it ended while we were away (and
+        what it left in its cgroup is killed; by pid only an adopted leader is trusted)."""
+        if self.supervisor.adopt(job, row.pid, row.proc_start):
+            self._busy.add(job.job)
+            self.telemetry.log("job", job=job.job, old="RUN", new="RUN", event="adopt", pid=row.pid)
+            return
+        self.supervisor.clean_up(job.job, None)
+        status = read_status(job.status_file)
+        event = Event.INTERRUPT if status is None else (Event.SUCCEED if status == 0 else Event.FAIL)
+        job.exit_status, job.ended = status, time.time()
+        self._transition(job, event, exit_status=status, ended=job.ended,
+                         note="ended while the agent was down")
+
     def _restore_job(self, row: JobRow) -> Job:
         return Job.from_row(row)

@@ -162,6 +162,9 @@ def serve_until_signalled(server: AgentServer, prog: str, stop_jobs: bool | None
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     print(f"listening on {address}", flush=True)
+    containment = getattr(server.core, "containment", None)
+    if containment is not None:  # which containment is in use: cgroups, or sessions as the fallback
+        print(f"{prog}: jobs contained by {containment.describe()}", file=sys.stderr, flush=True)
     while not stop.wait(3600):
         pass
     server.stop(stop_jobs=stop_jobs)
