@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test slow soak chaos fuzz bench protos clean
+.PHONY: demo test slow soak chaos fuzz bench protos mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/agent_bench.py
 	$(PY) bench/sim_bench.py
+
+# mutation testing of reference_agent/ with the conformance suite as the only test (a sample; see docs/CONFORMANCE.md)
+mutation: $(STAMP)
+	$(PY) -m conformance.mutation --sample 60 --budget 3000 --out out/mutation.json
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
