@@ -100,8 +100,14 @@ def test_early_return_is_never_pass(planted):
     assert data["requirements"]["AGT-ID-1"]["outcome"] == "SKIP"
 
 
-def test_partial_verdict_is_counted_apart(planted):
-    code, data = planted()
+def test_partial_verdict_is_counted_apart(planted, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "junit.xml"
+    code, data = planted(f"--junitxml={junit}")
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
+    assert props["MUST PARTIAL"] == "AGT-STAGE-1" and props["MUST PASS"] == "AGT-STAGE-2"
+    assert "AGT-STAGE-1: a planted gap (needs --witness-dir)" in props["unchecked"]
     v = data["requirements"]["AGT-STAGE-1"]
     assert v["outcome"] == "PARTIAL" and "a planted gap (needs --witness-dir)" in v["reason"]
     assert data["requirements"]["AGT-STAGE-2"]["outcome"] == "PASS"
@@ -256,6 +262,7 @@ def test_plugin_import_needs_only_core_deps():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_kill_cmd_gives_the_sigkill_half_to_a_target(tmp_path):
     """--target with --restart-cmd only: AGT-DUR-1 is PARTIAL naming --kill-cmd; with --kill-cmd: PASS."""
     from conformance.launcher import REFERENCE_CMD, AgentProcess
