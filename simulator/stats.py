@@ -49,12 +49,16 @@ def confidence_interval(values: Sequence[float], positive: bool = False) -> dict
         s2 = sum((y - ybar) ** 2 for y in ys) / (n - 1)
         se = math.sqrt(s2 / n + s2 * s2 / (2 * (n - 1)))
         centre = ybar + s2 / 2
-        low, high, method = math.exp(centre - t975(n - 1) * se), math.exp(centre + t975(n - 1) * se), "cox-log"
+        low, high, method = _exp(centre - t975(n - 1) * se), _exp(centre + t975(n - 1) * se), "cox-log"
         half = (high - low) / 2
     elif positive and low < 0:
         low, method = 0.0, "t-clipped"
         half = (high - low) / 2
     return {"mean": mean, "low": low, "high": high, "half_width": half, "n": n, "values": vals, "method": method}
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 709.0 else math.inf   # a spread too wide for a float: unbounded above
 
 
 POSITIVE_PREFIXES = ("wait_", "queue_wait_", "turnaround_", "wait_split.")

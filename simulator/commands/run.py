@@ -6,6 +6,7 @@ from pathlib import Path
 from simulator import bottleneck, output
 from simulator.stats import disagree
 from simulator.api import Results, run_replication
+from simulator.cli import UsageError
 from simulator.commands import _common
 from simulator.workload import expected_span
 
@@ -46,7 +47,10 @@ def run(args) -> int:
     if precision is not None:
         from simulator.sequential import run_until
         with _common.progress_bar(args, "replications", precision.cap) as update:
-            results = run_until(sc, precision, workers=workers, out=jobs_dir, progress=update)
+            try:
+                results = run_until(sc, precision, workers=workers, out=jobs_dir, progress=update)
+            except KeyError as exc:
+                raise UsageError(str(exc.args[0])) from None
     else:
         results = Results(sc, _fixed(args, sc, jobs_dir, workers))
     output.write(results, out, plots=not args.no_plots)
