@@ -48,7 +48,7 @@ def test_a_client_that_does_not_retry_is_caught_and_shrunk(legal_agent):
         with legal_agent.play(behaviour) as play:
             script = play.source.add(b"pass\n")
             job = str(uuid.uuid4())
-            with AgentClient.connect(legal_agent.address, timeout=0.05) as client:
+            with AgentClient.connect(legal_agent.address, timeout=5) as client:   # no slow answers here
                 try:
                     client.stage_in(job, [script])
                     client.run(job, [script])
@@ -78,10 +78,12 @@ def test_vanished_files_stay_staged_and_slow_answers_are_applied(legal_agent):
     behaviour = Behaviour(answers=("DONE",), vanish=True, slow=frozenset({0}))
     with legal_agent.play(behaviour) as play:
         job, first, _ = run_documented_client(legal_agent, play, timeout=0.3)
-    stage_calls = sorted((c for c in play.calls if c.method == "StageInFiles"), key=lambda c: c.code.name)
-    assert [c.code.name for c in stage_calls] == ["DEADLINE_EXCEEDED", "OK"]
-    sent = [f.uuid for f in stage_calls[1].request.files]
-    assert [s.file.uuid for s in stage_calls[1].response.success_files] == sent
+    stage_calls = [c for c in play.calls if c.method == "StageInFiles"]
+    assert [c.code.name for c in stage_calls if c.injected] == ["DEADLINE_EXCEEDED"]   # the slow one
+    sent = [f.uuid for f in stage_calls[0].request.files]
+    # every answer lists the file, also those after it left the source (more than one retry
+    # only if the machine is so loaded that a call takes longer than the 0.3 s timeout)
+    assert all([s.file.uuid for s in c.response.success_files] == sent for c in stage_calls)
     assert len(play.source) == 0 and list(play.jobs[0].inputs) == sent
     assert any("left the source" in e for e in play.events)
 
