@@ -105,9 +105,8 @@ class AgentProcess:
                 self._found.wait(0.1)  # the drain thread may still hold the last lines
                 if self._found.is_set():
                     break
-                where = f"; see {self.log_path}" if self.log_path else ""
                 raise LaunchError(f"agent {argv!r} exited with {self.proc.returncode} before listening; "
-                                  f"output: {' | '.join(self.output)[-800:]}{where}")
+                                  f"{self._last_words()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise LaunchError(f"agent {argv!r} printed no 'listening on HOST:PORT' line within "
@@ -116,6 +115,20 @@ class AgentProcess:
             self.wait_ready(deadline)
         self.starts += 1
         return self.address  # type: ignore[return-value]
+
+    def _last_words(self) -> str:
+        """The end of what the agent printed (its log file when it has one): why it exited."""
+        text = " | ".join(self.output)
+        if self.log_path:
+            try:
+                with open(self.log_path, "rb") as log:
+                    log.seek(max(0, log.seek(0, os.SEEK_END) - 2000))
+                    tail = log.read().decode("utf-8", "replace").strip().splitlines()
+                text = " | ".join(filter(None, [text, *tail[-8:]]))
+            except OSError:
+                pass
+            return f"output: {text[-800:]}; see {self.log_path}"
+        return f"output: {text[-800:]}"
 
     def _drain(self, proc: subprocess.Popen) -> None:
         for raw in proc.stdout:  # type: ignore[union-attr]
