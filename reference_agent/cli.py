@@ -16,6 +16,7 @@ examples:
   reference-agent serve --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem
   reference-agent jobs --state-dir agent-state           # table of jobs with state, exit status, duration
   reference-agent job 3f2b...-...  --state-dir agent-state  # one job: details and its stdout/stderr
+  reference-agent gc --state-dir agent-state --max-age 30d --dry-run  # what retention would remove
 
 Files are taken from the source: the content of file U is the object named U (lower case).
 The first stdout line of `serve` is exactly "listening on HOST:PORT". SIGTERM/SIGINT stop it
@@ -75,6 +76,20 @@ def _size(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> float:
+    """Seconds, or a number with s, m, h or d: 90, 15m, 12h, 30d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    mult = units.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in units else t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or with s, m, h, d)") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite duration > 0")
+    return value
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name or not name.replace("_", "a").isalnum():
@@ -102,7 +117,7 @@ def _core_class(text: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reference-agent", description=__doc__.strip("`"),
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{serve,jobs,job}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,jobs,job,gc}")
     serve = sub.add_parser("serve", help="run the agent", epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN,
@@ -141,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start although the journal is missing or empty while jobs/ or cache/ hold "
                             "entries: they are moved to STATE/lost-TIMESTAMP/ and forgotten (without it "
                             "the agent refuses to start, exit status 2)")
+    serve.add_argument("--retain-age", type=_duration, metavar="DURATION",
+                       help="remove DONE jobs' directories (inputs, outputs) and cache entries older than "
+                            "this (e.g. 30d), in the background; their journal rows stay, so their ids never "
+                            "run again (default: keep everything)")
+    serve.add_argument("--retain-bytes", type=_size, metavar="SIZE",
+                       help="keep jobs/ and cache/ under SIZE: oldest DONE jobs' directories first, then the "
+                            "oldest cache entries; never those of waiting, running or unsubmitted jobs")
+    serve.add_argument("--gc-interval", type=_duration, default=600.0, metavar="DURATION",
+                       help="how often the retention policy is applied (default 10m)")
     serve.add_argument("--tls-cert", metavar="FILE")
     serve.add_argument("--tls-key", metavar="FILE")
     serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by it")
@@ -161,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="show at most this many last bytes of stdout and stderr (0: none)")
         p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    gc = sub.add_parser("gc", help="apply a retention policy once (also while the agent runs)", epilog=EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Remove DONE jobs' directories and cache entries by age and total size. "
+                                    "Journal rows stay. While an agent runs on the directory, only DONE jobs' "
+                                    "directories are removed (the cache is the agent's: see serve --retain-*).")
+    gc.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
+    gc.add_argument("--max-age", type=_duration, metavar="DURATION", help="remove what is older (e.g. 30d)")
+    gc.add_argument("--max-bytes", type=_size, metavar="SIZE", help="keep jobs/ and cache/ under SIZE")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    gc.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -171,6 +205,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         limit_address_space=args.limit_address_space, limit_open_files=args.limit_open_files,
         limit_processes=args.limit_processes, job_env=dict(args.job_env),
         limit_memory=args.limit_memory, use_cgroups=not args.no_cgroups,
+        retain_age=args.retain_age, retain_bytes=args.retain_bytes, gc_interval=args.gc_interval,
         stop_jobs_on_exit=args.stop_jobs_on_exit, accept_lost_journal=args.accept_lost_journal,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_tokens=args.auth_tokens, metrics_port=args.metrics_port,
@@ -201,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(args, parser)
+    if args.command == "gc":
+        from reference_agent import gc_command
+
+        return gc_command.main(args, parser)
     from reference_agent import operator_view
 
     return operator_view.main(args, parser)

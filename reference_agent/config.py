@@ -62,6 +62,9 @@ class AgentConfig:
     limit_processes: int | None = 4096      # processes per job (its cgroup or session) and RLIMIT_NPROC
     limit_memory: int | None = None         # bytes per job, all its processes (cgroup memory limit)
     use_cgroups: bool = True                # per-job cgroups where the machine allows (else sessions)
+    retain_age: float | None = None         # retention: DONE jobs' directories, cache entries (seconds)
+    retain_bytes: int | None = None         # retention: jobs/ + cache/ total bytes
+    gc_interval: float = 600.0              # retention: seconds between background passes
     job_env: dict[str, str] = field(default_factory=dict)  # extra variables given to jobs
     stop_jobs_on_exit: bool = False         # on a clean stop: leave jobs running and adopt later
     accept_lost_journal: bool = False       # start although jobs/ or cache/ exist without a journal
@@ -100,6 +103,12 @@ class AgentConfig:
         for python in self.pythons:
             if not (os.path.isfile(python) and os.access(python, os.X_OK)):
                 raise ConfigError(f"--python {python!r}: not an executable file")
+        if self.retain_age is not None and not 0 < self.retain_age < float("inf"):
+            raise ConfigError(f"--retain-age {self.retain_age!r}: must be a finite number of seconds > 0")
+        if self.retain_bytes is not None and self.retain_bytes < 1:
+            raise ConfigError(f"--retain-bytes {self.retain_bytes!r}: must be >= 1")
+        if not 0 < self.gc_interval < float("inf"):
+            raise ConfigError(f"--gc-interval {self.gc_interval!r}: must be a finite number of seconds > 0")
         for limit in ("limit_address_space", "limit_open_files", "limit_processes", "limit_memory"):
             value = getattr(self, limit)
             if value is not None and value < 1:

@@ -18,6 +18,7 @@ from reference_agent.copying import private_dir, private_files
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
 from reference_agent.journal import JobRow, Journal, StorageError, is_disk_full
 from reference_agent.pending import PendingEnds
+from reference_agent.retention import Retention, RetentionPolicy
 from reference_agent.containment import choose_containment
 from reference_agent.processes import Adopted, Launch, Limits, clean_env, kill_group, read_status
 from reference_agent.supervision import JobSupervisor, SupervisionLimits, exit_event
@@ -121,6 +122,9 @@ class AgentCore:
         self._closed = False
         self._hold_starts_until = 0.0         # monotonic; set when a RUN could not be journalled
         self._call = threading.local()        # the RPC being served by this thread (see `serving`)
+        self.retention = Retention(root, self.journal, self.store,
+                                   RetentionPolicy(config.retain_age, config.retain_bytes),
+                                   config.gc_interval, self.telemetry.log)
         self.telemetry.watch_core(self.counts)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -136,11 +140,13 @@ class AgentCore:
         self.interpreters.available()  # probe once, now, not during the first RunJob
         self._scheduler = threading.Thread(target=self._schedule_loop, name="agent-scheduler", daemon=True)
         self._scheduler.start()
+        self.retention.start()  # background passes, when a policy is set
 
     def close(self, stop_jobs: bool | None = None, timeout: float = 10.0) -> None:
         """Stop scheduling. Running jobs are left running (adopted at the next start) unless
         `stop_jobs` (default: config.stop_jobs_on_exit), then they end DONE (interrupted)."""
         stop = self.config.stop_jobs_on_exit if stop_jobs is None else stop_jobs
+        self.retention.stop(timeout)
         with self._wake:
             self._stopping = True
             self._wake.notify_all()

@@ -123,6 +123,8 @@ def show_job(journal: Journal, job: str, tail: int, as_json: bool) -> int:
         for name in ("stdout", "stderr"):
             _print(f"--- {name} ---")
             text = _tail(getattr(row, name), tail)
+            if text == "(none yet)\n" and row.state == JobState.DONE:
+                text = "(not kept: removed by retention, or never written)\n"
             _print(text, end="" if text.endswith("\n") or not text else "\n")
     return 0
 

@@ -173,6 +173,10 @@ class ContentStore:
     def _file_lock(self, file: str) -> threading.Lock:
         return self._locks[hash(file) % len(self._locks)]
 
+    def lock(self, file: str) -> threading.Lock:
+        """The lock under which a file's cache entry is fetched, placed or removed (retention)."""
+        return self._file_lock(file)
+
     def _tmp_path(self) -> Path:
         return self.tmp_dir / f".tmp-{uuidlib.uuid4().hex}"
 
