@@ -81,7 +81,7 @@ class Arrivals:
         classes = self.scenario.job_classes
         if len(classes) > 1:
             rngs = [self.rng] + self.class_rngs
-            merged = heapq.merge(*(((t, k) for t in _times(c, rngs[k])) for k, c in enumerate(classes)))
+            merged = heapq.merge(*(_tagged(_times(c, rngs[k]), k) for k, c in enumerate(classes)))
             for n, (t, k) in enumerate(merged):
                 if n >= limit or t >= horizon:
                     return
@@ -102,6 +102,11 @@ class Arrivals:
                 if t >= horizon:
                     return
                 yield t, job.runtime * w.time_scale, job.python, 0
+
+
+def _tagged(times: Iterator[float], k: int) -> Iterator[tuple[float, int]]:
+    for t in times:
+        yield t, k
 
 
 def _times(w, rng: random.Random) -> Iterator[float]:
