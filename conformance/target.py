@@ -115,8 +115,10 @@ class Target:
             except grpc.FutureTimeoutError:
                 last = "no connection"
                 continue
-            # RunJob with no files for a never-seen job: INVALID_ARGUMENT, no state change (AGT-RUN-2)
-            code, details, _ = self.call(wire.RUN_METHOD, wire.run_request(str(uuid.uuid4())),
+            # StageInFiles with no files for a never-seen job: OK and no state change (AGT-STAGE-1). Not a
+            # RunJob without files: an agent that wrongly accepts one (AGT-RUN-2) would get a job with no
+            # entry point from the probe itself, and may then fail every restart for a defect shown elsewhere
+            code, details, _ = self.call(wire.STAGE_METHOD, wire.stage_request(str(uuid.uuid4()), []),
                                          timeout=max(0.5, deadline - time.monotonic()))
             if code not in TRANSPORT_CODES:
                 return
