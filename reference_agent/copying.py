@@ -16,6 +16,9 @@ FILE_MODE, INPUT_MODE, DIR_MODE = 0o600, 0o400, 0o700
 Active = Callable[[], bool]
 
 
+DEADLINE_PASSED = "the caller's deadline passed while the file was being copied"
+
+
 class CopyCancelled(Exception):
     """The caller stopped waiting (its deadline passed) while a file was being copied."""
 
@@ -37,7 +40,7 @@ def private_files(directory, pattern: str) -> None:
             os.chmod(path, FILE_MODE)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> int:
+def write_all(fd: int, data: bytes | memoryview) -> int:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -46,7 +49,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> int:
 
 def _check(active: Active | None) -> None:
     if active is not None and not active():
-        raise CopyCancelled("the caller's deadline passed while the file was being copied")
+        raise CopyCancelled(DEADLINE_PASSED)
 
 
 _KERNEL_FALLBACK = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
@@ -77,7 +80,7 @@ def copy_fd(src: int, dst: int, limit: int | None = None, active: Active | None 
         chunk = os.read(src, count)
         if not chunk:
             break
-        total += _write_all(dst, chunk)
+        total += write_all(dst, chunk)
     return total
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from protos.validation import is_uuid
-from reference_agent.copying import (CHUNK, INPUT_MODE, Active, CopyCancelled, _write_all, clone_or_copy,
-                                     copy_fd, private_dir)
+from reference_agent.copying import (CHUNK, DEADLINE_PASSED, INPUT_MODE, Active, CopyCancelled, clone_or_copy,
+                                     copy_fd, private_dir, write_all)
 
 __all__ = ["SourceError", "checked_name", "FileSource", "LocalSource", "FsspecSource", "make_source",
            "ContentStore", "copy_fd"]
@@ -114,11 +114,11 @@ class FsspecSource(FileSource):
             with self.fs.open(path, "rb") as src:
                 while size is None or total < size:
                     if active is not None and not active():
-                        raise SourceError(f"{file}: {CopyCancelled.__doc__.strip().lower()}")
+                        raise SourceError(f"{file}: {DEADLINE_PASSED}")
                     chunk = src.read(CHUNK if size is None else min(CHUNK, size - total))
                     if not chunk:
                         break
-                    total += _write_all(out_fd, chunk)
+                    total += write_all(out_fd, chunk)
             if size is not None and total != size:
                 raise SourceError(f"{file} changed while it was copied ({size} bytes at start, "
                                   f"{total} read): not staged")

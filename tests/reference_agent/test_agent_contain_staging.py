@@ -192,3 +192,37 @@ def test_staging_stops_copying_a_file_when_the_deadline_passes(agent):
     assert not (agent.state / "cache" / big).exists()
     assert agent.core.staged_files(job) == []
     assert code_of(agent.client.run, job, [big]) == "FAILED_PRECONDITION"
+
+
+def test_fsspec_copies_stop_at_the_deadline_and_at_the_size_seen_first():
+    import fsspec
+
+    from reference_agent.staging import FsspecSource
+
+    root = f"/contain-{new_id()}"
+    file = new_id()
+    fsspec.filesystem("memory").pipe(f"{root}/{file}", b"z" * 3_000_000)
+    source = FsspecSource(f"memory://{root}")
+    r, w = os.pipe()
+    try:
+        with pytest.raises(SourceError, match="deadline passed"):
+            source.copy_to(file, w, active=lambda: False)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_copy_fd_by_chunks_honours_the_limit_and_the_deadline(tmp_path):
+    """The read/write fallback (a pipe: no copy_file_range, no sendfile into a file from it)."""
+    r, w = os.pipe()
+    os.write(w, b"a" * 5000)
+    os.close(w)
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert copying.copy_fd(r, out, limit=1234) == 1234
+        with pytest.raises(copying.CopyCancelled):
+            copying.copy_fd(r, out, active=lambda: False)
+    finally:
+        os.close(r)
+        os.close(out)
+    assert os.path.getsize(tmp_path / "out") == 1234
