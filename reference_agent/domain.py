@@ -189,6 +189,12 @@ class AgentCore:
         alive = getattr(self._call, "alive", None)
         return alive is None or alive()
 
+    def _copy_may_go_on(self) -> bool:
+        """Asked between chunks of one file's copy (not a hook: `_caller_waiting` is the one that
+        decides between files): False once the client of this RPC stopped waiting."""
+        alive = getattr(self._call, "alive", None)
+        return alive is None or alive()
+
     # --- requests (the servicer calls these) ----------------------------------------------
     def parse_stage_request(self, message) -> StageRequest:
         return validation.validate_stage_request(message)
@@ -284,7 +290,7 @@ class AgentCore:
         placed (stage_in then journals it). A full disk raises StorageError (RESOURCE_EXHAUSTED):
         that is not a file absent from the source."""
         try:
-            self.store.place(file, self._workdir(job_id), active=self._caller_waiting)
+            self.store.place(file, self._workdir(job_id), active=self._copy_may_go_on)
         except (SourceError, OSError) as exc:
             if is_disk_full(exc) or (isinstance(exc, SourceError) and "No space left" in str(exc)):
                 self._journal_error("stage", exc)
