@@ -82,7 +82,7 @@ class Env:
         return file_uuid
 
     def script(self, job: str, *, gate: bool = False, sleep: float = 0.0, mark: str = "entry",
-               start_log: str | None = None) -> str:
+               start_log: str | None = None, tamper: tuple[str, ...] = ()) -> str:
         """Put a job script for `job` into the source; return its file UUID."""
         wdir = str(self.witness.dir) if self.witness is not None else None
         if gate:
@@ -90,7 +90,7 @@ class Env:
         if start_log and start_log not in self.logs:
             self.logs.append(start_log)
         return self.put(jobs.script(job.lower(), wdir, mark=mark, gate_timeout=self.timing.gate if gate else 0.0,
-                                    sleep=self.timing(sleep), start_log=start_log))
+                                    sleep=self.timing(sleep), start_log=start_log, tamper=tamper))
 
     # --- raw calls ---------------------------------------------------------------------------------
 

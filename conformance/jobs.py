@@ -17,6 +17,7 @@ MARK = {mark!r}
 GATE_TIMEOUT = {gate_timeout!r}
 SLEEP = {sleep!r}
 START_LOG = {start_log!r}
+TAMPER = {tamper!r}
 
 def put(name, record):
     if W is None:
@@ -50,6 +51,12 @@ put(JOB + ".runs", {{
 }})
 if START_LOG:
     put(START_LOG, {{"job": JOB, "time": time.time()}})
+for name in TAMPER:  # a job may write into its own inputs; another job's copy must not change
+    try:
+        with open(name, "ab") as f:
+            f.write(b"written by job " + JOB.encode())
+    except (IOError, OSError):
+        pass
 if GATE_TIMEOUT and W is not None:
     gate = os.path.join(W, JOB + ".gate")
     deadline = time.time() + GATE_TIMEOUT
@@ -62,10 +69,11 @@ put(JOB + ".end", {{"pid": os.getpid(), "end": time.time(), "listing": sorted(os
 
 
 def script(job: str, witness: str | None, *, mark: str = "entry", gate_timeout: float = 0.0,
-           sleep: float = 0.0, start_log: str | None = None) -> bytes:
-    """The bytes of a job script for `job` (lower case) that witnesses into `witness` (or not)."""
+           sleep: float = 0.0, start_log: str | None = None, tamper: tuple[str, ...] = ()) -> bytes:
+    """The bytes of a job script for `job` (lower case) that witnesses into `witness` (or not) and,
+    after its start witness, appends to the files named in `tamper` (its own inputs)."""
     return _TEMPLATE.format(job=job, witness=witness, mark=mark, gate_timeout=float(gate_timeout),
-                            sleep=float(sleep), start_log=start_log).encode("utf-8")
+                            sleep=float(sleep), start_log=start_log, tamper=list(tamper)).encode("utf-8")
 
 
 @dataclass

@@ -106,7 +106,8 @@ def _scenario(env, hard: bool):
         witness.open_gate(running)
     with also(RID):
         for job in [running, *fillers, staged] + ([waiting] if waiting else []):
-            env.finish(job)
+            if env.last.get(job) is not JobState.DONE:  # one DONE answer is enough (finished above)
+                env.finish(job)
     if witness is not None:
         time.sleep(env.timing(0.3))
         for job in [done, running, *fillers, staged] + ([waiting] if waiting else []):

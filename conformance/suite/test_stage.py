@@ -60,6 +60,7 @@ def _blob(seed: str) -> bytes:
 # Sizes around the usual copy-buffer and chunk boundaries, and several MB (a defect that shows only with
 # inputs larger than the suite's small ones, e.g. a copy cut at 1 MiB or at one read() call).
 SIZES = (0, 1, 65_536, 65_537, 1_048_576 + 1, 5 * 1_048_576 + 3)
+MANY = 2_500   # files in one StageInFiles (the request stays near 100 KB)
 
 
 @covers("AGT-STAGE-3", needs=("witness",))
@@ -87,6 +88,35 @@ def test_job_sees_the_bytes_of_staging_time(env):
     got = {k: run.hashes.get(k) for k in want}
     expect("AGT-STAGE-3", got == want, "a staged file's bytes differ from the source's bytes at staging time",
            f"job {job}: sha256 in the job's directory {got}\nexpected (at staging time) {want}")
+
+
+@covers("AGT-STAGE-1", needs=("delete",))
+def test_large_stage_request_lists_every_file(env):
+    """Thousands of files in one call (staging that takes a while, journalled in chunks by some agents):
+    every one is listed, in order, and a repeat lists them again."""
+    files = [env.put(b"%d" % i) for i in range(MANY)]
+    job = env.new_id()
+    env.stage("AGT-STAGE-1", job, files, files, f"a StageInFiles of {MANY} files did not list every one of them")
+    env.stage(("AGT-STAGE-1", "AGT-STAGE-2"), job, files, files, f"a repeated StageInFiles of {MANY} files "
+              f"returned another list")
+
+
+@covers("AGT-STAGE-3", needs=("witness",))
+def test_a_job_writing_its_input_does_not_change_another_jobs_copy(env):
+    """Job A appends to its staged input; job B, staged the same file afterwards, sees the source's bytes
+    (an agent that shares one copy between jobs, or trusts a cache that a job wrote to, does not)."""
+    shared = env.put(b"shared input " + env.new_id().encode())
+    first, second = env.new_id(), env.new_id()
+    entry = env.script(first, tamper=(shared,))
+    env.stage("AGT-STAGE-3", first, [entry, shared], [entry, shared])
+    env.submit("AGT-STAGE-3", first, [entry])
+    env.finish(first)
+    env.wait_ran(first)
+    later = env.script(second)
+    env.stage("AGT-STAGE-3", second, [later, shared], [later, shared])
+    env.submit("AGT-STAGE-3", second, [later])
+    env.finish(second)
+    env.wait_ran(second)   # the audit compares its copy of `shared` with the source's bytes after the test
 
 
 @covers("AGT-STAGE-4")

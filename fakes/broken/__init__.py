@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from fakes.broken._registry import CATALOGUE, build_server, describe, layer, register
 from fakes.broken.blindspots import (  # importing a module registers its agents
-    ForgetsSlotsAfterRestart, ReportsDoneWhileRunningLater, RestagesFromSourceAfterRestart, TruncatesLargeFiles,
+    ForgetsSlotsAfterRestart, ReportsDoneWhileRunningLater, RestagesFromSourceAfterRestart, StopsStagingAfterAChunk,
+    TruncatesLargeFiles, TrustsCacheAfterJobWrites,
 )
 from fakes.broken.jobs import (  # importing a module registers its agents
     AcceptsMalformedPythonVersion, AcceptsMismatchedRepeat, AcceptsRunWithoutFiles,

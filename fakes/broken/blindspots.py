@@ -2,6 +2,7 @@
 blind spots that the suite checks wherever a requirement applies (issue 12)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid as uuidlib
@@ -9,7 +10,7 @@ import uuid as uuidlib
 from fakes.broken._registry import register
 from protos.states import JobState
 from reference_agent.domain import AgentCore
-from reference_agent.staging import SourceError, checked_name
+from reference_agent.staging import ContentStore, SourceError, checked_name
 
 
 @register
@@ -87,3 +88,36 @@ class RestagesFromSourceAfterRestart(AgentCore):
                     continue
                 os.close(fd)
                 os.replace(tmp, dest)
+
+
+@register
+class StopsStagingAfterAChunk(AgentCore):
+    """A StageInFiles that takes a while (thousands of files) returns after its first journalled chunk."""
+
+    violates = ("AGT-STAGE-1",)
+    CHUNK = 2000  # the reference agent journals staged files in chunks of this many
+
+    def stage_in(self, req):
+        if len(req.files) <= self.CHUNK:
+            return super().stage_in(req)
+        return super().stage_in(dataclasses.replace(req, files=tuple(req.files[:self.CHUNK])))
+
+
+class _TrustingStore(ContentStore):
+    """A content cache that trusts any cached file, also one that a job has written to (it is hard-linked)."""
+
+    def cached(self, file):
+        path = self.cache_dir / checked_name(file)
+        return path if path.is_file() else None
+
+
+@register
+class TrustsCacheAfterJobWrites(AgentCore):
+    """Hands out its cached copy of a file even after a job wrote to it (the job's copy shares the cache's inode)."""
+
+    violates = ("AGT-STAGE-3",)
+
+    def __init__(self, config, telemetry=None):
+        super().__init__(config, telemetry)
+        old = self.store
+        self.store = _TrustingStore(old.source, old.cache_dir, old.tmp_dir, old.journal, on_fetch=old.on_fetch)

@@ -404,7 +404,35 @@ def probe_restages_after_restart(agent, tmp, restart):
         return "after the restart the job saw the source's later bytes, not those of staging time"
 
 
+def probe_stops_staging_after_a_chunk(agent, tmp):
+    files = [agent.put(b"%d" % i) for i in range(2_500)]
+    listed = agent.client.stage_in(new(), files)
+    if len(listed) != len(files):
+        return f"a StageInFiles of {len(files)} files listed {len(listed)}"
+
+
+def probe_trusts_cache_after_job_writes(agent, tmp):
+    import hashlib
+
+    shared = agent.put(b"the source's bytes")
+    writer = agent.put(f"open({shared.lower()!r}, 'ab').write(b' and a job wrote here')\n".encode())
+    job = new()
+    agent.client.stage_in(job, [writer, shared])
+    agent.client.run(job, [writer])
+    done(agent, job)
+    out, later = tmp / "seen", new()
+    reader = agent.put(_reader(out, shared.lower()))
+    agent.client.stage_in(later, [reader, shared])
+    agent.client.run(later, [reader])
+    done(agent, later)
+    assert wait_for(out.exists, 5)
+    if out.read_text().split()[0] != hashlib.sha256(b"the source's bytes").hexdigest():
+        return "a later job got the bytes that an earlier job wrote into its copy"
+
+
 PROBES = {
+    "StopsStagingAfterAChunk": probe_stops_staging_after_a_chunk,
+    "TrustsCacheAfterJobWrites": probe_trusts_cache_after_job_writes,
     "ReportsDoneWhileRunningLater": probe_done_while_running,
     "ForgetsSlotsAfterRestart": probe_forgets_slots_after_restart,
     "TruncatesLargeFiles": probe_truncates_large_files,
