@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--level", default="must", choices=("must", "should"))
     p.add_argument("--ref", default="HEAD", help="the commit whose reference_agent/ is mutated (default HEAD)")
     p.add_argument("--out", default="out/mutation.json", help="results (JSON); a line per mutant on stdout")
+    p.add_argument("--mutant", action="append", default=[], metavar="FILE:LINE:OPERATOR",
+                   help="run these mutants instead of a sample (e.g. staging.py:186:operator; repeatable)")
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="agent-mutation-") as tmp:
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         trees = {f: ast.parse((base / f).read_text()) for f in FILES}
         universe = [(f, i, op) for f in FILES for i, op in points(trees[f])]
         sample = rng.sample(universe, min(args.sample, len(universe)))
+        if args.mutant:
+            wanted = {tuple(m.rsplit(":", 2)) for m in args.mutant}
+            sample = [(f, i, op) for f, i, op in universe
+                      if (f, str(getattr(list(ast.walk(trees[f]))[i], "lineno", 0)), op) in wanted]
         work = tmp / "work"
         work.mkdir()
         outcome, took, detail = run_suite(base.parent, work, args.timeout, args.level)

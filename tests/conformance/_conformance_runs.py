@@ -97,4 +97,6 @@ PRIMARY = {
 PRIMARY_FOR = {
     "ForgetsSlotsAfterRestart": ["test_restart_clean"],
     "RestagesFromSourceAfterRestart": ["test_restart_clean"],
+    "StopsStagingAfterAChunk": ["test_large_stage_request_lists_every_file"],
+    "TrustsCacheAfterJobWrites": ["test_a_job_writing_its_input_does_not_change_another_jobs_copy"],
 }
