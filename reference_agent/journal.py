@@ -150,6 +150,16 @@ class JobRow:
         for column in ("interpreter", "python_version", "workdir", "stdout", "stderr"):
             if not isinstance(values[column], str):
                 raise BadRow(f"{column} {_cut(values[column])} is not text")
+        for column in ("submitted", "started", "ended"):
+            value = values[column]
+            if not (value is None and column != "submitted") and not (
+                    isinstance(value, (int, float)) and value == value and abs(value) != float("inf")):
+                raise BadRow(f"{column} {_cut(value)} is not a time in seconds")
+        for column in ("pid", "exit_status"):
+            if values[column] is not None and not isinstance(values[column], int):
+                raise BadRow(f"{column} {_cut(values[column])} is not an integer")
+        if values["pid"] is not None and values["pid"] <= 0:
+            raise BadRow(f"pid {values['pid']} is not a process id")
         return cls(**values)
 
     def as_dict(self) -> dict:
@@ -269,20 +279,24 @@ class Journal:
             rows = self._read("SELECT * FROM jobs ORDER BY seq")
         except StorageError as exc:
             raise self._unreadable(exc.cause) from None
-        out = []
-        for r in rows:
-            try:
-                out.append(JobRow.from_sql(r))
-            except BadRow as exc:
-                raise JournalError(
-                    f"journal {str(self.path)!r}: jobs row seq={r['seq'] if 'seq' in r.keys() else '?'} "
-                    f"cannot be read: {exc}. Correct or delete that row with the sqlite3 tool "
-                    f"(the agent is stopped), or restore the journal from a backup") from None
-        return out
+        return [self._checked(r) for r in rows]
 
     def job(self, job: str) -> JobRow | None:
-        rows = self._read("SELECT * FROM jobs WHERE job=?", (job,))
-        return JobRow.from_sql(rows[0]) if rows else None
+        """One job's row, or None; JournalError as for `jobs()`."""
+        try:
+            rows = self._read("SELECT * FROM jobs WHERE job=?", (job,))
+        except StorageError as exc:
+            raise self._unreadable(exc.cause) from None
+        return self._checked(rows[0]) if rows else None
+
+    def _checked(self, row: sqlite3.Row) -> JobRow:
+        try:
+            return JobRow.from_sql(row)
+        except BadRow as exc:
+            raise JournalError(
+                f"journal {str(self.path)!r}: jobs row seq={row['seq'] if 'seq' in row.keys() else '?'} "
+                f"cannot be read: {exc}. Correct or delete that row with the sqlite3 tool "
+                f"(the agent is stopped), or restore the journal from a backup") from None
 
     # --- staged files -----------------------------------------------------------------------
     def add_staged(self, job: str, file: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from protos.states import JobState
 from protos.validation import is_uuid
 
-from reference_agent.journal import Journal, JobRow
+from reference_agent.journal import Journal, JobRow, JournalError
 
 
 def _open(state_dir: str) -> Journal | None:
@@ -22,7 +22,7 @@ def _open(state_dir: str) -> Journal | None:
         return None
     try:
         return Journal(path, readonly=True)
-    except sqlite3.Error:
+    except (sqlite3.Error, JournalError):
         return Journal(path)
 
 
@@ -134,7 +134,11 @@ def main(args, parser) -> int:
         parser.error(f"job UUID {args.uuid!r} is not a canonical 8-4-4-4-12 hex UUID")
     if args.command == "job" and args.tail < 0:
         parser.error(f"--tail {args.tail}: must be >= 0")
-    journal = _open(args.state_dir)
+    try:
+        journal = _open(args.state_dir)
+    except JournalError as exc:
+        print(f"reference-agent: error: {exc}", file=sys.stderr)
+        return 2
     if journal is None:
         print(f"reference-agent: no journal in {args.state_dir!r} (is it the agent's --state-dir?)",
               file=sys.stderr)
@@ -143,5 +147,8 @@ def main(args, parser) -> int:
         if args.command == "jobs":
             return show_jobs(journal, args.json)
         return show_job(journal, args.uuid, args.tail, args.json)
+    except JournalError as exc:  # not a database, a row it cannot read: one line, no traceback
+        print(f"reference-agent: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         journal.close()

@@ -6,6 +6,8 @@ import subprocess
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent_helpers import new_id
 from protos import launcher
@@ -155,3 +157,70 @@ def test_garbage_journal_and_bad_row_exit_2_without_traceback(tmp_path):
         db.execute("UPDATE jobs SET state=9")
     line = _one_clear_error(_refused(source, state))
     assert "state 9 is not one of" in line, line
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 300, None])
+def test_operator_view_of_an_unreadable_journal_is_one_line(tmp_path, content, capsys):
+    from reference_agent.cli import main
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if content is None:  # a readable file with a bad row
+        job = _journal_with_one_job(state / "journal.sqlite3")
+        with sqlite3.connect(state / "journal.sqlite3") as db:
+            db.execute("UPDATE jobs SET requirements='{'")
+    else:
+        job = new_id()
+        (state / "journal.sqlite3").write_bytes(content)
+    for argv in (["jobs"], ["job", job]):
+        assert main([*argv, "--state-dir", str(state)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("reference-agent: error: journal "), err
+
+
+_VALUES = st.one_of(st.none(), st.integers(-3, 9), st.floats(allow_nan=True), st.text(max_size=20),
+                    st.binary(max_size=8), st.sampled_from(['["a"]', "[]", '[1]', "succeeded", "killed", "{"]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from(["state", "reason", "files", "requirements", "job", "interpreter", "workdir",
+                               "stdout", "submitted", "started", "pid", "exit_status"]), value=_VALUES)
+def test_any_value_in_a_journal_row_is_restored_or_named(tmp_path, column, value):
+    """Whatever a column holds, recovery either restores a job the core can use or raises
+    JournalError naming the row: never another exception."""
+    from reference_agent.domain import Job
+
+    path = tmp_path / f"j-{new_id()}.sqlite3"
+    _journal_with_one_job(path)
+    with sqlite3.connect(path) as db:
+        try:
+            db.execute(f"UPDATE jobs SET {column}=?", (value,))
+        except sqlite3.IntegrityError:  # NOT NULL: SQLite itself keeps that value out
+            return
+    journal = Journal(path)
+    try:
+        rows = journal.jobs()
+    except JournalError as exc:
+        assert "seq=1" in str(exc) and "cannot be read" in str(exc)
+        return
+    finally:
+        journal.close()
+    job = Job.from_row(rows[0])
+    assert job.state in tuple(JobState) and all(isinstance(f, str) for f in job.files)
+    assert job.submitted + 0.0 == job.submitted and (job.pid is None or job.pid > 0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(min_size=1, max_size=2048),
+                      st.binary(max_size=4096).map(lambda b: b"SQLite format 3\x00" + b)))
+def test_any_bytes_as_a_journal_open_or_give_journal_error(tmp_path, data):
+    path = tmp_path / f"j-{new_id()}.sqlite3"
+    path.write_bytes(data)
+    try:
+        journal = Journal(path)
+        try:
+            journal.jobs()
+        finally:
+            journal.close()
+    except JournalError as exc:
+        assert str(path) in str(exc) and "--accept-lost-journal" in str(exc) or "seq=" in str(exc)
