@@ -287,14 +287,18 @@ class AgentCore:
 
     def _stage_file(self, job_id: str, file: str) -> bool:
         """Copy one file from the source (or the cache) into the job's directory; True when
-        placed (stage_in then journals it). A full disk raises StorageError (RESOURCE_EXHAUSTED):
-        that is not a file absent from the source."""
+        placed (stage_in then journals it). A file the source does not give (SourceError) is
+        not staged; a write that fails in the agent's own directories raises StorageError
+        (RESOURCE_EXHAUSTED when the disk is full, else UNAVAILABLE): that is not a file
+        absent from the source."""
         try:
             self.store.place(file, self._workdir(job_id), active=self._copy_may_go_on)
         except (SourceError, OSError) as exc:
-            if is_disk_full(exc) or (isinstance(exc, SourceError) and "No space left" in str(exc)):
+            # copy_file_range both reads and writes: the source wraps its ENOSPC in a SourceError.
+            full = isinstance(exc, SourceError) and "No space left" in str(exc)
+            if full or not isinstance(exc, SourceError):
                 self._journal_error("stage", exc)
-                raise StorageError(exc if isinstance(exc, OSError) else OSError(28, str(exc)),
+                raise StorageError(OSError(28, str(exc)) if full else exc,
                                    f"file {file} for job {job_id}") from None
             self.telemetry.log("stage", job=job_id, file=file, ok=False, error=str(exc))
             return False
@@ -332,7 +336,11 @@ class AgentCore:
     def _create_job(self, req: RunRequest, interpreter: Interpreter) -> Job:
         base = self.jobs_dir / checked_name(req.job)
         workdir = self._workdir(req.job)
-        private_dir(workdir)
+        try:
+            private_dir(workdir)
+        except OSError as exc:
+            self._journal_error("submit", exc)
+            raise StorageError(exc, f"job {req.job}") from None
         now = time.time()
         row = JobRow(0, req.job, tuple(req.files), tuple(req.requirement_texts), interpreter.path,
                      interpreter.version, int(JobState.WAIT), None, None, None, None, None, now, None, None,

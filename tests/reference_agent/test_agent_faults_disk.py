@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import time
 
@@ -158,3 +159,20 @@ def test_other_write_errors_answer_unavailable(make_agent):
         h.core.journal._db.execute("PRAGMA query_only=0")
     h.client.run(job, [entry])
     assert h.wait_done(job).points[-1][1] is JobState.DONE
+
+
+def test_a_write_error_in_the_state_dir_during_staging_is_unavailable_not_absent(make_agent):
+    """Before: any OSError while placing a file counted as "absent from the source" (OK, file
+    left out), so the client was told a wrong fact; now it is UNAVAILABLE, nothing staged."""
+    h = make_agent()
+    job, f = new_id(), h.put(b"data")
+    scratch = h.state / "tmp"
+    shutil.rmtree(scratch)
+    scratch.write_text("a file where the agent's scratch directory was")
+    with pytest.raises(AgentCallError) as caught:
+        h.client.stage_in(job, [f])
+    assert caught.value.code_name == "UNAVAILABLE", caught.value
+    assert "cannot be written" in str(caught.value) and h.core.staged_files(job) == []
+    scratch.unlink()
+    scratch.mkdir(mode=0o700)
+    assert h.client.stage_in(job, [f]) == [f]
