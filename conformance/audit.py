@@ -43,7 +43,7 @@ class Audit:
 
     def on_run(self, job: str) -> None:
         slots = self.env.target.slots
-        if slots is None or self._confirming:
+        if slots is None or self.env.witness is None or self._confirming:
             return
         running = [j for j, s in self.env.last.items() if s is JobState.RUN]
         if len(running) > slots:
@@ -53,17 +53,21 @@ class Audit:
         """Two rounds of status queries: a job RUN in both was RUN (states are monotonic) from its first
         answer to its second, so every job RUN in both rounds was RUN at the moment between the rounds.
         The violation names AGT-SCHED-1 alone, whatever the test is checking (no `also` context)."""
-        env = self.env
+        env, witness = self.env, self.env.witness
         self._confirming = True
         try:
             first = [j for j in jobs if env.status("AGT-SCHED-1", j) is JobState.RUN]
             both = [j for j in first if env.status("AGT-SCHED-1", j) is JobState.RUN]
         finally:
             self._confirming = False
+        # only processes that really run count: a job answered RUN after its script ended is late DONE
+        # (AGT-STATE-3), one answered RUN before its script started is AGT-STATE-2, neither is a slot
+        both = [j for j in both if witness.started(j) and not witness.ended(j)]
         checked()
         if len(both) > slots:
             raise Violation(("AGT-SCHED-1",), "more jobs reported RUN at once than the agent has slots",
-                            f"--slots {slots}: {len(both)} jobs answered RUN in two rounds of status queries\n"
+                            f"--slots {slots}: {len(both)} jobs answered RUN in two rounds of status queries, "
+                            f"their scripts started and not ended\n"
                             + "\n".join(f"job {j}: {env.timeline(j)}" for j in both))
 
     # --- after the test -------------------------------------------------------------------------------
