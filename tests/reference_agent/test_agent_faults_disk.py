@@ -71,7 +71,7 @@ def _wire_refusal(call) -> AgentCallError:
     return exc
 
 
-def test_disk_full_during_staging_refuses_then_stages_when_space_returns(make_agent, small_disk):
+def test_disk_full_during_staging_refuses_then_stages_when_space_returns(small_disk, make_agent):
     h = make_agent(state_dir=small_disk)
     job, big, small = new_id(), h.put(os.urandom(256 * 1024)), h.put(b"x" * 100)
     filler = _full(h)
@@ -83,7 +83,7 @@ def test_disk_full_during_staging_refuses_then_stages_when_space_returns(make_ag
     assert h.core.journal.staged_for(job) == [small, big]
 
 
-def test_disk_full_during_submission_changes_nothing(make_agent, small_disk):
+def test_disk_full_during_submission_changes_nothing(small_disk, make_agent):
     h = make_agent(state_dir=small_disk)
     job, entry = new_id(), h.script("print('ran')")
     assert h.client.stage_in(job, [entry]) == [entry]
@@ -99,7 +99,7 @@ def test_disk_full_during_submission_changes_nothing(make_agent, small_disk):
     assert (h.state / "jobs" / job / "stdout").read_text() == "ran\n"
 
 
-def test_disk_full_at_a_jobs_end_frees_the_slot_and_records_the_end_later(make_agent, small_disk, tmp_path):
+def test_disk_full_at_a_jobs_end_frees_the_slot_and_records_the_end_later(small_disk, make_agent, tmp_path):
     witness, trigger = tmp_path / "witness", tmp_path / "go"
     witness.mkdir()
     h = make_agent(state_dir=small_disk, slots=1)
