@@ -38,7 +38,10 @@ def exit_event(kill_reason: str | None, returncode: int | None, status: int | No
         return Event.SUCCEED if status == 0 else Event.FAIL
     if returncode is None or returncode == NOT_LAUNCHED:
         return Event.INTERRUPT
-    return Event.KILL if returncode < 0 else Event.FAIL
+    if returncode < 0:
+        return Event.KILL
+    # No status file (e.g. a full disk), but the launcher exits with the job's own status.
+    return Event.SUCCEED if returncode == 0 else Event.FAIL
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,8 @@ def test_disk_full_at_a_jobs_end_frees_the_slot_and_records_the_end_later(small_
     trigger.touch()
     assert h.wait_done(first).points[-1][1] is JobState.DONE  # reported: the process has ended
     assert h.row(first).state == JobState.RUN               # its record waits for space
+    status_file = h.state / "jobs" / first / "exit_status"
+    assert not status_file.exists() or status_file.read_text() == ""  # the launcher could not write it
     time.sleep(0.5)
     assert h.client.status(second) is JobState.WAIT          # its RUN cannot be journalled
     assert h.core.counts()["busy"] == 0                       # and the slot was freed
@@ -135,6 +137,8 @@ def test_disk_full_at_a_jobs_end_frees_the_slot_and_records_the_end_later(small_
         assert time.monotonic() < deadline, "the end of the first job was never journalled"
         time.sleep(0.05)
     assert len(h.core.pending_ends) == 0 and h.core.counts()["busy"] == 0
+    # Its exit_status file could not be written on the full disk: the launcher's exit code says 0.
+    assert h.row(first).reason == "succeeded" and h.row(first).exit_status == 0
     ran = sorted(p.name.split(".")[0] for p in witness.iterdir())
     assert ran == sorted([first, second]), ran  # each ran once
     h.server.stop(grace=0)
