@@ -76,10 +76,16 @@ def verdict(m: dict[str, float]) -> Verdict:
         hot = [r for r in cands if r.key == "link_utilisation_max." + binding.key[17:]]
         if hot and hot[0].utilisation >= BUSY > binding.utilisation:
             binding = hot[0]
+    saturated = m.get("source_saturated")
+    src = [r for r in res if r.kind == "source"]
+    if part == "staging" and src and saturated is not None and saturated >= 0.3 and binding is not src[0]:
+        # busy on average or not, a source that limited transfers this often is what staging waits for
+        binding = src[0]
     if rpc is not None and rpc.utilisation >= 1.0:
         binding = rpc
     label = dict(PARTS)[part]
-    if binding is not None and binding.utilisation < SATURATED and binding.kind != "rpc":
+    limiting = binding is not None and binding.kind == "source" and (saturated or 0) >= 0.3
+    if binding is not None and binding.utilisation < SATURATED and binding.kind != "rpc" and not limiting:
         # waits without a busy resource are service times (a transfer at link speed, RPC latency)
         name = f"{busiest.label} at {_pct(busiest.utilisation)}" if busiest else "none"
         return Verdict(None, part, share, f"no resource is saturated (the busiest: {name}): {label} makes "
@@ -89,6 +95,8 @@ def verdict(m: dict[str, float]) -> Verdict:
     else:
         text = (f"{binding.label} {'is' if binding.kind != 'slots' else 'are'} {_pct(binding.utilisation)} busy: "
                 f"{label} makes {_pct(share)} of the wait")
+        if limiting:
+            text = text.replace(" busy:", f" busy and limited transfers {_pct(saturated)} of the time:", 1)
     extra = [r for r in res if r is not binding and r.utilisation >= BUSY]
     if extra:
         text += "; also busy: " + ", ".join(f"{r.label} {_pct(r.utilisation)}" for r in extra)

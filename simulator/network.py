@@ -54,6 +54,17 @@ class Transfers:
         self.n[agent] += 1
         self._rebalance(agent)
 
+    def moved(self) -> tuple[float, list[float]]:
+        """Bytes delivered so far, in all and per agent, counting the part of transfers in flight
+        (under saturation much of the traffic is in transfers that have not finished yet)."""
+        per = list(self.delivered)
+        now = self.clock.now
+        for a in self.active:
+            V = self.V[a] + self.rate[a] * (now - self.last[a])   # not stored: keeps the run's arithmetic
+            per[a] += sum(size - (end - V) for end, _, size, _, _ in self.heaps[a])
+        total = self.bytes_done + sum(per[a] - self.delivered[a] for a in self.active)
+        return total, per
+
     def saturated_time(self) -> float:
         """Total time so far during which the source limited some transfer (x < inf)."""
         since = self._sat_since

@@ -141,7 +141,8 @@ class Staging:
         t = self.transfers
         if t is None:
             return None
-        return t.bytes_done, list(t.delivered), t.saturated_time()
+        total, per = t.moved()
+        return total, per, t.saturated_time()
 
     def metrics(self, start, end, span: float, agents: list[Agent], groups: list[str],
                 active_area: dict[str, float]) -> dict[str, float]:

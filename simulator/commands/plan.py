@@ -106,10 +106,11 @@ def run(args) -> int:
         return 1
     m = result.metric
     ci = f", 95 % interval [{m['low']:.4g}, {m['high']:.4g}]" if m["half_width"] == m["half_width"] else ""
-    print(f"{args.vary} = {result.value}: {target.metric} = {m['mean']:.4g}{ci} meets {target} ({result.reason})")
     head = result.headroom
     if head is not None:
         print(f"  headroom: {100 * head:.0f} % to the target; at this point {result.verdicts[result.value]}")
+    # the answer is the last line (scripts read it)
+    print(f"{args.vary} = {result.value}: {target.metric} = {m['mean']:.4g}{ci} meets {target} ({result.reason})")
     return 0
 
 
