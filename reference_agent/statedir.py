@@ -27,7 +27,11 @@ class StateLock:
 
     def __init__(self, root: Path):
         self.path = root / LOCK_NAME
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:  # a symlink or a directory in its place, an unwritable directory
+            raise StateError(f"state directory {str(root)!r}: cannot open the lock file "
+                             f"{str(self.path)!r}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -80,6 +80,22 @@ def test_lock_is_released_by_a_clean_stop_and_held_in_process(tmp_path):
     again.stop(grace=0)
 
 
+@pytest.mark.parametrize("planted", ["symlink", "directory"])
+def test_a_lock_file_that_cannot_be_opened_is_a_state_error(tmp_path, planted):
+    from reference_agent.statedir import StateLock
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if planted == "symlink":  # never followed: it could point at any file of the agent's user
+        (tmp_path / "elsewhere").write_text("keep me")
+        (state / "agent.lock").symlink_to(tmp_path / "elsewhere")
+    else:
+        (state / "agent.lock").mkdir()
+    with pytest.raises(StateError, match="cannot open the lock file"):
+        StateLock(state)
+    assert planted == "directory" or (tmp_path / "elsewhere").read_text() == "keep me"
+
+
 @pytest.mark.parametrize("how", ["deleted", "truncated"])
 def test_lost_journal_refuses_to_start_until_the_operator_accepts(tmp_path, how):
     source, state = tmp_path / "source", tmp_path / "state"
