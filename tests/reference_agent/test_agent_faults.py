@@ -240,3 +240,16 @@ def test_any_bytes_as_a_journal_open_or_give_journal_error(tmp_path, data):
             journal.close()
     except JournalError as exc:
         assert str(path) in str(exc) and "--accept-lost-journal" in str(exc) or "seq=" in str(exc)
+
+
+def test_accept_lost_journal_does_nothing_when_the_journal_is_there(tmp_path):
+    from reference_agent.statedir import check_journal_present
+
+    state = tmp_path / "state"
+    (state / "jobs" / new_id()).mkdir(parents=True)
+    job = _journal_with_one_job(state / "journal.sqlite3")
+    check_journal_present(state, accept_lost=True)
+    assert not list(state.glob("lost-*")) and len(list((state / "jobs").iterdir())) == 1
+    journal = Journal(state / "journal.sqlite3")
+    assert journal.job(job) is not None
+    journal.close()
