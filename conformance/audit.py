@@ -104,7 +104,8 @@ class Audit:
 
     def _check_staged_bytes(self, witness) -> None:
         for job in dict.fromkeys(self.env.jobs):
-            for run in witness.runs(job):
+            # the first execution only: a second one (AGT-RUN-7's business) sees what the first wrote
+            for run in sorted(witness.runs(job), key=lambda r: r.start)[:1]:
                 for file, digest in sorted(run.hashes.items()):
                     allowed = self.staged.get((job, file))
                     if digest is None or allowed is None:
