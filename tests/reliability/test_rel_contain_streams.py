@@ -49,6 +49,24 @@ def test_twenty_idle_reflection_streams_leave_run_job_answering(start_agent, ins
             call.cancel()
 
 
+@pytest.mark.parametrize("logged", [False, True])
+def test_twenty_idle_health_watches_hold_no_rpc_thread(start_agent, insecure_channel, logged):
+    """Health Watch is non-blocking in grpcio (also the logging subclass): no gate is needed."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    agent = start_agent(log_rpcs=logged)
+    channel = insecure_channel(agent.address)
+    watch = health_pb2_grpc.HealthStub(channel).Watch
+    calls = [watch(health_pb2.HealthCheckRequest(service=""), timeout=60) for _ in range(20)]
+    try:
+        for call in calls:
+            assert next(call).status == health_pb2.HealthCheckResponse.SERVING
+        assert AgentClient(channel, timeout=5.0).stage_in(new_id(), []) == []
+    finally:
+        for call in calls:
+            call.cancel()
+
+
 def test_a_stream_slot_is_given_back_when_the_stream_ends():
     gate = StreamGate(1, "test")
 
