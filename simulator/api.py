@@ -87,7 +87,8 @@ def run_replication(scenario: Scenario, index: int, out: str | Path | None = Non
     finally:
         if fh is not None:
             fh.close()
-    columns = STATE_COLUMNS + tuple(f"run.{g}" for g in sim.group_names)
+    columns = STATE_COLUMNS + tuple(f"run.{g}" for g in sim.group_names) + \
+        tuple(f"agents.{sim.group_names[gi]}" for gi in sim.scalers)   # autoscaled groups' agents serving
     values, cum = sim.collector.wait.cdf()
     width = max(b.width for b in sim.rpc_bins)
     for b in sim.rpc_bins:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 PARTS = (("client_queue", "the client queue"), ("staging", "staging"), ("wait", "WAIT on the agent"))
 BUSY = 0.8          # a resource this busy is named even when it does not make the wait
-SATURATED = 0.5     # below this, the part of the wait it explains is service time, not queueing
+SATURATED = 0.7     # below this, the part of the wait it explains is service time, not queueing
 
 
 @dataclass(frozen=True)

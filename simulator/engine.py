@@ -206,7 +206,7 @@ class Simulation:
         now = self.env._now
         busy = self.integ.busy
         self.samples.append((now, self.staging_count, self.central_count, self.waiting, sum(busy), self.ended,
-                             *busy))
+                             *busy, *[s.active for s in self.scalers.values()]))
         if self.progress is not None:
             self.progress(now)
         if len(self.samples) >= 2 * self.SAMPLES and not self.sc.run.sample_interval:

@@ -222,6 +222,9 @@ class TimeBins:
                 out[f"bin.{i:03d}.jobs"] = h.count()
                 out[f"bin.{i:03d}.wait_mean"] = h.mean()
                 out[f"bin.{i:03d}.wait_p95"] = h.quantile(0.95)
+        p95 = [v for k, v in out.items() if k.endswith(".wait_p95")]
+        if p95:
+            out["wait_p95_worst_bin"] = max(p95)    # the peak hour's p95: what a target on the peak reads
         return out
 
 

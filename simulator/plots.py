@@ -37,7 +37,16 @@ def states(results: Results, out: Path) -> Path:
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("jobs (count)")
     ax.set_title(f"Jobs by state over time ({len(results.replications)} replications; bold: replication 0)")
-    ax.legend()
+    ax.legend(loc="upper left")
+    rep = results.replications[0]
+    scaled = [c for c in rep.sample_columns if c.startswith("agents.")]
+    if scaled and rep.samples:
+        ax2 = ax.twinx()
+        cols = list(zip(*rep.samples))
+        for c in scaled:
+            ax2.plot(cols[0], cols[rep.sample_columns.index(c)], color="black", linestyle=":", label=f"{c} serving")
+        ax2.set_ylabel("agents serving (count)")
+        ax2.legend(loc="upper right")
     return _save(fig, out / "states.png")
 
 

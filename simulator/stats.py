@@ -61,7 +61,7 @@ def _exp(x: float) -> float:
     return math.exp(x) if x < 709.0 else math.inf   # a spread too wide for a float: unbounded above
 
 
-POSITIVE_PREFIXES = ("wait_", "queue_wait_", "turnaround_", "wait_split.")
+POSITIVE_PREFIXES = ("wait_", "queue_wait_", "turnaround_", "wait_split.")   # wait_p95_worst_bin too
 
 
 def is_positive_metric(name: str) -> bool:

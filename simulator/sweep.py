@@ -213,6 +213,7 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
     cache: dict[int, tuple[dict, bool]] = {}
     verdicts: dict = {}
     costs: dict = {}
+    busiest: dict = {}
 
     def evaluate(v: int) -> bool:
         if v not in cache:
@@ -236,6 +237,7 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
             cache[v] = (m, target.met_by(x))
             flat = bottleneck.means(res.metrics)
             verdicts[v] = bottleneck.verdict(flat).text
+            busiest[v] = max((r.utilisation for r in bottleneck.resources(flat) if r.kind == "slots"), default=0.0)
             if minimise is not None:
                 if minimise not in flat:
                     raise SweepError(f"--minimise: unknown metric {minimise!r}; known: {', '.join(sorted(flat))}")
@@ -247,6 +249,9 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
     def result(value, reason, notes=()):
         ev = sorted((v, m, ok) for v, (m, ok) in cache.items())
         extra = list(notes) + [n for n in non_monotone(target, ev) if n not in notes]
+        if value is not None and busiest.get(value, 0.0) >= 0.95:
+            extra.append(f"at {value} the slots are {100 * busiest[value]:.0f} % busy: a queue this loaded does not "
+                         f"settle, so the wait grows with run.duration; confirm with a longer run or take a larger value")
         return Plan(target, key, value, cache[value][0] if value is not None else None, ev, verdicts, reason,
                     extra, costs)
 
