@@ -76,6 +76,9 @@ def test_gc_command_dry_run_then_removal_then_restart(make_agent, tmp_path):
     report = json.loads(live.stdout)
     assert [r["kind"] for r in report["removed"]] == ["job"] and "running agent" in report["skipped"]
     assert not (state / "jobs" / done).exists() and (state / "cache" / data).exists()
+    shown = subprocess.run([sys.executable, "-m", "reference_agent", "job", done, "--state-dir", str(state)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "(not kept: removed by retention" in shown.stdout
     agent.server.stop(grace=0.2, stop_jobs=True)
     dry = _gc(state, "--max-bytes", "1", "--dry-run")
     assert dry.returncode == 0 and "would remove" in dry.stdout and (state / "cache" / data).exists()
