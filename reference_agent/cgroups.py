@@ -128,7 +128,11 @@ class Cgroups:
             except OSError:
                 continue
             if kind == "v2" and not (parent / "cgroup.kill").exists():
-                continue  # before Linux 5.14: no one-write kill; v1 listing still works
+                try:  # before Linux 5.14: no one-write kill; the v1 hierarchies may still do
+                    parent.rmdir()
+                except OSError:
+                    pass
+                continue
             usable.append(Hierarchy(kind, parent))
         if not usable:
             return None
