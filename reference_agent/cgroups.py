@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "reference-agent-"
+SIBLING_GRACE = 60.0  # seconds: an empty sibling cgroup younger than this is left alone
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,12 @@ def _remove_empty_siblings(parent: Path) -> None:
         siblings = [p for p in parent.parent.glob(PREFIX + "*") if p != parent and p.is_dir()]
     except OSError:
         return
+    now = time.time()
     for sibling in siblings:
         for directory in [*sibling.glob("*-*-*-*-*"), sibling]:
             try:
+                if now - directory.stat().st_mtime < SIBLING_GRACE:
+                    continue  # just made by an agent that is starting or starting a job
                 directory.rmdir()
             except OSError:
                 pass

@@ -250,3 +250,23 @@ def test_no_cgroups_where_none_are_mounted(tmp_path):
     (tmp_path / "cgroup").write_text("0::/\n")
     assert Cgroups.find(tmp_path / "state", proc=tmp_path) is None
     assert Cgroups.find(tmp_path / "state", proc=tmp_path / "missing") is None
+
+
+def test_empty_cgroups_of_killed_agents_are_removed_but_not_young_or_busy_ones(tmp_path):
+    """On plain directories: rmdir removes only empty ones, as on a cgroup file system."""
+    from reference_agent.cgroups import PREFIX, _remove_empty_siblings
+
+    ours, old_empty, young, busy = (tmp_path / f"{PREFIX}{n}" for n in ("ours", "old", "young", "busy"))
+    for directory in (ours, old_empty, young, busy / new_id()):
+        directory.mkdir(parents=True)
+    (busy / new_id()).mkdir()
+    (busy / "a-file").write_text("x")  # stands for a job cgroup with processes: rmdir refuses
+    unrelated = tmp_path / "someone-else"
+    unrelated.mkdir()
+    past = time.time() - 3600
+    for directory in (old_empty, busy, *busy.iterdir(), unrelated):
+        if directory.is_dir():
+            os.utime(directory, (past, past))
+    _remove_empty_siblings(ours)
+    assert not old_empty.exists() and young.exists() and busy.exists() and unrelated.exists()
+    assert not [p for p in busy.iterdir() if p.is_dir()]  # its empty, old job directories went
