@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from protos import errors, submission, validation
-from protos.states import DoneReason, Event, JobState, JobStateMachine, next_state
+from protos.states import Event, JobState, next_state
 from protos.validation import RunRequest, StageRequest
 
 from reference_agent.config import AgentConfig
 from reference_agent.copying import private_dir, private_files
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
+from reference_agent.job import Job
 from reference_agent.journal import JobRow, Journal, StorageError, is_disk_full
 from reference_agent.pending import PendingEnds
 from reference_agent.retention import Retention, RetentionPolicy
@@ -25,42 +26,6 @@ from reference_agent.supervision import JobSupervisor, SupervisionLimits, exit_e
 from reference_agent.staging import ContentStore, SourceError, checked_name, make_source
 from reference_agent.statedir import JOURNAL_NAME, StateLock, check_journal_present
 from reference_agent.telemetry import Telemetry
-
-
-@dataclass
-class Job:
-    """A submitted job as the core holds it in memory; the journal holds the same facts."""
-
-    job: str
-    seq: int
-    files: tuple[str, ...]
-    requirements: tuple[str, ...]
-    interpreter: str
-    python_version: str
-    machine: JobStateMachine
-    workdir: Path
-    stdout: Path
-    stderr: Path
-    status_file: Path
-    submitted: float
-    started: float | None = None
-    ended: float | None = None
-    pid: int | None = None
-    exit_status: int | None = None
-    kill_reason: str | None = None  # "timeout" or "stop" when the agent ends the process
-
-    @property
-    def state(self) -> JobState:
-        return self.machine.state
-
-    @classmethod
-    def from_row(cls, row: JobRow) -> "Job":
-        """The one mapping from the journal's record to the core's job (new and recovered)."""
-        machine = JobStateMachine.restore(JobState(row.state), DoneReason(row.reason) if row.reason else None)
-        base = Path(row.stdout).parent
-        return cls(row.job, row.seq, row.files, row.requirements, row.interpreter, row.python_version,
-                   machine, Path(row.workdir), Path(row.stdout), Path(row.stderr), base / "exit_status",
-                   row.submitted, row.started, row.ended, row.pid, row.exit_status)
 
 
 # Staging records files in the journal per chunk, not per file: one commit per STAGE_CHUNK
@@ -93,8 +58,10 @@ class AgentCore:
             self.journal = Journal(root / JOURNAL_NAME, on_error=self._journal_error)
             private_files(root, JOURNAL_NAME + "*")
             self.source = make_source(config.source)
+            self.job_user = config.job_identity()  # None: jobs run as the agent's user
             self.store = ContentStore(self.source, root / "cache", root / "tmp", self.journal,
-                                      on_fetch=self.telemetry.staging_bytes.inc)
+                                      on_fetch=self.telemetry.staging_bytes.inc,
+                                      input_mode=0o400 if self.job_user is None else 0o444)
         except BaseException:
             self.state_lock.release()
             raise
@@ -402,8 +369,11 @@ class AgentCore:
 
     def _launch(self, job: Job) -> Launch:
         """Create the job's process, paused until `go()`; no bookkeeping (see _start_job)."""
+        if self.job_user is not None:  # its work directory is the one place the job user may write
+            os.chown(job.workdir, self.job_user.uid, self.job_user.gid, follow_symlinks=False)
         return Launch(job.interpreter, job.files[0], job.workdir, job.stdout, job.stderr,
-                      job.status_file, clean_env(job.workdir, self.config.job_env), self.limits)
+                      job.status_file, clean_env(job.workdir, self.config.job_env), self.limits,
+                      user=self.job_user)
 
     def _start_job(self, job: Job) -> None:
         """Launch the job's process paused, journal RUN with its pid, then let it go."""
