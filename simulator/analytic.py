@@ -1,8 +1,6 @@
 """Exact queueing results the simulator is checked against: Erlang C (M/M/c) and M/M/1."""
 from __future__ import annotations
 
-import math
-
 
 def erlang_c(lam: float, mu: float, c: int) -> float:
     """Probability that an arriving job waits in an M/M/c queue (Erlang's C formula)."""
@@ -20,18 +18,6 @@ def erlang_c(lam: float, mu: float, c: int) -> float:
 def mmc_wait(lam: float, mu: float, c: int) -> float:
     """Mean time in queue Wq of M/M/c."""
     return erlang_c(lam, mu, c) / (c * mu - lam)
-
-
-def mmc_sojourn(lam: float, mu: float, c: int) -> float:
-    return mmc_wait(lam, mu, c) + 1 / mu
-
-
-def mmc_wait_quantile(lam: float, mu: float, c: int, q: float) -> float:
-    """q-quantile of the M/M/c wait: P(W > t) = C exp(-(c mu - lam) t)."""
-    pw = erlang_c(lam, mu, c)
-    if 1 - q >= pw:
-        return 0.0
-    return math.log(pw / (1 - q)) / (c * mu - lam)
 
 
 def mm1_state_probability(lam: float, mu: float, n: int) -> float:

@@ -1,6 +1,7 @@
 """Time-varying arrival rates: a piecewise-linear profile (optionally daily), bursts, and its arrivals."""
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 from dataclasses import dataclass
@@ -36,13 +37,22 @@ class RateProfile:
             t = t % self.repeat
         if t <= pts[0][0]:
             return pts[0][1]
-        for (t0, r0), (t1, r1) in zip(pts, pts[1:]):
-            if t < t1:
-                return r0 + (r1 - r0) * (t - t0) / (t1 - t0)
+        i = bisect.bisect_right(self._times, t)      # pts[i - 1][0] <= t < pts[i][0]
+        if i < len(pts):
+            (t0, r0), (t1, r1) = pts[i - 1], pts[i]
+            return r0 + (r1 - r0) * (t - t0) / (t1 - t0)
         if self.repeat:   # between the last point and the period's end: back towards rate(0)
             (t0, r0), t1, r1 = pts[-1], self.repeat, pts[0][1]
             return r0 + (r1 - r0) * (t - t0) / (t1 - t0) if t1 > t0 else r0
         return pts[-1][1]
+
+    @property
+    def _times(self) -> list[float]:
+        times = self.__dict__.get("_times_cache")
+        if times is None:
+            times = [t for t, _ in self.points]
+            object.__setattr__(self, "_times_cache", times)
+        return times
 
     def rate(self, t: float) -> float:
         return self.base(t) + sum(b.rate for b in self.bursts if b.start <= t < b.start + b.duration)
@@ -89,21 +99,26 @@ class RateProfile:
         bps = self.breakpoints(0.0)
         t1 = next(bps, math.inf)
         while True:
-            r0 = self.rate(t)
-            span = t1 - t
-            if span < math.inf:   # linear on (t, t1): the rate at its end from the midpoint's
-                r1 = 2 * self.rate(t + span / 2) - r0
-                area = (r0 + r1) / 2 * span
-                k = (r1 - r0) / span
+            # one linear piece [t, t1): its rate at t and slope k, computed once for all its arrivals
+            seg, r_seg = t, self.rate(t)
+            if t1 < math.inf:
+                k = 2 * (self.rate(t + (t1 - t) / 2) - r_seg) / (t1 - t)
             else:
-                area, k = (math.inf if r0 > 0 else 0.0), 0.0
-            if area >= need:
+                k = 0.0
+            while True:
+                r0 = r_seg + k * (t - seg) if k else r_seg
+                span = t1 - t
+                if span < math.inf:
+                    area = (r0 + k * span / 2) * span
+                else:
+                    area = math.inf if r0 > 0 else 0.0
+                if area < need:
+                    break
                 # k/2 s^2 + r0 s = need, in the form that is stable for k -> 0 and exact for k = 0
                 s = 2 * need / (r0 + math.sqrt(max(0.0, r0 * r0 + 2 * k * need)))
                 t = min(t + s, t1)
                 yield t
                 need = rng.expovariate(1.0)
-                continue
             if t1 == math.inf:
                 return                        # the rate stays 0 for ever
             need -= area
