@@ -1,8 +1,6 @@
 """The simulation engine: agents and jobs on SimPy's clock, each job on the protocol's state machine."""
 from __future__ import annotations
 
-import math
-import random
 from collections import deque
 from typing import Callable
 
@@ -21,7 +19,7 @@ from simulator.metrics import Binned, Collector, JobRecord, TimeBins, summarize
 from simulator.polling import PollSchedule
 from simulator.scenario import Scenario
 from simulator.staging import Staging
-from simulator.workload import Arrivals, FileCatalog, expected_span
+from simulator.workload import JobClasses, expected_span
 
 __all__ = ["Simulation", "Streams", "Agent", "Job"]
 
@@ -65,7 +63,9 @@ class Simulation:
         self.track_pools = self.when_free or getattr(self.choose, "needs_heap", False)
         self.central: dict[policies.Pool, deque] = {}
         self.central_count = 0
-        self._jobs_setup(sc)
+        jc = JobClasses(sc, self.streams)
+        self.arrivals, self.runtimes, self.mixes = jc.arrivals, jc.runtimes, jc.mixes
+        self.fail_ps, self.catalogs, self.file_sizes = jc.fail_ps, jc.catalogs, jc.file_sizes
         net = sc.network
         links = [g.link_bandwidth or net.link_bandwidth for a in self.agents for g in (sc.agents[a.gi],)] \
             if net.enabled else None
@@ -98,28 +98,6 @@ class Simulation:
         self.net_close = None
         self.scale_open: dict[int, float] = {gi: 0.0 for gi in self.scalers}
         self.scale_close: dict[int, float] = {}
-
-    def _jobs_setup(self, sc: Scenario) -> None:
-        """Per job class: its runtime sampler, python mix, failure probability and file catalog."""
-        st = self.streams
-        classes = sc.job_classes
-        extra = [st.for_class(k) for k in range(1, len(classes))]
-        self.arrivals = Arrivals(sc, st.arrivals, [e[0] for e in extra])
-        self.runtimes = [w.runtime.sampler(st.service) if w.runtime else None for w in classes]
-        self.runtime = self.runtimes[0]
-        self.mixes = []
-        for w in classes:
-            texts = [t for t, _ in w.python]
-            self.mixes.append((texts, list(np.cumsum([x for _, x in w.python]) / sum(x for _, x in w.python))))
-        self.fail_ps = [w.fail_probability for w in classes]
-        self.catalogs: list[FileCatalog] = []
-        self.file_sizes: list[float] = []
-        if sc.network.enabled:
-            for k, w in enumerate(classes):
-                rng, gen = (st.catalog or random.Random(0), st.files) if k == 0 else (extra[k - 1][1], extra[k - 1][2])
-                cat = FileCatalog(sc, rng, gen, w.files, offset=len(self.file_sizes))
-                self.file_sizes.extend(cat.sizes)
-                self.catalogs.append(cat)
 
     # --- pools of eligible agents ---------------------------------------------------------------
     def pool_for(self, text: str) -> policies.Pool | None:

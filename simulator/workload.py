@@ -143,3 +143,29 @@ def expected_span(scenario: Scenario) -> float:
     if first is None:
         return 1.0
     return max(1.0, (last - first) * w.time_scale)
+
+
+class JobClasses:
+    """Per job class of one replication: its runtime sampler, python mix, failure probability and
+    file catalog, and the merged arrivals. Class 0 draws from the replication's own streams (so a
+    one-class workload draws exactly as before classes existed), class k from `streams.for_class(k)`;
+    class k's file ids follow the earlier classes' in one id space."""
+
+    def __init__(self, sc: Scenario, st):
+        classes = sc.job_classes
+        extra = [st.for_class(k) for k in range(1, len(classes))]
+        self.arrivals = Arrivals(sc, st.arrivals, [e[0] for e in extra])
+        self.runtimes = [w.runtime.sampler(st.service) if w.runtime else None for w in classes]
+        self.mixes = []
+        for w in classes:
+            texts = [t for t, _ in w.python]
+            self.mixes.append((texts, list(np.cumsum([x for _, x in w.python]) / sum(x for _, x in w.python))))
+        self.fail_ps = [w.fail_probability for w in classes]
+        self.catalogs: list[FileCatalog] = []
+        self.file_sizes: list[float] = []
+        if sc.network.enabled:
+            for k, w in enumerate(classes):
+                rng, gen = (st.catalog or random.Random(0), st.files) if k == 0 else (extra[k - 1][1], extra[k - 1][2])
+                cat = FileCatalog(sc, rng, gen, w.files, offset=len(self.file_sizes))
+                self.file_sizes.extend(cat.sizes)
+                self.catalogs.append(cat)

@@ -1,7 +1,6 @@
 """Capacity answers: the binding resource in cases built so the answer is known, plans that say why."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 
