@@ -39,7 +39,7 @@ def test_staging_stops_when_the_client_stops_waiting_and_keeps_what_it_staged(ma
     files, job = _many(h, n), new_id()
     with grpc.insecure_channel(h.address) as channel:
         with pytest.raises(AgentCallError) as caught:
-            AgentClient(channel, timeout=0.2).stage_in(job, files)
+            AgentClient(channel, timeout=0.5).stage_in(job, files)
     assert caught.value.code_name == "DEADLINE_EXCEEDED"
     settled, deadline = None, time.monotonic() + 30
     while True:  # the RPC thread gives up at its next chunk: the count stops growing
