@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start although the journal is missing or empty while jobs/ or cache/ hold "
                             "entries: they are moved to STATE/lost-TIMESTAMP/ and forgotten (without it "
                             "the agent refuses to start, exit status 2)")
+    serve.add_argument("--job-user", metavar="NAME",
+                       help="run jobs as this user (the agent runs as root): a job can then neither read "
+                            "nor write the agent's files, other jobs' directories or its own inputs; "
+                            "only its work directory is its own")
     serve.add_argument("--retain-age", type=_duration, metavar="DURATION",
                        help="remove DONE jobs' directories (inputs, outputs) and cache entries older than "
                             "this (e.g. 30d), in the background; their journal rows stay, so their ids never "
@@ -204,7 +208,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         pythons=tuple(args.python), discover_path=not args.no_path_pythons, job_timeout=args.job_timeout,
         limit_address_space=args.limit_address_space, limit_open_files=args.limit_open_files,
         limit_processes=args.limit_processes, job_env=dict(args.job_env),
-        limit_memory=args.limit_memory, use_cgroups=not args.no_cgroups,
+        limit_memory=args.limit_memory, use_cgroups=not args.no_cgroups, job_user=args.job_user,
         retain_age=args.retain_age, retain_bytes=args.retain_bytes, gc_interval=args.gc_interval,
         stop_jobs_on_exit=args.stop_jobs_on_exit, accept_lost_journal=args.accept_lost_journal,
         tls_cert=args.tls_cert, tls_key=args.tls_key,

@@ -62,6 +62,7 @@ class AgentConfig:
     limit_processes: int | None = 4096      # processes per job (its cgroup or session) and RLIMIT_NPROC
     limit_memory: int | None = None         # bytes per job, all its processes (cgroup memory limit)
     use_cgroups: bool = True                # per-job cgroups where the machine allows (else sessions)
+    job_user: str | None = None             # run jobs as this user (the agent must run as root)
     retain_age: float | None = None         # retention: DONE jobs' directories, cache entries (seconds)
     retain_bytes: int | None = None         # retention: jobs/ + cache/ total bytes
     gc_interval: float = 600.0              # retention: seconds between background passes
@@ -103,6 +104,8 @@ class AgentConfig:
         for python in self.pythons:
             if not (os.path.isfile(python) and os.access(python, os.X_OK)):
                 raise ConfigError(f"--python {python!r}: not an executable file")
+        if self.job_user is not None:
+            self.job_identity()  # ConfigError: unknown user, or the agent cannot switch user
         if self.retain_age is not None and not 0 < self.retain_age < float("inf"):
             raise ConfigError(f"--retain-age {self.retain_age!r}: must be a finite number of seconds > 0")
         if self.retain_bytes is not None and self.retain_bytes < 1:
@@ -114,6 +117,29 @@ class AgentConfig:
             if value is not None and value < 1:
                 raise ConfigError(f"--{limit.replace('_', '-')} {value!r}: must be >= 1")
         return self
+
+    def job_identity(self):
+        """The JobUser of --job-user (None without it); ConfigError naming the value otherwise."""
+        if self.job_user is None:
+            return None
+        import pwd
+
+        from reference_agent.processes import JobUser
+
+        try:
+            entry = pwd.getpwnam(self.job_user)
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"--job-user {self.job_user!r}: no such user") from None
+        if entry.pw_uid == os.geteuid():
+            return None  # the agent's own user: nothing to switch
+        if os.geteuid() != 0:
+            raise ConfigError(f"--job-user {self.job_user!r}: the agent must run as root to run jobs as "
+                              "another user")
+        from reference_agent.processes import JOB_USER_SHELL
+
+        if not os.access(JOB_USER_SHELL, os.X_OK):
+            raise ConfigError(f"--job-user {self.job_user!r}: needs {JOB_USER_SHELL} to launch jobs")
+        return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
     @property
     def state_path(self) -> Path:

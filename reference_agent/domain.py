@@ -370,6 +370,11 @@ class AgentCore:
     def _launch(self, job: Job) -> Launch:
         """Create the job's process, paused until `go()`; no bookkeeping (see _start_job)."""
         if self.job_user is not None:  # its work directory is the one place the job user may write
+            # Search-only (0711) on the way there: Python opens the entry point by absolute path.
+            # Listing stays refused, and every other job's directory, the cache and the journal
+            # stay the agent's own (0700/0600).
+            for directory in (self.root, self.jobs_dir, job.workdir.parent):
+                os.chmod(directory, 0o711)
             os.chown(job.workdir, self.job_user.uid, self.job_user.gid, follow_symlinks=False)
         return Launch(job.interpreter, job.files[0], job.workdir, job.stdout, job.stderr,
                       job.status_file, clean_env(job.workdir, self.config.job_env), self.limits,
@@ -453,7 +458,17 @@ class AgentCore:
     def _exit_event(self, job: Job, returncode: int | None, status: int | None) -> Event:
         return exit_event(job.kill_reason, returncode, status)
 
+    def _reclaim_workdir(self, job: Job) -> None:
+        """With --job-user: an ended job's work directory goes back to the agent's user, so that
+        later jobs (the same job user) cannot enter it."""
+        if self.job_user is not None:
+            try:
+                os.chown(job.workdir, os.geteuid(), os.getegid(), follow_symlinks=False)
+            except OSError:
+                pass
+
     def _on_exit(self, job: Job, returncode: int | None, status: int | None) -> None:
+        self._reclaim_workdir(job)
         with self._wake:
             if self._closed or job.machine.done:
                 return  # closed: the next start finds the ended process and records it
@@ -509,6 +524,7 @@ class AgentCore:
             self.telemetry.log("job", job=job.job, old="RUN", new="RUN", event="adopt", pid=row.pid)
             return
         self.supervisor.clean_up(job.job, None)
+        self._reclaim_workdir(job)
         status = read_status(job.status_file)
         event = Event.INTERRUPT if status is None else (Event.SUCCEED if status == 0 else Event.FAIL)
         job.exit_status, job.ended = status, time.time()

@@ -28,6 +28,20 @@ LAUNCHER = (
     'echo "$s" > "$2"\n'
     'exit "$s"\n'
 )
+# With --job-user the launcher runs as that user, which cannot reach the 0700 state directory:
+# the agent opens the exit-status file and hands the launcher its descriptor (number in $2),
+# closed for the interpreter, so the job can neither reach nor forge it. Run by bash: dash
+# takes only one-digit descriptors in redirections.
+JOB_USER_SHELL = "/bin/bash"
+LAUNCHER_FD = (
+    'IFS= read -r go || exit 125\n'
+    'exec 0</dev/null\n'
+    '[ "$go" = go ] || exit 125\n'
+    '( {limits}eval \'exec "$0" "$1"\' "$2>&-" )\n'
+    's=$?\n'
+    'echo "$s" >&"$2"\n'
+    'exit "$s"\n'
+)
 NOT_LAUNCHED = 125  # the launcher exits with this when the agent never said go
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 JOB_UMASK = 0o077  # what a job creates (its outputs, the exit-status file) is private too
@@ -41,12 +55,31 @@ def _private_output(path: Path):
 
 
 @dataclass(frozen=True)
+class JobUser:
+    """The user jobs run as (--job-user), when it is not the agent's."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
 class Limits:
     """Resource limits applied to the job's process group (None: leave as inherited)."""
 
     address_space: int | None = None
     open_files: int | None = None
     processes: int | None = None
+
+    def as_shell(self) -> str:
+        """The same limits as bash `ulimit` lines, for a launcher that runs as another user
+        (prlimit on another user's process needs CAP_SYS_RESOURCE). Refused ones are left."""
+        lines = []
+        for option, value in (("-v", None if self.address_space is None else max(1, self.address_space // 1024)),
+                              ("-n", self.open_files), ("-u", self.processes)):
+            if value is not None:
+                lines.append(f"ulimit {option} {int(value)} 2>/dev/null; ")
+        return "".join(lines)
 
     def apply(self, pid: int) -> None:
         if resource is None or not hasattr(resource, "prlimit"):
@@ -94,26 +127,36 @@ class Launch:
     """A launched, paused job process: `go()` lets it run, `abort()` ends it without running."""
 
     def __init__(self, interpreter: str, entry: str, workdir: Path, stdout: Path, stderr: Path,
-                 status_file: Path, env: dict[str, str], limits: Limits):
+                 status_file: Path, env: dict[str, str], limits: Limits, user: "JobUser | None" = None):
         self.status_file = status_file
         status_file.unlink(missing_ok=True)
         read_fd, self._go_fd = os.pipe()
+        status_fd = None
         try:
+            if user is None:
+                argv, as_user = ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file)], {}
+            else:
+                status_fd = os.open(status_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                script = LAUNCHER_FD.replace("{limits}", limits.as_shell())  # the interpreter's, not the shell's
+                argv = [JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd)]
+                as_user = dict(user=user.uid, group=user.gid, extra_groups=[], pass_fds=(status_fd,))
             with _private_output(stdout) as out, _private_output(stderr) as err:
                 self.proc = subprocess.Popen(
-                    ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file)],
-                    cwd=str(workdir), env=env, stdin=read_fd, stdout=out, stderr=err,
-                    start_new_session=True, close_fds=True, umask=JOB_UMASK)
+                    argv, cwd=str(workdir), env=env, stdin=read_fd, stdout=out, stderr=err,
+                    start_new_session=True, close_fds=True, umask=JOB_UMASK, **as_user)
         except BaseException:
             os.close(self._go_fd)
             raise
         finally:
             os.close(read_fd)
+            if status_fd is not None:
+                os.close(status_fd)
         self.pid = self.proc.pid
         try:
             self.pidfd = _pidfd(self.pid)
             self.identity = process_identity(self.pid)
-            limits.apply(self.pid)
+            if user is None:
+                limits.apply(self.pid)
         except BaseException:
             self.abort()  # the launcher exits without running anything
             raise

@@ -155,8 +155,9 @@ class ContentStore:
     """
 
     def __init__(self, source: FileSource, cache_dir: Path, tmp_dir: Path, journal,
-                 on_fetch: Callable[[int], None] | None = None):
+                 on_fetch: Callable[[int], None] | None = None, input_mode: int = INPUT_MODE):
         self.source = source
+        self.input_mode = input_mode  # 0400; 0444 when jobs run as another user (--job-user)
         self.cache_dir = cache_dir
         self.tmp_dir = tmp_dir
         self.journal = journal
@@ -210,8 +211,9 @@ class ContentStore:
         if path is not None:
             return path
         tmp = self._tmp_path()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, INPUT_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, self.input_mode)
         try:
+            os.fchmod(fd, self.input_mode)  # whatever the umask
             size = self.source.copy_to(file, fd, active)
             st = os.fstat(fd)
         except BaseException:
@@ -237,7 +239,9 @@ class ContentStore:
             tmp = self._tmp_path()  # on the same file system; the job directory never holds temporaries
             if file not in self._given and os.lstat(cached).st_nlink == 1 and self._link(cached, tmp):
                 os.replace(tmp, dest)  # replaces, never follows, whatever is at dest
-                st = os.lstat(dest)    # after the rename, which changes the ctime too
+                if stat.S_IMODE(os.lstat(dest).st_mode) != self.input_mode:  # an older entry
+                    os.chmod(dest, self.input_mode, follow_symlinks=False)
+                st = os.lstat(dest)    # after the rename and chmod, which change the ctime too
                 self._given[file] = (st.st_ino, st.st_ctime_ns)
                 self.copies["link"] += 1
                 return dest
@@ -259,8 +263,9 @@ class ContentStore:
         sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             before = os.fstat(sfd)
-            dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, INPUT_MODE)
+            dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, self.input_mode)
             try:
+                os.fchmod(dfd, self.input_mode)
                 how = clone_or_copy(sfd, dfd, before.st_size, active)
                 changed = _version(os.fstat(sfd)) != _version(before)
             except BaseException:
