@@ -92,10 +92,10 @@ class RestagesFromSourceAfterRestart(AgentCore):
 
 @register
 class StopsStagingAfterAChunk(AgentCore):
-    """A StageInFiles that takes a while (thousands of files) returns after its first journalled chunk."""
+    """A StageInFiles of more than CHUNK files stages and lists only the first CHUNK (then returns)."""
 
     violates = ("AGT-STAGE-1",)
-    CHUNK = 2000  # the reference agent journals staged files in chunks of this many
+    CHUNK = 1000
 
     def stage_in(self, req):
         if len(req.files) <= self.CHUNK:

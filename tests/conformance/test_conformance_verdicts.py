@@ -218,17 +218,6 @@ def test_cli_output_speaks_of_the_agent(tmp_path):
     assert "| AGT-STAGE-2 | MUST | 🟡 PARTIAL | deselected (-k)" in text
 
 
-def test_unreachable_target_is_reported_once(tmp_path, capsys):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    code = cli.main(["--target", f"127.0.0.1:{port}", "--source-dir", str(tmp_path), "--time-scale", "0.1"])
-    out = capsys.readouterr().out
-    assert code == 2 and out.count("not reachable") == 1, out
-
-
 def test_no_import_cycles_among_conformance_modules():
     pkg = ROOT / "conformance"
     graph = {}

@@ -405,7 +405,7 @@ def probe_restages_after_restart(agent, tmp, restart):
 
 
 def probe_stops_staging_after_a_chunk(agent, tmp):
-    files = [agent.put(b"%d" % i) for i in range(2_500)]
+    files = [agent.put(b"%d" % i) for i in range(1_100)]
     listed = agent.client.stage_in(new(), files)
     if len(listed) != len(files):
         return f"a StageInFiles of {len(files)} files listed {len(listed)}"
