@@ -2,26 +2,39 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from simulator.api import run
 from simulator.polling import PollSchedule
 from simulator.scenario import Scenario
 
 
+def brute_force_polls(origin: float, t: float, interval: float, backoff: float, cap: float) -> list[float]:
+    """Poll by poll, from the schedule's definition (written here, not taken from PollSchedule):
+    the first poll one interval after origin, each gap `backoff` times the last, at most `cap`,
+    until a poll at or after t."""
+    times, gap, at = [], interval, origin
+    while True:
+        at += gap
+        times.append(at)
+        if at >= t:
+            return times
+        gap = min(gap * backoff, cap)
+
+
 @settings(max_examples=200, deadline=None)
-@given(interval=st.floats(0.01, 50), backoff=st.floats(1.0, 3.0), cap_factor=st.floats(1.0, 100.0),
+@given(interval=st.floats(0.5, 50), backoff=st.floats(1.0, 3.0), cap_factor=st.floats(1.0, 100.0),
        origin=st.floats(0, 1e5), delta=st.floats(-5, 5000))
 def test_first_poll_matches_brute_force(interval, backoff, cap_factor, origin, delta):
     sched = PollSchedule(interval, backoff, interval * cap_factor)
     t = origin + delta
+    times = brute_force_polls(origin, t, interval, backoff, interval * cap_factor)
+    # a poll within rounding of t may land on either side of it: not a case to judge
+    assume(all(abs(p - t) > 1e-9 * max(1.0, abs(t)) for p in times))
     seen, polls = sched.first_at_or_after(origin, t)
-    times = sched.times(origin, t)
     assert polls == len(times)
-    assert seen == pytest.approx(times[-1], rel=1e-12, abs=1e-9)
-    assert seen >= t - 1e-9 * max(1.0, abs(t))
-    if len(times) > 1:
-        assert times[-2] < t
+    assert seen == pytest.approx(times[-1], rel=1e-9, abs=1e-9)
+    assert seen >= t
 
 
 def test_schedule_values():
