@@ -96,6 +96,10 @@ def test_large_stage_request_lists_every_file(env):
     every one is listed, in order, and a repeat lists them again."""
     files = [env.put(b"%d" % i) for i in range(MANY)]
     job = env.new_id()
+    if env.stage_call(job, files).code is grpc.StatusCode.RESOURCE_EXHAUSTED:  # a limit of its own: allowed
+        env.not_checked("AGT-STAGE-1", f"a StageInFiles of {MANY} files (the agent answered RESOURCE_EXHAUSTED)",
+                        "an agent that takes such a request")
+        return
     env.stage("AGT-STAGE-1", job, files, files, f"a StageInFiles of {MANY} files did not list every one of them")
     env.stage(("AGT-STAGE-1", "AGT-STAGE-2"), job, files, files, f"a repeated StageInFiles of {MANY} files "
               f"returned another list")
