@@ -96,11 +96,14 @@ def test_large_stage_request_lists_every_file(env):
     every one is listed, in order, and a repeat lists them again."""
     files = [env.put(b"%d" % i) for i in range(MANY)]
     job = env.new_id()
-    if env.stage_call(job, files).code is grpc.StatusCode.RESOURCE_EXHAUSTED:  # a limit of its own: allowed
+    reply = env.stage_call(job, files)
+    if reply.code is grpc.StatusCode.RESOURCE_EXHAUSTED:  # a limit of its own: allowed
         env.not_checked("AGT-STAGE-1", f"a StageInFiles of {MANY} files (the agent answered RESOURCE_EXHAUSTED)",
                         "an agent that takes such a request")
         return
-    env.stage("AGT-STAGE-1", job, files, files, f"a StageInFiles of {MANY} files did not list every one of them")
+    env.expect_code("AGT-STAGE-1", reply, OK, f"a StageInFiles of {MANY} files did not return OK")
+    expect("AGT-STAGE-1", reply.staged == files, f"a StageInFiles of {MANY} files did not list every one of them",
+           lambda: f"{reply.describe()}\nexpected: all {MANY} files, in request order; got {len(reply.staged)}")
     env.stage(("AGT-STAGE-1", "AGT-STAGE-2"), job, files, files, f"a repeated StageInFiles of {MANY} files "
               f"returned another list")
 
