@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test slow soak chaos fuzz bench protos mutation clean
+.PHONY: demo test slow soak chaos chaos-faults fuzz bench protos mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ soak: $(STAMP)
 
 chaos: $(STAMP)
 	$(PY) bench/chaos.py
+
+chaos-faults: $(STAMP)
+	$(PY) bench/chaos.py --faults all --kills 12 --streams 50
 
 fuzz: $(STAMP)
 	$(PY) bench/fuzz.py
