@@ -18,3 +18,13 @@ def code_of(fn, *args, **kwargs) -> str:
     except AgentCallError as exc:
         return exc.code_name
     return "OK"
+
+
+def python_blocks(doc) -> list[tuple[int, str]]:
+    """(line number, code) of every ```python block of a Markdown file: docs whose examples run."""
+    import re
+    from pathlib import Path
+
+    text = Path(doc).read_text(encoding="utf-8")
+    block = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in block.finditer(text)]

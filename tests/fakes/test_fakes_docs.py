@@ -1,20 +1,18 @@
 """Every python block of docs/FAKES.md runs here, so the examples cannot rot."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from shared_helpers import python_blocks
 
 pytest_plugins = ["pytester"]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "FAKES.md"
-BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 
 def blocks() -> list[tuple[int, str]]:
-    text = DOC.read_text(encoding="utf-8")
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in BLOCK.finditer(text)]
+    return python_blocks(DOC)
 
 
 def test_the_doc_has_examples_of_each_kind():

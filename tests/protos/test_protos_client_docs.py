@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from shared_helpers import python_blocks
 
 import protos.client as client_module
 from protos import Common_pb2, RunJob_pb2, StageInFile_pb2
@@ -14,12 +15,10 @@ from protos.client_errors import classify
 pytest_plugins = ["pytester"]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "CLIENT.md"
-BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 
 def blocks() -> list[tuple[int, str]]:
-    text = DOC.read_text(encoding="utf-8")
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in BLOCK.finditer(text)]
+    return python_blocks(DOC)
 
 
 def test_the_doc_has_a_block_for_each_recipe():
