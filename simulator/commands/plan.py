@@ -19,8 +19,7 @@ examples:
 Targets: METRIC OP VALUE with OP in <=, <, >=, > and VALUE a number or a duration (30s, 2min).
 Metric aliases: p95_wait = wait_p95, mean_turnaround = turnaround_mean; any name of summary.json works.
   agent-sim plan examples/cluster.toml --target 'p95_wait<=30s' --vary agents.count --set workload.rate=40
-  agent-sim plan examples/day.toml --target 'p95_wait<=60s' --vary agents[fleet].autoscale.max \
-      --minimise cost --values 200,400,800
+  agent-sim plan examples/day.toml --target 'wait_p95_worst_bin<=60s' --vary agents.autoscale.max --minimise cost --values 20..60:10
 
 The search doubles from the range's low end, then bisects. It does not assume the metric improves
 as the value grows: after two doublings without improvement it stops and says which resource

@@ -196,3 +196,24 @@ def test_scenario_error_from_set_leaves_the_scenario_alone(small):
     with pytest.raises(ScenarioError):
         sc.with_values({"agents.count": -1})
     assert sc.agents[0].count == 2
+
+
+def test_plan_with_precision_runs_each_point_to_it(small, capsys):
+    assert main(["plan", str(small), "--target", "wait_mean<=1s", "--vary", "agents.count", "--range", "2..4",
+                 "--quiet", "--workers", "1", "--criterion", "mean", "--precision", "0.5",
+                 "--max-replications", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("agents.count = 2:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--minimise", "cost"], "--minimise needs --values"),
+    (["--values", "1,2"], "--values is for --minimise"),
+    (["--minimise", "cost", "--values", "5..1"], "--values 'agents.count=5..1': the range end 1 is below its start 5"),
+    (["--minimise", "nope", "--values", "2,3"], "--minimise: unknown metric 'nope'"),
+])
+def test_plan_minimise_usage_errors(small, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", str(small), "--target", "wait_mean<=1s", "--vary", "agents.count", "--quiet",
+              "--workers", "1"] + argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
