@@ -29,6 +29,7 @@ class Replication:
     bin_width: float
     wait_cdf: tuple[list[float], list[float]]
     records: list[JobRecord] | None = None
+    links: list[tuple] = field(default_factory=list)   # (agent, group, bytes, utilisation) per agent link
 
 
 @dataclass
@@ -95,7 +96,7 @@ def run_replication(scenario: Scenario, index: int, out: str | Path | None = Non
         b.coarsen_to(width)
     return Replication(index, metrics, sim.samples, columns,
                        {g: sim.rpc_bins[i].bins for i, g in enumerate(sim.group_names)}, width,
-                       (values.tolist(), cum.tolist()), records)
+                       (values.tolist(), cum.tolist()), records, sim.staging.link_rows)
 
 
 def _worker(args: tuple) -> Replication:

@@ -69,6 +69,13 @@ def write(results: Results, out: str | Path, plots: bool = True) -> list[Path]:
                     row.append(bins[i] / (rep.bin_width * counts[g]) if i < len(bins) else 0.0)
                 w.writerow(row)
         written.append(path)
+        if rep.links:
+            path = out / f"links-r{rep.index}.csv"
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["agent", "group", "bytes", "utilisation"])
+                w.writerows(rep.links)
+            written.append(path)
     if plots:
         from simulator import plots as plotting
         written += plotting.draw_all(results, out)

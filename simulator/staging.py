@@ -42,6 +42,7 @@ class Staging:
         self.track_holders = False
         self.bytes_requested = 0.0
         self.transfers: Transfers | None = None
+        self.link_rows: list[tuple] = []
         if net.enabled and links is not None:
             self.instant = [min(net.source_bandwidth, link) == math.inf for link in links]
             self.transfers = Transfers(host.clock, net.source_bandwidth, links)
@@ -154,10 +155,13 @@ class Staging:
         out = {"source_utilisation": (end[0] - start[0]) / (t.S * span) if t.S != math.inf else 0.0,
                "source_saturated": (end[2] - start[2]) / span}
         per: dict[str, list[float]] = {g: [] for g in groups}
+        self.link_rows = []      # every agent's link: (agent, group, bytes in the window, utilisation)
         for a in agents:
             link = t.L[a.index]
             moved = end[1][a.index] - start[1][a.index]
-            per[a.group].append(moved / (link * span) if link != math.inf else 0.0)
+            util = moved / (link * span) if link != math.inf else 0.0
+            per[a.group].append(util)
+            self.link_rows.append((a.index, a.group, moved, util))
         for g, utils in per.items():
             # an autoscaled group's links exist only while its agents do: divide by agents serving
             n = active_area.get(g, len(utils) * span) / span

@@ -197,3 +197,22 @@ def test_grid_sweep_bad_vary(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         main(["sweep", str(path), "--out", str(tmp_path / "o"), "--quiet"] + argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_agent_link_is_reported(tmp_path):
+    """Per agent: the bytes its link carried in the window and its utilisation (links-rN.csv);
+    the group's mean and busiest in the summary are those rows' mean and maximum."""
+    import csv
+    from simulator import output
+    data = staged("inf", "40MB/s", 3.0, agents=3, slots=8)
+    res = run(Scenario.from_dict(data))
+    rows = res.replications[0].links
+    assert [r[0] for r in rows] == [0, 1, 2] and all(r[1] == "w" for r in rows)
+    utils = [r[3] for r in rows]
+    m = res.replications[0].metrics
+    assert m["link_utilisation_max.w"] == max(utils) and m["link_utilisation.w"] == pytest.approx(sum(utils) / 3)
+    # 3 jobs/s x 10 MB over three 40 MB/s links: a quarter of their capacity in all
+    assert sum(utils) / 3 == pytest.approx(0.25, rel=0.15)
+    output.write(res, tmp_path, plots=False)
+    saved = list(csv.DictReader(open(tmp_path / "links-r0.csv")))
+    assert [float(r["utilisation"]) for r in saved] == pytest.approx(utils)
