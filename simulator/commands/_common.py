@@ -112,14 +112,19 @@ def workers(args) -> int:
 
 
 @contextlib.contextmanager
-def progress_bar(args, description: str, total: float | None, every: float = 5.0):
+def progress_bar(args, description: str, total: float | None, every: float | None = None):
     """A rich progress bar on stderr on a terminal; elsewhere (a log, CI) one line every `every`
     seconds; nothing with --quiet. Yields update(done, total)."""
     if args.quiet:
         yield lambda done, total=None: None
         return
     if not sys.stderr.isatty():
-        yield _LineProgress(description, total, every)
+        line = _LineProgress(description, total, LINE_EVERY if every is None else every)
+        line.start()
+        try:
+            yield line
+        finally:
+            line.stop()
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.console import Console
@@ -132,21 +137,38 @@ def progress_bar(args, description: str, total: float | None, every: float = 5.0
         yield update
 
 
+LINE_EVERY = 5.0    # seconds between progress lines off a terminal
+
+
 class _LineProgress:
-    """Progress for a non-terminal: at most one line per `every` seconds, with elapsed time."""
+    """Progress for a non-terminal: a line every `every` seconds from a heartbeat thread, so a
+    long point or replication still shows the run is alive (with what is done and the time spent)."""
 
     def __init__(self, description: str, total, every: float):
+        import threading
         import time
         self.clock = time.monotonic
         self.description, self.total, self.every = description, total, every
-        self.t0 = self.last = self.clock()
+        self.t0 = self.clock()
+        self.done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="agent-sim-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
 
     def __call__(self, done, new_total=None) -> None:
-        now = self.clock()
-        if now - self.last < self.every:
-            return
-        self.last = now
-        total = new_total or self.total
-        share = f" ({100 * done / total:.0f} %)" if total else ""
-        print(f"{self.description}: {done:g}{f' of {total:g}' if total else ''}{share}, {now - self.t0:.0f} s elapsed",
-              file=sys.stderr, flush=True)
+        self.done = done
+        if new_total:
+            self.total = new_total
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            total = self.total
+            share = f" ({100 * self.done / total:.0f} %)" if total else ""
+            print(f"{self.description}: {self.done:g}{f' of {total:g}' if total else ''}{share}, "
+                  f"{self.clock() - self.t0:.0f} s elapsed", file=sys.stderr, flush=True)

@@ -181,14 +181,19 @@ def test_precision_cli(small, tmp_path, capsys):
 
 
 def test_progress_lines_off_a_terminal(small, tmp_path, capsys, monkeypatch):
+    """Off a terminal a heartbeat prints a line every LINE_EVERY seconds, also in the middle of a
+    replication (here every 10 ms, over a run made long enough to see several)."""
     from simulator.commands import _common
-    monkeypatch.setattr(_common._LineProgress, "__init__",
-                        lambda self, d, t, every: (setattr(self, "description", d), setattr(self, "total", t),
-                                                   setattr(self, "every", 0.0), setattr(self, "clock", lambda: 1.0),
-                                                   setattr(self, "t0", 0.0), setattr(self, "last", -1.0))[-1])
-    assert main(["run", str(small), "--out", str(tmp_path / "o"), "--no-plots", "--workers", "1"]) == 0
+    monkeypatch.setattr(_common, "LINE_EVERY", 0.01)
+    assert main(["run", str(small), "--out", str(tmp_path / "o"), "--no-plots", "--workers", "1",
+                 "--set", "run.jobs=20000"]) == 0
     err = capsys.readouterr().err
-    assert "replication 1/2 (simulated s): " in err and "s elapsed" in err
+    lines = [x for x in err.splitlines() if x.startswith("replication ")]
+    assert len(lines) >= 2 and all(x.endswith(" s elapsed") for x in lines)
+    assert any("replication 1/2 (simulated s): " in x for x in lines)
+    assert main(["run", str(small), "--out", str(tmp_path / "q"), "--no-plots", "--workers", "1", "--quiet",
+                 "--set", "run.jobs=20000"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_scenario_error_from_set_leaves_the_scenario_alone(small):
