@@ -147,3 +147,18 @@ def test_cli_serves_on_port_zero_and_prints_the_address_first(tmp_path):
         proc.terminate()
         assert proc.wait(timeout=15) == 0
     assert os.path.isdir(tmp_path / "state")
+
+
+def test_broken_agents_use_the_public_hooks_not_the_cores_lock_or_tables():
+    """docs/AGENT.md "Extension hooks": a subclass reads the core's state through waiting_jobs(),
+    unsubmitted_staging(), discard_job(), on_recovered(), never through its lock or tables."""
+    import re
+    from pathlib import Path
+
+    import fakes.broken
+
+    private = re.compile(r"\b(?:self|core)\._(?:lock|wake|jobs|queue|staged|busy)\b")
+    for path in Path(fakes.broken.__file__).parent.glob("*.py"):
+        hits = [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)
+                if private.search(line)]
+        assert not hits, hits
