@@ -15,7 +15,7 @@ from simulator.clock import P_AGENT, P_ARRIVAL, P_END, P_SAMPLE, P_SEEN, Clock
 from simulator.entities import Agent, Job, Streams
 from simulator.failures import Failures
 from simulator.integrals import Integrals
-from simulator.metrics import Binned, Collector, JobRecord, TimeBins, summarize
+from simulator.metrics import Binned, ClassStats, Collector, JobRecord, TimeBins, summarize
 from simulator.polling import PollSchedule
 from simulator.scenario import Scenario
 from simulator.staging import Staging
@@ -51,6 +51,8 @@ class Simulation:
         self.collector = Collector()
         if sc.run.bin:
             self.collector.bins = TimeBins(sc.run.bin, sc.run.bin_period)
+        if len(sc.job_classes) > 1:
+            self.collector.by_class = ClassStats([w.name for w in sc.job_classes])
         self.group_names = [g.name for g in sc.agents]
         self.agents: list[Agent] = []
         for gi, g in enumerate(sc.agents):
@@ -388,8 +390,9 @@ class Simulation:
         out.update(agent_hours(sc, self.scalers, self.env._now))
         for gi, scaler in self.scalers.items():
             out.update(scaler.metrics(active[names[gi]], span, self.env._now))
-        if self.collector.bins is not None:
-            out.update(self.collector.bins.metrics())
+        for extra in (self.collector.bins, self.collector.by_class):
+            if extra is not None:
+                out.update(extra.metrics())
         out["trace_skipped"] = self.arrivals.trace_stats.skipped_unknown_runtime
         out["little_identity_error"] = self.integ.identity_error(self.env._now)
         return out

@@ -142,6 +142,7 @@ class Collector:
         # where the wait goes (started attempts): client queue, StageInFiles + RunJob, agent WAIT
         self.split_client = self.split_staging = self.split_agent = 0.0
         self.bins: "TimeBins | None" = None   # per time-of-day statistics, when asked
+        self.by_class: "ClassStats | None" = None   # per job class, with several classes
         self._n = 0
 
     def record(self, job, outcome: str, final: bool) -> None:
@@ -164,6 +165,8 @@ class Collector:
             self.split_agent += start - job.run_submit
             if self.bins is not None:
                 self.bins.add(job.submit, start - job.submit)
+            if self.by_class is not None:
+                self.by_class.add(job.cls, start - job.submit)
         self.sojourn_sum += job.end - job.submit
         self.sojourn_n += 1
         self.polls += job.polls
@@ -267,3 +270,25 @@ def summarize(c: Collector, *, window: tuple[float, float], arrivals_in_window: 
     out["little_rel_error"] = abs(L - lam * W) / L if L > 0 else 0.0
     out["window_start"], out["window_end"] = t0, t1
     return out
+
+
+class ClassStats:
+    """Wait statistics per job class (several classes in one workload): a log histogram each."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.hists = [LogHistogram(ratio=1.01) for _ in names]
+
+    def add(self, k: int, wait: float) -> None:
+        h = self.hists[k]
+        h.add(wait)
+        if len(h._buf) >= h.BUFFER:
+            h._flush()
+
+    def metrics(self) -> dict[str, float]:
+        out = {}
+        for name, h in zip(self.names, self.hists):
+            out[f"class.{name}.jobs"] = h.count()
+            out[f"class.{name}.wait_mean"] = h.mean()
+            out[f"class.{name}.wait_p95"] = h.quantile(0.95)
+        return out

@@ -66,7 +66,7 @@ POSITIVE_PREFIXES = ("wait_", "queue_wait_", "turnaround_", "wait_split.")   # w
 
 def is_positive_metric(name: str) -> bool:
     """Times that are never negative and skewed: their interval is Cox's log-normal one."""
-    return name.startswith(POSITIVE_PREFIXES) or (name.startswith("bin.") and ".wait_" in name)
+    return name.startswith(POSITIVE_PREFIXES) or (name.startswith(("bin.", "class.")) and ".wait_" in name)
 
 
 def disagree(ci: dict) -> bool:

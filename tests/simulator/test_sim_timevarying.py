@@ -159,6 +159,9 @@ def test_job_classes_each_with_rate_runtime_python_and_files():
     assert abs(len(short) - 1000) < 4 * math.sqrt(1000) and abs(len(long) - 250) < 4 * math.sqrt(250)
     assert all(r.end - r.start == pytest.approx(1.0) for r in short)
     assert all(r.end - r.start == pytest.approx(10.0) for r in long)
+    m = run(sc).replications[0].metrics
+    assert m["class.short.jobs"] + m["class.long.jobs"] == m["jobs_started"]
+    assert m["class.short.jobs"] == len([r for r in short if r.start == r.start])
     # class files are distinct: the long class's 50 MB files are ids 10..14
     assert {round(r.bytes_staged / 1e6) for r in long if r.cache_misses} <= {50, 100}
     plain = {k: v for k, v in data["workload"]["classes"][0].items() if k != "name"}
