@@ -10,7 +10,7 @@ from simulator.cli import UsageError
 from simulator.commands import _common
 from simulator import bottleneck
 from simulator.commands.run import format_ci
-from simulator.sweep import SweepError, grid, parse_vary, run_grid
+from simulator.sweep import SweepError, grid, parse_target, parse_vary, run_grid
 
 NAME = "sweep"
 ORDER = 20
@@ -39,6 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--vary", required=True, action="append", metavar="KEY=LOW..HIGH:STEP",
                    help="a key and its values; repeat for a grid over several keys")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--target", default=None, metavar="'METRIC<=VALUE'",
+                   help="draw this target as a line on its metric's plot and mark the points meeting it")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run on a dask.distributed scheduler at ADDRESS instead of local processes")
 
@@ -64,6 +66,10 @@ def run(args) -> int:
         if len(set(keys)) != len(keys):
             raise SweepError(f"--vary: a key is given twice ({', '.join(keys)})")
         combos = grid(varies)
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        target = parse_target(args.target) if args.target else None
     except SweepError as exc:
         raise UsageError(str(exc)) from None
     client = executor_for(args.dask)
@@ -93,13 +99,19 @@ def run(args) -> int:
     xkey = next((k for k, vals in varies if all(isinstance(v, (int, float)) for v in vals)), None)
     if xkey is not None:
         from simulator import plots
-        for metric in PLOTTED:
+        shown = list(PLOTTED) + ([target.metric] if target and target.metric not in PLOTTED else [])
+        for metric in shown:
             if metric in points[0][1].metrics:
-                plots.sweep_plot(rows, xkey, metric, out)
+                plots.sweep_plot(rows, xkey, metric, out, target=target if target and target.metric == metric else None)
     print(f"{len(combos)} points x {sc.run.replications} replications -> {out}/sweep.csv")
+    shown_metric = target.metric if target and target.metric in points[0][1].metrics else "wait_p95"
     for combo, res in points:
-        m = res.metrics["wait_p95"]
+        m = res.metrics[shown_metric]
         where = ", ".join(f"{k}={v}" for k, v in combo.items())
-        print(f"  {where}: wait_p95 {format_ci(m)}")
+        meets = ""
+        if target is not None and shown_metric == target.metric:
+            bound = m["high"] if target.op in ("<=", "<") else m["low"]
+            meets = "  meets" if target.met_by(bound if bound == bound else m["mean"]) else ""
+        print(f"  {where}: {shown_metric} {format_ci(m)}{meets}")
         print(f"      {bottleneck.verdict(bottleneck.means(res.metrics)).text}")
     return 0

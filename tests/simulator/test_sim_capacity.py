@@ -181,6 +181,11 @@ def test_grid_sweep_one_table_one_plot_per_metric(tmp_path, capsys):
     assert (out / "sweep-wait_p95.png").exists() and (out / "sweep-throughput.png").exists()
     text = capsys.readouterr().out
     assert "agents.count=3, workload.rate=1.5: wait_p95" in text
+    assert main(["sweep", str(path), "--vary", "agents.count=1..3", "--out", str(tmp_path / "t"), "--quiet",
+                 "--workers", "1", "--target", "mean_wait<=1s"]) == 0
+    marked = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  agents.count=")]
+    assert all(x.split(": ")[1].startswith("wait_mean ") for x in marked) and any(x.endswith("meets") for x in marked)
+    assert (tmp_path / "t" / "sweep-wait_mean.png").exists()
     # the busier point (1 agent, rate 1.5 > 2 slots / 2 s) is slot-bound
     one = [r for r in rows if r["agents.count"] == "1" and r["workload.rate"] == "1.5"][0]
     assert one["verdict"].startswith("the slots of group w are")
