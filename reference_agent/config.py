@@ -135,10 +135,11 @@ class AgentConfig:
         if os.geteuid() != 0:
             raise ConfigError(f"--job-user {self.job_user!r}: the agent must run as root to run jobs as "
                               "another user")
-        from reference_agent.processes import JOB_USER_SHELL
+        from reference_agent.processes import JOB_USER_SHELL, SETPRIV
 
-        if not os.access(JOB_USER_SHELL, os.X_OK):
-            raise ConfigError(f"--job-user {self.job_user!r}: needs {JOB_USER_SHELL} to launch jobs")
+        for tool in (JOB_USER_SHELL, SETPRIV):
+            if not os.access(tool, os.X_OK):
+                raise ConfigError(f"--job-user {self.job_user!r}: needs {tool} to launch jobs")
         return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
     @property

@@ -33,6 +33,9 @@ LAUNCHER = (
 # closed for the interpreter, so the job can neither reach nor forge it. Run by bash: dash
 # takes only one-digit descriptors in redirections.
 JOB_USER_SHELL = "/bin/bash"
+# The switch of user is done by setpriv (util-linux), not by Popen(user=...): CPython may vfork,
+# and a setuid in a vfork child of a multithreaded process crashed the child now and then.
+SETPRIV = "/usr/bin/setpriv"
 LAUNCHER_FD = (
     'IFS= read -r go || exit 125\n'
     'exec 0</dev/null\n'
@@ -138,8 +141,9 @@ class Launch:
             else:
                 status_fd = os.open(status_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 script = LAUNCHER_FD.replace("{limits}", limits.as_shell())  # the interpreter's, not the shell's
-                argv = [JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd)]
-                as_user = dict(user=user.uid, group=user.gid, extra_groups=[], pass_fds=(status_fd,))
+                argv = [SETPRIV, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--",
+                        JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd)]
+                as_user = dict(pass_fds=(status_fd,))
             with _private_output(stdout) as out, _private_output(stderr) as err:
                 self.proc = subprocess.Popen(
                     argv, cwd=str(workdir), env=env, stdin=read_fd, stdout=out, stderr=err,
