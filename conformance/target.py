@@ -154,7 +154,11 @@ class Target:
         self.wait_reachable(self.timing.restart)
 
     def _shell(self, option: str, command: str) -> None:
-        done = subprocess.run(command, shell=True, capture_output=True, timeout=self.timing.restart)
+        try:
+            done = subprocess.run(command, shell=True, capture_output=True, timeout=self.timing.restart)
+        except subprocess.TimeoutExpired:
+            raise AgentUnavailable(f"{option} {command!r} did not return within {self.timing.restart:.0f} s "
+                                   f"(it must start or kill the agent and return)") from None
         if done.returncode != 0:
             raise AgentUnavailable(f"{option} {command!r} exited {done.returncode}: "
                                    f"{done.stderr.decode('utf-8', 'replace')[:300]}")

@@ -254,23 +254,27 @@ def test_plugin_import_needs_only_core_deps():
 @pytest.mark.slow
 def test_kill_cmd_gives_the_sigkill_half_to_a_target(tmp_path):
     """--target with --restart-cmd only: AGT-DUR-1 is PARTIAL naming --kill-cmd; with --kill-cmd: PASS."""
-    from conformance.launcher import REFERENCE_CMD, AgentProcess
+    import socket
+
+    from conformance.target import Target
 
     source, witness, state = tmp_path / "source", tmp_path / "witness", tmp_path / "state"
     source.mkdir()
     witness.mkdir()
-    agent = AgentProcess(REFERENCE_CMD + " --no-path-pythons", source=str(source), state_dir=str(state), slots=2)
-    agent.start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
     pidfile = tmp_path / "pid"
-    host, port = agent.address.rsplit(":", 1)
-    # the restart command starts the agent again on the same port, in the background, as a service manager would
-    restart = (f"{sys.executable} -m reference_agent serve --listen {agent.address} --source {source} "
+    # started by a shell in the background, as a service manager would (no child of this process: no zombie
+    # for `kill -0` to see), on the same address every time
+    restart = (f"{sys.executable} -m reference_agent serve --listen {address} --source {source} "
                f"--state-dir {state} --slots 2 --no-path-pythons > {tmp_path}/out.log 2>&1 & echo $! > {pidfile}")
+    subprocess.run(restart, shell=True, check=True, timeout=30)
+    Target(address, None).wait_reachable(60)
     try:
-        pidfile.write_text(str(agent.proc.pid))
         kill = f"kill -KILL $(cat {pidfile}); while kill -0 $(cat {pidfile}) 2>/dev/null; do sleep 0.05; done"
         stop = f"kill -TERM $(cat {pidfile}); while kill -0 $(cat {pidfile}) 2>/dev/null; do sleep 0.05; done; "
-        base = ["--target", agent.address, "--source-dir", str(source), "--witness-dir", str(witness), "--slots", "2",
+        base = ["--target", address, "--source-dir", str(source), "--witness-dir", str(witness), "--slots", "2",
                 "--only", "AGT-DUR-1"]
         run = run_inprocess(base + ["--restart-cmd", stop + restart], tmp_path)
         v = run.report["requirements"]["AGT-DUR-1"]
@@ -279,4 +283,3 @@ def test_kill_cmd_gives_the_sigkill_half_to_a_target(tmp_path):
         assert run.code == 0 and run.report["requirements"]["AGT-DUR-1"]["outcome"] == "PASS", run.report["summary"]
     finally:
         subprocess.run(f"kill -KILL $(cat {pidfile}) 2>/dev/null", shell=True)
-        agent.stop()
