@@ -273,13 +273,13 @@ def test_kill_cmd_gives_the_sigkill_half_to_a_target(tmp_path):
     Target(address, None).wait_reachable(60)
     try:
         kill = f"kill -KILL $(cat {pidfile}); while kill -0 $(cat {pidfile}) 2>/dev/null; do sleep 0.05; done"
-        stop = f"kill -TERM $(cat {pidfile}); while kill -0 $(cat {pidfile}) 2>/dev/null; do sleep 0.05; done; "
+        stop = f"kill -TERM $(cat {pidfile}) 2>/dev/null; while kill -0 $(cat {pidfile}) 2>/dev/null; do sleep 0.05; done; "
         base = ["--target", address, "--source-dir", str(source), "--witness-dir", str(witness), "--slots", "2",
                 "--only", "AGT-DUR-1"]
         run = run_inprocess(base + ["--restart-cmd", stop + restart], tmp_path)
         v = run.report["requirements"]["AGT-DUR-1"]
         assert run.code == 0 and v["outcome"] == "PARTIAL" and "--kill-cmd" in v["reason"], v
-        run = run_inprocess(base + ["--restart-cmd", restart, "--kill-cmd", kill], tmp_path)
+        run = run_inprocess(base + ["--restart-cmd", stop + restart, "--kill-cmd", kill], tmp_path)
         assert run.code == 0 and run.report["requirements"]["AGT-DUR-1"]["outcome"] == "PASS", run.report["summary"]
     finally:
         subprocess.run(f"kill -KILL $(cat {pidfile}) 2>/dev/null", shell=True)
