@@ -94,7 +94,12 @@ class AgentServer:
         server.add_generic_rpc_handlers((raw,))
         server.add_registered_method_handlers(SERVICE.full_name, raw.by_method_name())  # as generated code does
         logged = self.config.log_rpcs
-        self._health = LoggedHealthServicer(self.telemetry) if logged else health.HealthServicer()
+        # Blocking Watch streams, gated like reflection: grpc_health's non-blocking Watch sends
+        # under its lock and deadlocked stop() when a client cancelled a Watch at that moment.
+        self._health = (LoggedHealthServicer(self.telemetry, experimental_non_blocking=False) if logged
+                        else health.HealthServicer(experimental_non_blocking=False))
+        watch_gate = StreamGate(stream_limit(self.config.rpc_threads), "health Watch")
+        self._health.Watch = watch_gate.wrap(self._health.Watch)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", SERVICE.full_name):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
