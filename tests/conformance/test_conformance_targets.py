@@ -75,7 +75,7 @@ def test_suite_passes_the_fake_agent(tmp_path):
     ini.write_text("[pytest]\n")
     with fake.serve() as address:
         code = pytest.main([str(ROOT / "conformance" / "suite"), "-c", str(ini), "--rootdir", str(ROOT / "conformance"),
-                            "-p", "no:cacheprovider", "-q", f"{plugin.TARGET}={address}", f"{plugin.LEVEL}=should",
+                            "-p", "conformance.plugin", "-p", "no:cacheprovider", "-q", f"{plugin.TARGET}={address}", f"{plugin.LEVEL}=should",
                             f"{plugin.REPORT_JSON}={report}"], plugins=[_FakeSource(fake)])
     data = json.loads(report.read_text())
     outcomes = {rid: v["outcome"] for rid, v in data["requirements"].items()}
@@ -166,7 +166,10 @@ def test_plugin_is_inert_without_its_options(tmp_path):
     assert "agent-conformance" not in done.stdout and "MUST" not in done.stdout
     done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=env)
-    assert plugin.TARGET in done.stdout and plugin.WITNESS_DIR in done.stdout
+    assert plugin.TARGET not in done.stdout and "agent-conformance" not in done.stdout   # not loaded by itself
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "conformance.plugin", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert plugin.TARGET in done.stdout and plugin.WITNESS_DIR in done.stdout   # asked for: every option
 
 
 def _cert(common_name, issuer=None, ca=False):

@@ -82,7 +82,7 @@ def planted(tmp_path_factory):
     def run(*extra):
         fake = FakeAgent()
         with fake.serve() as address:
-            code = pytest.main([str(tmp / "test_planted.py"), "-c", str(tmp / "pytest.ini"), "-p", "no:cacheprovider",
+            code = pytest.main([str(tmp / "test_planted.py"), "-c", str(tmp / "pytest.ini"), "-p", "conformance.plugin", "-p", "no:cacheprovider",
                                 "-q", f"--agent-target={address}", f"--agent-report-json={out}", *extra],
                                plugins=[_FakeSource(fake)])
         return code, json.loads(out.read_text())
@@ -159,7 +159,7 @@ def test_pytest_flags_name_themselves_in_errors():
         validate({"only": "AGT-X"}, front=PYTEST)
     with pytest.raises(OptionError, match=r"^--target 'x'"):
         validate({"target": "x"})
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--agent-target=x",
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "conformance.plugin", "-p", "no:cacheprovider", "--agent-target=x",
                            str(ROOT / "conformance" / "suite")], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 4 and "--agent-target 'x'" in done.stderr
