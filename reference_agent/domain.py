@@ -40,8 +40,8 @@ class AgentCore:
     """The reference agent without gRPC. Thread-safe; `start()` recovers from the journal.
 
     Public operations take validated requests (protos.validation) and return results or raise
-    protos.errors.ProtocolError. Each rule lives in one small method (`_check_staged`,
-    `_choose_interpreter`, `_report_state`, `_free_slots`, ...) so a subclass can override one
+    protos.errors.ProtocolError. Each rule lives in one small method (`check_staged`,
+    `choose_interpreter`, `report_state`, `free_slots`, ...) so a subclass can override one
     behaviour, which is how the catalogue of broken agents is built.
     """
 
@@ -177,10 +177,10 @@ class AgentCore:
         after committing what was placed: those files stay staged (AGT-STAGE-2 lists them on a
         repeat). A full disk ends the call with RESOURCE_EXHAUSTED, earlier chunks kept."""
         with self._submission_lock(req.job), self.journal.deferring():
-            self._check_stage_allowed(req.job)
+            self.check_stage_allowed(req.job)
             staged, placed = [], []
             flushed_at = time.monotonic()
-            for file in self._unique(req.files):
+            for file in self.unique_files(req.files):
                 if self._is_staged(req.job, file):
                     staged.append(file)
                     continue
@@ -189,7 +189,7 @@ class AgentCore:
                     flushed_at, placed = time.monotonic(), []
                     if not self._caller_waiting():
                         break
-                if self._stage_file(req.job, file):
+                if self.stage_file(req.job, file):
                     staged.append(file)
                     placed.append(file)
             self._record_staged(req.job, placed)
@@ -211,12 +211,12 @@ class AgentCore:
         """Submit a new job (AGT-RUN-1..6) or answer a status query (AGT-RUN-7/8)."""
         job = self._lookup(req.job)
         if job is not None:
-            return self._status_query(job, req)
+            return self.status_query(job, req)
         with self._submission_lock(req.job):  # one submission per id, however many callers (AGT-RUN-9)
             job = self._lookup(req.job)
             if job is not None:
-                return self._status_query(job, req)
-            return self._submit(req)
+                return self.status_query(job, req)
+            return self.submit(req)
 
     # --- queries ----------------------------------------------------------------------------
     def job(self, job_id: str) -> Job | None:
@@ -242,17 +242,17 @@ class AgentCore:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def _check_stage_allowed(self, job_id: str) -> None:
+    def check_stage_allowed(self, job_id: str) -> None:
         submission.check_stage_allowed(job_id, self._lookup(job_id) is not None)
 
-    def _unique(self, files) -> list[str]:
+    def unique_files(self, files) -> list[str]:
         return validation.dedupe(files)
 
     def _is_staged(self, job_id: str, file: str) -> bool:
         with self._lock:
             return file in self._staged.get(job_id, {})
 
-    def _stage_file(self, job_id: str, file: str) -> bool:
+    def stage_file(self, job_id: str, file: str) -> bool:
         """Copy one file from the source (or the cache) into the job's directory; True when
         placed (stage_in then journals it). A file the source does not give (SourceError) is
         not staged; a write that fails in the agent's own directories raises StorageError
@@ -272,29 +272,29 @@ class AgentCore:
         return True
 
     # --- submission hooks -------------------------------------------------------------------
-    def _status_query(self, job: Job, req: RunRequest) -> JobState:
-        self._check_repeat(job, req)
-        return self._report_state(job)
+    def status_query(self, job: Job, req: RunRequest) -> JobState:
+        self.check_repeat(job, req)
+        return self.report_state(job)
 
-    def _check_repeat(self, job: Job, req: RunRequest) -> None:
+    def check_repeat(self, job: Job, req: RunRequest) -> None:
         submission.check_repeat(req, job.files, job.requirements)
 
-    def _submit(self, req: RunRequest) -> JobState:
-        self._check_has_files(req)
-        self._check_staged(req.job, req.files)
-        interpreter = self._choose_interpreter(req)
+    def submit(self, req: RunRequest) -> JobState:
+        self.check_has_files(req)
+        self.check_staged(req.job, req.files)
+        interpreter = self.choose_interpreter(req)
         job = self._create_job(req, interpreter)
-        return self._report_state(job)
+        return self.report_state(job)
 
-    def _check_has_files(self, req: RunRequest) -> None:
+    def check_has_files(self, req: RunRequest) -> None:
         submission.check_has_files(req)
 
-    def _check_staged(self, job_id: str, files) -> None:
+    def check_staged(self, job_id: str, files) -> None:
         with self._lock:
             staged = set(self._staged.get(job_id, {}))
         submission.check_staged(job_id, files, staged)
 
-    def _choose_interpreter(self, req: RunRequest) -> Interpreter:
+    def choose_interpreter(self, req: RunRequest) -> Interpreter:
         chosen = self.interpreters.choose(req.requirements)
         if chosen is None:
             raise errors.no_interpreter(req.requirement_texts, self.interpreters.versions())
@@ -326,7 +326,7 @@ class AgentCore:
             self._start_safely(now_startable)
         return job
 
-    def _report_state(self, job: Job) -> JobState:
+    def report_state(self, job: Job) -> JobState:
         with self._lock:
             return job.state
 
@@ -334,18 +334,18 @@ class AgentCore:
         return self.jobs_dir / checked_name(job_id) / "work"
 
     # --- scheduling hooks -------------------------------------------------------------------
-    def _free_slots(self) -> int:
+    def free_slots(self) -> int:
         return self.config.slots - len(self._busy)
 
-    def _next_job(self) -> Job | None:
+    def next_job(self) -> Job | None:
         """The job to start next: the oldest waiting one (AGT-SCHED-3). Called under the lock."""
         return self._jobs[self._queue[0]] if self._queue else None
 
     def _take_next(self) -> Job | None:
         """Under the lock: the job to start now, out of the queue and holding a slot, or None."""
-        if self._stopping or self._free_slots() <= 0 or time.monotonic() < self._hold_starts_until:
+        if self._stopping or self.free_slots() <= 0 or time.monotonic() < self._hold_starts_until:
             return None
-        job = self._next_job()
+        job = self.next_job()
         if job is not None:
             self._queue.remove(job.job)
             self._busy.add(job.job)
@@ -363,12 +363,12 @@ class AgentCore:
 
     def _start_safely(self, job: Job) -> None:
         try:
-            self._start_job(job)
+            self.start_job(job)
         except Exception as exc:  # noqa: BLE001 - the scheduler must outlive any one job
             self.telemetry.log("error", where="scheduler", job=job.job, error=repr(exc))
 
-    def _launch(self, job: Job) -> Launch:
-        """Create the job's process, paused until `go()`; no bookkeeping (see _start_job)."""
+    def launch(self, job: Job) -> Launch:
+        """Create the job's process, paused until `go()`; no bookkeeping (see start_job)."""
         if self.job_user is not None:  # its work directory is the one place the job user may write
             # Search-only (0711) on the way there: Python opens the entry point by absolute path.
             # Listing stays refused, and every other job's directory, the cache and the journal
@@ -380,10 +380,10 @@ class AgentCore:
                       job.status_file, clean_env(job.workdir, self.config.job_env), self.limits,
                       user=self.job_user)
 
-    def _start_job(self, job: Job) -> None:
+    def start_job(self, job: Job) -> None:
         """Launch the job's process paused, journal RUN with its pid, then let it go."""
         try:
-            launch = self._launch(job)
+            launch = self.launch(job)
             self.supervisor.contain(job, launch)  # into its cgroup before it runs anything
         except Exception as exc:  # noqa: BLE001 - e.g. the interpreter vanished: DONE (failed)
             self._fail_start(job, exc)

@@ -57,7 +57,7 @@ class AgentServer:
             self.core.close()
             raise
         try:
-            self._server = self._build_server()
+            self._server = self.build_server()
             target = f"{host}:{port}"
             credentials = self._credentials()
             bound = (self._server.add_secure_port(target, credentials) if credentials
@@ -83,7 +83,7 @@ class AgentServer:
                            metrics_port=self.metrics_port)
         return self.address
 
-    def _build_server(self) -> grpc.Server:
+    def build_server(self) -> grpc.Server:
         limit = self.config.max_request_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.rpc_threads, thread_name_prefix="agent-rpc"),

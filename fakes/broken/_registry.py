@@ -60,7 +60,7 @@ def run_again(core: AgentCore, job: Job):
 
     What the reference agent never does (AGT-RUN-7/9); the defects that need a second
     execution share this so that the second run looks exactly like the first to the job."""
-    launch = core._launch(job)
+    launch = core.launch(job)
     launch.go()
     threading.Thread(target=launch.proc.wait, name=f"rerun-{job.job[:8]}", daemon=True).start()
     return launch

@@ -20,8 +20,8 @@ class ReportsDoneWhileRunningLater(AgentCore):
     violates = ("AGT-STATE-2",)
     AFTER = 1.5
 
-    def _report_state(self, job):
-        state = super()._report_state(job)
+    def report_state(self, job):
+        state = super().report_state(job)
         if state is JobState.RUN and job.started is not None and time.time() - job.started > self.AFTER:
             return JobState.DONE
         return state
@@ -40,12 +40,12 @@ class ForgetsSlotsAfterRestart(AgentCore):
     def on_recovered(self):
         self._recovered_waiting = {job.job for job in self.waiting_jobs()}
 
-    def _free_slots(self):  # called under the core's lock, as _next_job() is
-        nxt = self._next_job()
+    def free_slots(self):  # called under the core's lock, as next_job() is
+        nxt = self.next_job()
         if nxt is not None and nxt.job in self._recovered_waiting:
             self._recovered_waiting.discard(nxt.job)
             return 1
-        return super()._free_slots()
+        return super().free_slots()
 
 
 @register
@@ -55,8 +55,8 @@ class TruncatesLargeFiles(AgentCore):
     violates = ("AGT-STAGE-3",)
     LIMIT = 1 << 20
 
-    def _stage_file(self, job_id, file):
-        if not super()._stage_file(job_id, file):
+    def stage_file(self, job_id, file):
+        if not super().stage_file(job_id, file):
             return False
         dest = self._workdir(job_id) / checked_name(file)
         if dest.stat().st_size > self.LIMIT:

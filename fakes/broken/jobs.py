@@ -18,13 +18,13 @@ class AcceptsRunWithoutFiles(AgentCore):
 
     violates = ("AGT-RUN-2",)
 
-    def _check_has_files(self, req):
+    def check_has_files(self, req):
         pass
 
-    def _launch(self, job):
+    def launch(self, job):
         if not job.files:
             raise OSError("no files: nothing to run")  # the reference's own could-not-start path
-        return super()._launch(job)
+        return super().launch(job)
 
 
 @register
@@ -33,10 +33,10 @@ class AnswersWithoutSubmitting(AgentCore):
 
     violates = ("AGT-RUN-1",)
 
-    def _submit(self, req):
-        self._check_has_files(req)
-        self._check_staged(req.job, req.files)
-        self._choose_interpreter(req)
+    def submit(self, req):
+        self.check_has_files(req)
+        self.check_staged(req.job, req.files)
+        self.choose_interpreter(req)
         return JobState.WAIT
 
 
@@ -46,8 +46,8 @@ class RunsLastFile(AgentCore):
 
     violates = ("AGT-RUN-6",)
 
-    def _launch(self, job):
-        return super()._launch(dataclasses.replace(job, files=job.files[-1:] + job.files[:-1]))
+    def launch(self, job):
+        return super().launch(dataclasses.replace(job, files=job.files[-1:] + job.files[:-1]))
 
 
 @register
@@ -56,8 +56,8 @@ class IgnoresPythonVersion(AgentCore):
 
     violates = ("AGT-RUN-4", "AGT-RUN-5")
 
-    def _choose_interpreter(self, req):
-        return super()._choose_interpreter(dataclasses.replace(req, requirements=(), requirement_texts=()))
+    def choose_interpreter(self, req):
+        return super().choose_interpreter(dataclasses.replace(req, requirements=(), requirement_texts=()))
 
 
 @register
@@ -66,8 +66,8 @@ class UsesOnlyFirstRequirement(AgentCore):
 
     violates = ("AGT-RUN-5",)
 
-    def _choose_interpreter(self, req):
-        return super()._choose_interpreter(dataclasses.replace(req, requirements=req.requirements[:1]))
+    def choose_interpreter(self, req):
+        return super().choose_interpreter(dataclasses.replace(req, requirements=req.requirements[:1]))
 
 
 @register
@@ -95,7 +95,7 @@ class AcceptsMismatchedRepeat(AgentCore):
 
     violates = ("AGT-RUN-8",)
 
-    def _check_repeat(self, job, req):
+    def check_repeat(self, job, req):
         pass
 
 
@@ -110,8 +110,8 @@ class RunsJobTwiceOnRepeat(AgentCore):
         self._reran: set[str] = set()
         self._reran_lock = threading.Lock()  # its own: a subclass never takes the core's lock
 
-    def _status_query(self, job, req):
-        state = super()._status_query(job, req)
+    def status_query(self, job, req):
+        state = super().status_query(job, req)
         with self._reran_lock:
             again = state is JobState.DONE and job.job not in self._reran
             if again:
@@ -131,14 +131,14 @@ class TwoExecutionsForConcurrentFirstCalls(AgentCore):
     def run_job(self, req):
         job = self._lookup(req.job)
         if job is not None:
-            return self._status_query(job, req)
+            return self.status_query(job, req)
         time.sleep(self.RACE_WINDOW)
         with self._submission_lock(req.job):
             job = self._lookup(req.job)
             if job is None:
-                return self._submit(req)
+                return self.submit(req)
         run_again(self, job)  # the loser "submits" too: a second execution
-        return self._status_query(job, req)
+        return self.status_query(job, req)
 
 
 @register
@@ -147,7 +147,7 @@ class ReportsDoneBeforeRun(AgentCore):
 
     violates = ("AGT-STATE-2", "AGT-STATE-3")
 
-    def _report_state(self, job):
+    def report_state(self, job):
         return JobState.DONE
 
 
@@ -162,8 +162,8 @@ class GoesBackFromDoneToRun(AgentCore):
         self._done_answers: dict[str, int] = {}
         self._answers_lock = threading.Lock()
 
-    def _report_state(self, job):
-        state = super()._report_state(job)
+    def report_state(self, job):
+        state = super().report_state(job)
         if state is not JobState.DONE:
             return state
         with self._answers_lock:
@@ -178,8 +178,8 @@ class ReportsDoneLate(AgentCore):
     violates = ("AGT-STATE-3",)
     DELAY = 3.0
 
-    def _report_state(self, job):
-        state = super()._report_state(job)
+    def report_state(self, job):
+        state = super().report_state(job)
         if state is JobState.DONE and job.ended is not None and time.time() - job.ended < self.DELAY:
             return JobState.RUN
         return state
@@ -191,7 +191,7 @@ class NeverLeavesWait(AgentCore):
 
     violates = ("AGT-SCHED-2",)
 
-    def _free_slots(self):
+    def free_slots(self):
         return 0
 
 
@@ -206,13 +206,13 @@ class LeaksSlots(AgentCore):
         self._ever_started = 0
         self._count_lock = threading.Lock()
 
-    def _start_job(self, job):
+    def start_job(self, job):
         with self._count_lock:
             self._ever_started += 1
-        super()._start_job(job)
+        super().start_job(job)
 
-    def _free_slots(self):
-        return min(super()._free_slots(), self.config.slots - self._ever_started)
+    def free_slots(self):
+        return min(super().free_slots(), self.config.slots - self._ever_started)
 
 
 @register
@@ -221,7 +221,7 @@ class ExceedsSlots(AgentCore):
 
     violates = ("AGT-SCHED-1",)
 
-    def _free_slots(self):
+    def free_slots(self):
         return 1
 
 
@@ -231,7 +231,7 @@ class StartsNewestFirst(AgentCore):
 
     violates = ("AGT-SCHED-3",)
 
-    def _next_job(self):
+    def next_job(self):
         waiting = self.waiting_jobs()
         return waiting[-1] if waiting else None
 

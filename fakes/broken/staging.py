@@ -18,7 +18,7 @@ class ListsUnstagedFiles(AgentCore):
 
     def stage_in(self, req):
         super().stage_in(req)
-        return self._unique(req.files)
+        return self.unique_files(req.files)
 
 
 @register
@@ -27,7 +27,7 @@ class ListsDuplicatesTwice(AgentCore):
 
     violates = ("AGT-STAGE-1",)
 
-    def _unique(self, files):
+    def unique_files(self, files):
         return list(files)
 
 
@@ -48,8 +48,8 @@ class LinksInsteadOfCopying(AgentCore):
 
     violates = ("AGT-STAGE-3",)
 
-    def _stage_file(self, job_id, file):
-        if not super()._stage_file(job_id, file):
+    def stage_file(self, job_id, file):
+        if not super().stage_file(job_id, file):
             return False
         if not isinstance(self.source, LocalSource):
             return True  # only a local directory can be linked to
@@ -66,7 +66,7 @@ class StageChangesSubmittedJob(AgentCore):
 
     violates = ("AGT-STAGE-4",)
 
-    def _check_stage_allowed(self, job_id):
+    def check_stage_allowed(self, job_id):
         pass
 
 
@@ -76,7 +76,7 @@ class AcceptsUnstagedRunJob(AgentCore):
 
     violates = ("AGT-RUN-3",)
 
-    def _check_staged(self, job_id, files):
+    def check_staged(self, job_id, files):
         pass
 
 

@@ -165,8 +165,8 @@ class ServesUnderPackage(AgentServer):
     def __init__(self, config, telemetry=None, **kwargs):
         super().__init__(config, servicer_factory=_NotFound, telemetry=telemetry, **kwargs)
 
-    def _build_server(self):
-        server = super()._build_server()
+    def build_server(self):
+        server = super().build_server()
         server.add_generic_rpc_handlers((_PackagedHandler(AgentServicer(self.core), self.telemetry),))
         return server
 
@@ -179,8 +179,8 @@ class OkForUnparseableBytes(AgentServer):
     EMPTY = {"StageInFiles": StageInFile_pb2.StageInFilesResponse(),
              "RunJob": RunJob_pb2.RunJobResponse(code=RunJob_pb2.WAIT)}
 
-    def _build_server(self):
-        server = super()._build_server()
+    def build_server(self):
+        server = super().build_server()
         strict = RawAgentHandler(self.servicer_factory(self.core), self.telemetry)
         handlers = {}
         for method in SERVICE.methods:

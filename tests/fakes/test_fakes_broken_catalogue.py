@@ -162,3 +162,19 @@ def test_broken_agents_use_the_public_hooks_not_the_cores_lock_or_tables():
         hits = [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)
                 if private.search(line)]
         assert not hits, hits
+
+
+def test_broken_agents_override_only_the_documented_public_hooks():
+    """The extension surface is public (docs/AGENT.md): no broken agent overrides a private member
+    of the reference agent's core, server or servicer; helpers of its own may be private."""
+    from reference_agent.server import AgentServer
+    from reference_agent.servicer import AgentServicer
+
+    bases = (AgentCore, AgentServer, AgentServicer)
+    bad = []
+    for name, cls in CATALOGUE.items():
+        for attr, value in vars(cls).items():
+            if callable(value) and attr.startswith("_") and not attr.startswith("__"):
+                if any(attr in vars(base) for base in bases):
+                    bad.append(f"{name}.{attr}")
+    assert not bad, f"broken agents override private members of the reference agent: {bad}"

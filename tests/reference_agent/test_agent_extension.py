@@ -18,7 +18,7 @@ from reference_agent.domain import AgentCore
 class AcceptsUnstagedFiles(AgentCore):
     """Breaks AGT-RUN-3 by skipping one check; everything else is the reference behaviour."""
 
-    def _check_staged(self, job_id, files):
+    def check_staged(self, job_id, files):
         return None
 
 
@@ -45,7 +45,7 @@ def test_serve_core_option_loads_a_subclass(tmp_path):
         from reference_agent.domain import AgentCore
 
         class ReportsDoneBeforeRun(AgentCore):
-            def _report_state(self, job):
+            def report_state(self, job):
                 return JobState.DONE
     '''))
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
