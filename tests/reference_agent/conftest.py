@@ -4,15 +4,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from pathlib import Path
 
-import grpc
 import pytest
 
 from agent_helpers import Harness
-from protos.client import AgentClient
-from reference_agent.config import AgentConfig
-from reference_agent.server import AgentServer
 from reference_agent.telemetry import Telemetry
 
 
@@ -22,26 +17,12 @@ def make_agent(tmp_path):
     made: list[Harness] = []
 
     def _make(telemetry: Telemetry | None = None, **overrides) -> Harness:
-        n = len(made)
-        source_spec = str(overrides.pop("source", tmp_path / f"source{n}"))
-        source = Path(source_spec) if "://" not in source_spec else tmp_path / f"unused{n}"
-        source.mkdir(parents=True, exist_ok=True)
-        state = Path(overrides.pop("state_dir", tmp_path / f"state{n}"))
-        settings = dict(listen="127.0.0.1:0", source=source_spec, state_dir=str(state), slots=2,
-                        discover_path=False, log_rpcs=False)
-        settings.update(overrides)
-        server = AgentServer(AgentConfig(**settings), telemetry=telemetry or Telemetry(stream=None))
-        server.start()
-        channel = grpc.insecure_channel(server.address)
-        made.append(Harness(server, source, state, channel, AgentClient(channel, timeout=20.0), tmp_path))
+        made.append(Harness.start(tmp_path, len(made), telemetry=telemetry, **overrides))
         return made[-1]
 
     yield _make
     for h in made:
-        h.channel.close()
-        for c in h.extra_channels:
-            c.close()
-        h.server.stop(grace=0.2, stop_jobs=True)
+        h.close()
 
 
 @pytest.fixture

@@ -1,15 +1,10 @@
 """Fixtures for the reliability and security tests: in-process agents on loopback, certificates."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import grpc
 import pytest
 
 from reliability_helpers import Agent, make_certificates
-from reference_agent.config import AgentConfig
-from reference_agent.server import AgentServer
-from reference_agent.telemetry import Telemetry
 
 
 @pytest.fixture
@@ -19,17 +14,7 @@ def start_agent(tmp_path):
     made: list[Agent] = []
 
     def _start(**overrides) -> Agent:
-        n = len(made)
-        source = Path(overrides.pop("source", tmp_path / f"source{n}"))
-        source.mkdir(parents=True, exist_ok=True)
-        state = Path(overrides.pop("state_dir", tmp_path / f"state{n}"))
-        settings = dict(listen="127.0.0.1:0", source=str(source), state_dir=str(state), slots=2,
-                        discover_path=False, log_rpcs=False)
-        server_class = overrides.pop("server_class", AgentServer)
-        settings.update(overrides)
-        server = server_class(AgentConfig(**settings), telemetry=Telemetry(stream=None))
-        server.start()
-        made.append(Agent(server, source, state))
+        made.append(Agent.start(tmp_path, len(made), **overrides))
         return made[-1]
 
     yield _start

@@ -4,70 +4,15 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import textwrap
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
-from protos.client import AgentClient
+from agent_harness import InProcessAgent
 from protos.states import JobState
-from reference_agent.server import AgentServer
 from shared_helpers import code_of, new_id  # noqa: F401  (re-exported to the tests)
 
 
-
-
-@dataclass
-class Agent:
-    """An in-process agent with its source directory, its state directory and a client."""
-
-    server: AgentServer
-    source: Path
-    state: Path
-    channels: list = field(default_factory=list)
-
-    def __post_init__(self):
-        self.client = AgentClient(self.channel(), timeout=20.0)
-
-    @property
-    def address(self) -> str:
-        return self.server.address
-
-    def channel(self) -> grpc.Channel:
-        self.channels.append(grpc.insecure_channel(self.address))
-        return self.channels[-1]
-
-    def put(self, data: bytes | str, file: str | None = None) -> str:
-        file = file or new_id()
-        (self.source / file).write_bytes(data.encode() if isinstance(data, str) else data)
-        return file
-
-    def submit(self, code: str, job: str | None = None, extra=()) -> str:
-        """Stage a script (and extra files) for a new job and submit it; return the job id."""
-        job = job or new_id()
-        entry = self.put(textwrap.dedent(code))
-        assert self.client.stage_in(job, [entry, *extra]) == [entry, *extra]
-        self.client.run(job, [entry])
-        return job
-
-    def wait_done(self, job: str, deadline: float = 30.0):
-        return self.client.wait_until_done(job, poll_interval=0.02, deadline=deadline)
-
-    def row(self, job: str):
-        return self.server.core.journal.job(job)
-
-    def workdir(self, job: str) -> Path:
-        return self.state / "jobs" / job / "work"
-
-    def output(self, job: str) -> str:
-        return Path(self.row(job).stdout).read_text(errors="replace")
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
-        self.server.stop(grace=0.2, stop_jobs=True)
+Agent = InProcessAgent   # the reliability tests call it by this name
 
 
 def processes_of(workdir: Path) -> list[int]:

@@ -27,7 +27,7 @@ REGRESSIONS = [
 
 def test_regression_inputs_get_proper_statuses(start_agent):
     agent = start_agent(log_rpcs=True)
-    fuzzer = Fuzzer(agent.channel(), timeout=30)
+    fuzzer = Fuzzer(agent.new_channel(), timeout=30)
     for method, data in REGRESSIONS:
         assert fuzzer.send(method, data) == "ok", fuzzer.findings
 
@@ -35,7 +35,7 @@ def test_regression_inputs_get_proper_statuses(start_agent):
 def test_short_fuzz_run_finds_nothing_and_touches_no_other_job(start_agent):
     agent = start_agent(log_rpcs=True)
     sentinels = make_sentinels(agent.client, agent.source)
-    fuzzer = Fuzzer(agent.channel(), timeout=30)
+    fuzzer = Fuzzer(agent.new_channel(), timeout=30)
     fuzzer.run(400, seed_value=20261127)
     assert fuzzer.inputs == 400
     assert dict(fuzzer.verdicts) == {"ok": 400}, fuzzer.findings
@@ -45,7 +45,7 @@ def test_short_fuzz_run_finds_nothing_and_touches_no_other_job(start_agent):
 
 def test_fuzzer_catches_an_agent_that_answers_unparseable_bytes_with_ok(start_agent):
     agent = start_agent(server_class=OkForUnparseableBytes)
-    fuzzer = Fuzzer(agent.channel(), timeout=30)
+    fuzzer = Fuzzer(agent.new_channel(), timeout=30)
     fuzzer.run(150, seed_value=3)
     assert fuzzer.verdicts["wrong status"] > 0, dict(fuzzer.verdicts)
     assert any("OK (allowed ['INTERNAL', 'INVALID_ARGUMENT'])" in f for f in fuzzer.findings)

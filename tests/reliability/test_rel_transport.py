@@ -63,12 +63,12 @@ def test_bearer_tokens_gate_every_agent_call(start_agent, token_file):
     for metadata in ((), (("authorization", "Bearer wrong"),), (("authorization", "alpha-123"),),
                      (("authorization", "Basic alpha-123"),), (("x-token", "alpha-123"),),
                      (("authorization", "Bearer alpha-1234"),), (("authorization", "Bearer "),)):
-        client = AgentClient(agent.channel(), timeout=10, metadata=metadata)
+        client = AgentClient(agent.new_channel(), timeout=10, metadata=metadata)
         assert code_of(client.stage_in, job, [script]) == "UNAUTHENTICATED", metadata
         assert code_of(client.run, job, [script]) == "UNAUTHENTICATED", metadata
         assert code_of(client.run, "not a uuid", []) == "UNAUTHENTICATED", metadata
     assert agent.server.core.staged_files(job) == [] and agent.server.core.job(job) is None
-    good = AgentClient(agent.channel(), timeout=10, metadata=(("authorization", "bearer  beta_456"),))
+    good = AgentClient(agent.new_channel(), timeout=10, metadata=(("authorization", "bearer  beta_456"),))
     assert good.stage_in(job, [script]) == [script]
     good.run(job, [script])
     assert agent.server.core.job(job) is not None   # the authenticated call created the job
@@ -78,7 +78,7 @@ def test_bearer_tokens_gate_every_agent_call(start_agent, token_file):
 
 def test_tokens_leave_health_open_and_close_reflection(start_agent, token_file):
     agent = start_agent(auth_tokens=str(token_file))
-    channel = agent.channel()
+    channel = agent.new_channel()
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="Agent"), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
