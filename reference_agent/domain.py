@@ -159,8 +159,7 @@ class AgentCore:
     def _copy_may_go_on(self) -> bool:
         """Asked between chunks of one file's copy (not a hook: `_caller_waiting` is the one that
         decides between files): False once the client of this RPC stopped waiting."""
-        alive = getattr(self._call, "alive", None)
-        return alive is None or alive()
+        return AgentCore._caller_waiting(self)
 
     # --- requests (the servicer calls these) ----------------------------------------------
     def parse_stage_request(self, message) -> StageRequest:

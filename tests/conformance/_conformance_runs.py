@@ -100,3 +100,22 @@ PRIMARY_FOR = {
     "StopsStagingAfterAChunk": ["test_large_stage_request_lists_every_file"],
     "TrustsCacheAfterJobWrites": ["test_a_job_writing_its_input_does_not_change_another_jobs_copy"],
 }
+
+
+class FakeSource:
+    """Puts the suite's inputs into a FakeAgent's in-memory source: a plugin object that
+    implements the suite's source hook (pytest_agent_conformance_source)."""
+
+    can_delete, can_symlink = True, False
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def put(self, uuid, data):
+        self.fake.source.put(uuid, data)
+
+    def delete(self, uuid):
+        self.fake.source.delete(uuid)
+
+    def pytest_agent_conformance_source(self, config):
+        return self

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _conformance_runs import ROOT, broken_args, run_inprocess
+from _conformance_runs import ROOT, FakeSource, broken_args, run_inprocess
 from conformance import cli, plugin
 from protos.requirements import REQUIREMENTS
 
@@ -46,24 +46,6 @@ def test_reports_carry_requirement_ids_and_timelines(reference_run):
     assert {("requirement", rid) for rid in REQUIREMENTS} <= props
 
 
-class _FakeSource:
-    """Puts test inputs into a FakeAgent's in-memory source (the plugin's source hook)."""
-
-    can_delete, can_symlink = True, False
-
-    def __init__(self, fake):
-        self.fake = fake
-
-    def put(self, uuid, data):
-        self.fake.source.put(uuid, data)
-
-    def delete(self, uuid):
-        self.fake.source.delete(uuid)
-
-    def pytest_agent_conformance_source(self, config):
-        return self
-
-
 def test_suite_passes_the_fake_agent(tmp_path):
     """The FakeAgent runs no process, so the witness, slot and restart checks are SKIP; every
     requirement the suite can check without them passes."""
@@ -76,7 +58,7 @@ def test_suite_passes_the_fake_agent(tmp_path):
     with fake.serve() as address:
         code = pytest.main([str(ROOT / "conformance" / "suite"), "-c", str(ini), "--rootdir", str(ROOT / "conformance"),
                             "-p", "conformance.plugin", "-p", "no:cacheprovider", "-q", f"{plugin.TARGET}={address}", f"{plugin.LEVEL}=should",
-                            f"{plugin.REPORT_JSON}={report}"], plugins=[_FakeSource(fake)])
+                            f"{plugin.REPORT_JSON}={report}"], plugins=[FakeSource(fake)])
     data = json.loads(report.read_text())
     outcomes = {rid: v["outcome"] for rid, v in data["requirements"].items()}
     assert code == 0, {rid: v["reason"] for rid, v in data["requirements"].items() if v["outcome"] != "PASS"}

@@ -7,11 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from _conformance_runs import ROOT, run_inprocess
+from _conformance_runs import ROOT, FakeSource, run_inprocess
 from conformance import cli, report
 from conformance.options import OPTIONS, PYTEST, OptionError, select, validate
 from protos.requirements import REQUIREMENTS
@@ -53,22 +52,6 @@ def test_passes(env):
 '''
 
 
-class _FakeSource:
-    can_delete, can_symlink = True, False
-
-    def __init__(self, fake):
-        self.fake = fake
-
-    def put(self, uuid, data):
-        self.fake.source.put(uuid, data)
-
-    def delete(self, uuid):
-        self.fake.source.delete(uuid)
-
-    def pytest_agent_conformance_source(self, config):
-        return self
-
-
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """The planted tests above, run in this process by pytest with the suite's flags against a FakeAgent."""
@@ -84,7 +67,7 @@ def planted(tmp_path_factory):
         with fake.serve() as address:
             code = pytest.main([str(tmp / "test_planted.py"), "-c", str(tmp / "pytest.ini"), "-p", "conformance.plugin", "-p", "no:cacheprovider",
                                 "-q", f"--agent-target={address}", f"--agent-report-json={out}", *extra],
-                               plugins=[_FakeSource(fake)])
+                               plugins=[FakeSource(fake)])
         return code, json.loads(out.read_text())
     return run
 
