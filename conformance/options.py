@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protos import validation
+from protos import units, validation
 from protos.requirements import REQUIREMENTS, Level
 
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})$")
@@ -69,8 +69,8 @@ OPTIONS = (
     Option("update_expected", "--update-expected", None, "rewrite --expected-failures from this run", flag=True),
     Option("profile", "--hypothesis-profile", "ci|deep",
            "depth of the stateful test (ci: derandomized, short; deep: random, longer)", default="ci"),
-    Option("max_request_bytes", "--max-request-bytes", "N",
-           "the agent's request size limit: a larger request must get RESOURCE_EXHAUSTED"),
+    Option("max_request_bytes", "--max-request-bytes", "SIZE",
+           "the agent's request size limit (bytes, or 4MiB, 4MB): a larger request must get RESOURCE_EXHAUSTED"),
 )
 BY_FIELD = {o.field: o for o in OPTIONS}
 
@@ -269,10 +269,14 @@ def validate(raw: dict, source_from_hook: bool = False, front: str = CLI) -> Set
         raise OptionError(f"{n['update_expected']} needs {n['expected']} FILE (the file to rewrite)")
     if raw.get("max_request_bytes") not in (None, ""):
         text = str(raw["max_request_bytes"])
-        if not text.isdigit() or not 1024 <= int(text) <= 64 * 1024 * 1024:
-            raise OptionError(f"{n['max_request_bytes']} {text!r}: expected a whole number of bytes from 1024 "
-                              f"to 67108864")
-        s.max_request_bytes = int(text)
+        try:
+            limit = units.byte_count(text)
+        except units.UnitError as exc:
+            raise OptionError(f"{n['max_request_bytes']} {exc}") from None
+        if not 1024 <= limit <= 64 * 1024 * 1024:
+            raise OptionError(f"{n['max_request_bytes']} {text!r}: expected a size from 1KiB (1024) "
+                              f"to 64MiB (67108864), like 4MiB")
+        s.max_request_bytes = limit
     profile = raw.get("profile") or "ci"
     if profile not in ("ci", "deep"):
         raise OptionError(f"{n['profile']} {profile!r}: expected ci or deep")

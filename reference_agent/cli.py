@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from protos import units
 from reference_agent.config import (DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SOURCE,
                                     DEFAULT_STATE_DIR, AgentConfig, ConfigError, parse_listen)
 
@@ -62,32 +63,8 @@ def _listen(text: str) -> str:
     return text
 
 
-def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    mult = units.get(t[-1:], 1)
-    number = t[:-1] if t[-1:] in units else t
-    try:
-        value = int(number, 10) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or with K, M, G)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1 byte")
-    return value
-
-
-def _duration(text: str) -> float:
-    """Seconds, or a number with s, m, h or d: 90, 15m, 12h, 30d."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
-    mult = units.get(t[-1:], 1)
-    try:
-        value = float(t[:-1] if t[-1:] in units else t) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or with s, m, h, d)") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite duration > 0")
-    return value
+_size = units.argparse_type(units.byte_count, minimum=1, finite=True, whole=True, unit="byte")
+_duration = units.argparse_type(units.duration, exclusive_minimum=0, finite=True, what="duration")
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -134,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not look for python3 and python3.X on PATH")
     serve.add_argument("--job-timeout", type=_seconds, metavar="S", help="wall-clock limit per job")
     serve.add_argument("--limit-address-space", type=_size, default=8 * 1024 ** 3, metavar="SIZE",
-                       help="RLIMIT_AS per job (default 8G)")
+                       help="RLIMIT_AS per job (default 8GiB)")
     serve.add_argument("--limit-open-files", type=positive_int, default=1024, metavar="N")
     serve.add_argument("--limit-processes", type=positive_int, default=4096, metavar="N",
                        help="processes of one job (its cgroup, or its session without cgroups; counted "
@@ -177,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(one per line, '#' comments); others get UNAUTHENTICATED; health stays open")
     serve.add_argument("--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on 127.0.0.1:P")
     serve.add_argument("--max-request-bytes", type=_size, default=DEFAULT_MAX_REQUEST_BYTES, metavar="SIZE",
-                       help="larger requests get RESOURCE_EXHAUSTED (default 4M)")
+                       help="larger requests get RESOURCE_EXHAUSTED (default 4MiB)")
     serve.add_argument("--quiet", action="store_true", help="no JSON log lines on stderr")
     serve.add_argument("--core", metavar="MODULE:CLASS", type=_core_class,
                        help="serve a subclass of reference_agent.domain.AgentCore (e.g. a broken agent)")

@@ -5,7 +5,8 @@ import difflib
 import math
 from typing import Any, Callable
 
-from simulator import distributions, units
+from protos import units
+from simulator import distributions
 
 
 class ScenarioError(ValueError):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from simulator import units
+from protos import units
 
 # name -> (required parameters, optional parameters)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

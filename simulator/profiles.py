@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from simulator import units
+from protos import units
 from simulator.checks import ScenarioError, Table
 
 

@@ -14,7 +14,8 @@ from packaging.version import InvalidVersion, Version
 from protos import errors as proto_errors
 from protos import validation
 from simulator import autoscale as autoscale_mod
-from simulator import profiles, units
+from protos import units
+from simulator import profiles
 from simulator.autoscale import Autoscale
 from simulator.checks import ScenarioError, Table
 from simulator.distributions import Dist

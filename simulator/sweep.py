@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from simulator import bottleneck, units
+from protos import units
+from simulator import bottleneck
 from simulator.api import Results, _worker
 from simulator.checks import ScenarioError
 from simulator.scenario import Scenario

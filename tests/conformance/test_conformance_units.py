@@ -142,7 +142,7 @@ def test_verdicts_per_requirement():
     ({"agent_cmd": "agent --port 5"}, "no {listen} placeholder"),
     ({"agent_cmd": "a {listen}", "target": "h:1"}, "not both"),
     ({"update_expected": True}, "needs --expected-failures"),
-    ({"max_request_bytes": "12"}, "from 1024"),
+    ({"max_request_bytes": "12"}, "(1024)"), ({"max_request_bytes": "4M"}, "'4MiB'"),
     ({"tls_cert": __file__}, "go together"),
 ])
 def test_bad_options_name_the_value(raw, message):

@@ -15,7 +15,7 @@ from reference_agent.config import AgentConfig, ConfigError
     ("--retain-age", "inf", "'inf' must be a finite duration > 0"),
     ("--retain-bytes", "-5", "'-5' must be >= 1 byte"),
     ("--retain-bytes", "5X", "'5X' is not a size"),
-    ("--gc-interval", "nan", "'nan' must be a finite duration > 0"),
+    ("--gc-interval", "nan", "'nan' is not a duration"),
 ])
 def test_serve_refuses_malformed_containment_and_retention_values(capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_:
@@ -26,8 +26,8 @@ def test_serve_refuses_malformed_containment_and_retention_values(capsys, flag, 
 
 
 def test_serve_flags_reach_the_configuration():
-    args = build_parser().parse_args(["serve", "--limit-memory", "64M", "--no-cgroups", "--retain-age", "30d",
-                                      "--retain-bytes", "2G", "--gc-interval", "90s"])
+    args = build_parser().parse_args(["serve", "--limit-memory", "64MiB", "--no-cgroups", "--retain-age", "30d",
+                                      "--retain-bytes", "2GiB", "--gc-interval", "90s"])
     config = config_from_args(args)
     assert (config.limit_memory, config.use_cgroups) == (64 * 1024 ** 2, False)
     assert (config.retain_age, config.retain_bytes, config.gc_interval) == (30 * 86400, 2 * 1024 ** 3, 90)
