@@ -6,11 +6,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO_FILES = ("Common.proto", "RunJob.proto", "StageInFile.proto", "AgentService.proto")
+PROTO_FILES = (
+    "Common.proto", "RunJob.proto", "StageInFile.proto", "AgentService.proto",  # v1 (frozen)
+    "AgentExtensions.proto",  # the optional extension service (PROTOCOL-EXT)
+)
 
 
 def generate(out_dir: Path) -> None:
-    """Compile the four .proto files with `-I ROOT` so imports read `from protos import X_pb2`."""
+    """Compile the .proto files with `-I ROOT` so imports read `from protos import X_pb2`."""
     from grpc_tools import protoc  # imported here: grpcio-tools is a dev/test dependency
 
     out_dir.mkdir(parents=True, exist_ok=True)
