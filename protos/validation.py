@@ -71,7 +71,9 @@ def parse_python_version(value: str | None) -> PythonRequirement:
 
 
 def parse_requirements(values: Iterable[str | None]) -> list[PythonRequirement]:
-    return [parse_python_version(v) for v in values]
+    """Each value parsed once however often it repeats: time linear in the distinct values."""
+    parsed: dict[str | None, PythonRequirement] = {}
+    return [parsed[v] if v in parsed else parsed.setdefault(v, parse_python_version(v)) for v in values]
 
 
 def satisfies(version: str | Version, requirements: Sequence[PythonRequirement]) -> bool:
@@ -84,6 +86,7 @@ def satisfies(version: str | Version, requirements: Sequence[PythonRequirement])
 def choose_interpreter(requirements: Sequence[PythonRequirement], versions: Iterable[str]) -> str | None:
     """The newest version satisfying every requirement, or None. Deterministic (AGT-RUN-5)."""
     best: tuple[Version, str] | None = None
+    requirements = list({r.text: r for r in requirements}.values())  # each distinct one checked once
     for text in versions:
         try:
             v = Version(text)
