@@ -1,4 +1,4 @@
-"""The requirement IDs of PROTOCOL-V1 with their level and one-line text (the suite's registry)."""
+"""The requirement IDs of PROTOCOL-V1 and of its extension PROTOCOL-EXT: level, one-line text, profile."""
 from __future__ import annotations
 
 import enum
@@ -16,6 +16,20 @@ class Requirement:
     id: str
     level: Level
     text: str
+    profile: str = "v1"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A set of requirements judged together: `v1` (every agent) or `ext` (the optional
+    AgentExtensions service, judged only where the agent offers it). `suite` names the
+    conformance package that checks it; tests/protos/test_protos_spec.py holds every ID of a
+    profile whose suite package exists to a test there."""
+
+    name: str
+    contract: str
+    suite: str
+    optional: bool
 
 
 _TABLE = [
@@ -68,17 +82,60 @@ _TABLE = [
      "its own directories"),
 ]
 
+_EXT_TABLE = [
+    ("AGT-EXT-1", "MUST", "AgentExtensions.proto exactly as the contract (proto2, no package, importing "
+     "Common.proto and RunJob.proto); /AgentExtensions/GetCapabilities, GetOutcome, CancelJob unary, "
+     "WatchJobs server streaming; v1 unchanged; same port, TLS and token"),
+    ("AGT-EXT-2", "MUST", "GetCapabilities lists the offered extensions (outcome, cancel, watch); a method "
+     "of an extension not listed answers UNIMPLEMENTED; no service at all is v1, not offered"),
+    ("AGT-EXT-3", "MUST", "GetOutcome answers the v1 state and, once DONE, how the job ended (EXITED with "
+     "exit_status 0-255, SIGNALLED with signal, INTERRUPTED, CANCELLED), interpreter version, times, "
+     "bounded flagged output tails; unknown or malformed ids as in v1"),
+    ("AGT-EXT-4", "MUST", "an outcome reported with DONE never changes, across restarts; it agrees with v1"),
+    ("AGT-EXT-5", "MUST", "CancelJob makes a WAIT job DONE (cancelled, never started, also after a "
+     "restart), ends a RUN job's whole process tree within a bounded delay, changes nothing on DONE; "
+     "answers the state after the call; durable before answered"),
+    ("AGT-EXT-6", "MUST", "a cancelled job is ended for v1: DONE in every status query, slot freed, never "
+     "run again; a cancel racing the natural end yields exactly one outcome"),
+    ("AGT-EXT-7", "MUST", "WatchJobs sends each job's current state, then every later change in order, "
+     "each state once; DONE carries the outcome when offered; ends after the last DONE; unknown ids "
+     "NOT_FOUND before any event"),
+    ("AGT-EXT-8", "MUST", "a watch never reports a state earlier than v1 reported, nor DONE before v1 "
+     "would; a restart ends open streams with UNAVAILABLE"),
+    ("AGT-EXT-9", "SHOULD", "open watch streams are bounded per caller and in all (RESOURCE_EXHAUSTED "
+     "beyond); a stream with no watched job left ends"),
+]
+
+PROFILES: dict[str, Profile] = {
+    "v1": Profile("v1", "PROTOCOL-V1.md", "conformance.suite", optional=False),
+    "ext": Profile("ext", "PROTOCOL-EXT.md", "conformance.suite_ext", optional=True),
+}
+
+# The v1 requirements: every agent is judged on these, and v1 counts and verdicts are theirs alone.
 REQUIREMENTS: dict[str, Requirement] = {
     rid: Requirement(rid, Level(level), text) for rid, level, text in _TABLE
 }
+# The extension's requirements (profile "ext"), judged only where the agent offers the extension.
+EXT_REQUIREMENTS: dict[str, Requirement] = {
+    rid: Requirement(rid, Level(level), text, "ext") for rid, level, text in _EXT_TABLE
+}
+ALL_REQUIREMENTS: dict[str, Requirement] = {**REQUIREMENTS, **EXT_REQUIREMENTS}
 
 
 def get(rid: str) -> Requirement:
+    """Any requirement of any profile, by ID."""
     try:
-        return REQUIREMENTS[rid]
+        return ALL_REQUIREMENTS[rid]
     except KeyError:
-        raise KeyError(f"unknown requirement ID {rid!r}; known: {', '.join(REQUIREMENTS)}") from None
+        raise KeyError(f"unknown requirement ID {rid!r}; known: {', '.join(ALL_REQUIREMENTS)}") from None
 
 
-def by_level(level: Level | str) -> list[Requirement]:
-    return [r for r in REQUIREMENTS.values() if r.level == Level(level)]
+def of_profile(name: str) -> dict[str, Requirement]:
+    """The requirements of one profile ("v1" or "ext"), in contract order."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown requirement profile {name!r}; known: {', '.join(PROFILES)}")
+    return {rid: r for rid, r in ALL_REQUIREMENTS.items() if r.profile == name}
+
+
+def by_level(level: Level | str, profile: str = "v1") -> list[Requirement]:
+    return [r for r in of_profile(profile).values() if r.level == Level(level)]
