@@ -5,13 +5,13 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from pathlib import Path
 from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from reference_agent import tls
 from reference_agent.auth import TokenAuthInterceptor, load_tokens
 from reference_agent.config import AgentConfig, ConfigError, StateError, parse_listen
 from reference_agent.domain import AgentCore
@@ -50,6 +50,7 @@ class AgentServer:
 
     def start(self) -> str:
         host, port = parse_listen(self.config.listen)
+        credentials = self._credentials()
         self.core = self.core_factory(self.config, self.telemetry)  # StateError: locked, journal lost
         try:
             self.core.start()  # JournalError: a row it cannot read
@@ -59,7 +60,6 @@ class AgentServer:
         try:
             self._server = self.build_server()
             target = f"{host}:{port}"
-            credentials = self._credentials()
             bound = (self._server.add_secure_port(target, credentials) if credentials
                      else self._server.add_insecure_port(target))
         except RuntimeError as exc:
@@ -117,12 +117,8 @@ class AgentServer:
         return chosen  # RPC logging is in the handlers themselves: no interceptor on the hot path
 
     def _credentials(self) -> grpc.ServerCredentials | None:
-        c = self.config
-        if not c.tls_cert:
-            return None
-        key, cert = Path(c.tls_key).read_bytes(), Path(c.tls_cert).read_bytes()
-        ca = Path(c.tls_client_ca).read_bytes() if c.tls_client_ca else None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+        c = self.config  # ConfigError names a bad file (reference_agent.tls), before the core starts
+        return tls.server_credentials(c.tls_cert, c.tls_key, c.tls_client_ca, warn=self.telemetry.log)
 
     def stop(self, grace: float | None = 2.0, stop_jobs: bool | None = None) -> None:
         """Stop accepting, let in-flight RPCs finish (grace seconds), then close the core."""

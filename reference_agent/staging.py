@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from protos.validation import is_uuid
+from reference_agent.config import ConfigError
 from reference_agent.copying import (CHUNK, DEADLINE_PASSED, INPUT_MODE, Active, CopyCancelled, clone_or_copy,
                                      copy_fd, private_dir, write_all)
 
@@ -46,6 +47,10 @@ class LocalSource(FileSource):
 
     def __init__(self, directory: str | Path, create: bool = True):
         self.directory = Path(directory).resolve()
+        kind = _kind(self.directory)
+        if kind not in (None, "directory"):  # mkdir would say only "File exists"
+            raise ConfigError(f"--source {str(directory)!r} is {kind}, not a directory: give a directory "
+                              f"(created when missing) or an fsspec URL")
         if create:
             self.directory.mkdir(parents=True, exist_ok=True)
         if not self.directory.is_dir():
@@ -55,7 +60,11 @@ class LocalSource(FileSource):
         return str(self.directory)
 
     def _open(self, file: str) -> int:
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:  # the source, not the agent's state directory (AGT-STAGE-1)
+            raise SourceError(f"{file}: the source directory {str(self.directory)!r} cannot be opened: "
+                              f"{exc.strerror}") from None
         try:
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
             try:
@@ -125,6 +134,21 @@ class FsspecSource(FileSource):
             return total
         except (FileNotFoundError, OSError, ValueError) as exc:
             raise SourceError(f"{file}: {exc}") from None
+
+
+def _kind(path: Path) -> str | None:
+    """What is at path, in words ("a FIFO", "a regular file"), "directory", or None when nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unusable ({exc.strerror})"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return next((name for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISREG, "a regular file"),
+                                         (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device")) if test(mode)), "not a directory")
 
 
 def make_source(spec: str, create: bool = True) -> FileSource:
