@@ -54,6 +54,9 @@ class Telemetry:
                                     registry=self.registry)
         self.transitions = Counter("agent_job_transitions", "job state transitions, by event",
                                    ["event"], registry=self.registry)
+        self.start_faults = Counter("agent_start_faults", "job starts the agent could not make for a cause "
+                                    "of its own (the job stays WAIT), by cause (EMFILE, EROFS, EAGAIN...)",
+                                    ["cause"], registry=self.registry)
         self._http = None
 
     def log(self, kind: str, **fields) -> None:
