@@ -30,8 +30,11 @@ examples:
   # the source is remote: a command copies each test input into it
   agent-conformance --target agent.example:443 --tls-ca ca.pem --put-cmd 'aws s3 cp {path} s3://src/{uuid}'
 
-exit codes: 0 conformant at the chosen level, 1 a requirement failed (or an expected failure
-passed), 2 usage error, nothing selected, or agent unreachable. See docs/CONFORMANCE.md.
+exit codes (the last stdout line, the JUnit, JSON and Markdown reports all say the same):
+  0  conformant at the chosen level (no failure beyond the listed expected failures)
+  1  a requirement failed (FAIL or ERROR), or a listed expected failure passed
+  2  no verdict: usage error, unmet premise (--witness-dir, --slots), agent unreachable, nothing checked
+See docs/CONFORMANCE.md.
 """
 
 
@@ -84,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OptionError, ValueError) as exc:
         parser.print_usage(sys.stderr)
         print(f"agent-conformance: error: {exc}", file=sys.stderr)
+        from conformance import finish, verdict
+
+        run = verdict.error(f"usage error: {exc}")
+        finish.write_raw(raw, args.junitxml, run)   # a gate reading a report finds the same verdict
+        print(run.headline())
         return 2
     import pytest
 

@@ -130,12 +130,20 @@ def summary_lines(result: dict[str, Verdict], level: str) -> list[str]:
             continue
         n = counts(result, lvl)
         text = f"{lvl}: {len(n[PASS])}/{len(group)} pass"
+        xfail = [i for i in n[FAIL] if result[i].expected]
+        n[FAIL] = [i for i in n[FAIL] if not result[i].expected]
         for k in (PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED):
             if n[k]:
                 text += f", {len(n[k])} {k.lower()} ({', '.join(n[k])})"
-        bad = [i for i in n[FAIL] + n[ERROR] if not result[i].expected]
+        if xfail:
+            text += f", {len(xfail)} expected failure{'s' if len(xfail) > 1 else ''} ({', '.join(xfail)})"
+        bad = n[FAIL] + n[ERROR]
         if bad:
             text += ", NOT conformant"
+        elif xfail:
+            text += ", NOT conformant (every failure is a listed expected failure: the gate passes)"
+        elif not n[PASS] and not n[PARTIAL]:
+            text += ", nothing checked (no verdict)"
         elif n[PARTIAL] or n[SKIP] or n[NOT_SELECTED]:
             text += ", conformant in what was checked only (not every check of every requirement ran)"
         else:
@@ -160,10 +168,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(result: dict[str, Verdict], level: str, title: str) -> str:
-    """A Markdown summary for a pull-request comment or $GITHUB_STEP_SUMMARY."""
+def markdown(result: dict[str, Verdict], level: str, title: str, headline: str = "", notes=()) -> str:
+    """A Markdown summary for a pull-request comment or $GITHUB_STEP_SUMMARY: the run's headline (the
+    same words as the exit code's), the summary lines, the notes, one row per requirement."""
     lines = [f"### {title}", ""]
+    if headline:
+        lines += [f"**{_cell(headline)}**", ""]
     lines += [f"**{line}**  " for line in summary_lines(result, level)]
+    lines += [f"- {_cell(note)}" for note in notes]
     lines += ["", "| requirement | level | verdict | reason |", "| --- | --- | --- | --- |"]
     for v in result.values():
         note = " (expected)" if v.expected else ""

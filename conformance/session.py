@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import SUITE_VERSION, expected, fixtures, outcomes, report
+from conformance import SUITE_VERSION, expected, finish, fixtures, outcomes, premises, report
+from conformance import verdict as run_verdict
 from conformance.jobs import Witness
 from conformance.launcher import REFERENCE_CMD, AgentProcess, LaunchError
 from conformance.options import OPTIONS, PYTEST, OptionError, Settings, validate
@@ -62,6 +63,9 @@ class ConformancePlugin:
         self.tmp: str | None = None
         self.fatal: str | None = None
         self.result: dict[str, report.Verdict] = {}
+        self.run: run_verdict.RunVerdict | None = None   # the run's verdict, once decided
+        self.premises: list[str] = []                      # what the premise checks confirmed
+        self.notes: list[str] = []                         # e.g. the agent not serving after a restart test
         self.deselected: dict[str, tuple[str, ...]] = {}   # test name -> IDs, left out by -k or --only
         self.config = None
 
@@ -89,8 +93,15 @@ class ConformancePlugin:
                 reporter.showfspath = False  # the suite's files are no concern of the user's (site-packages paths)
         try:
             self._start()
+            self.premises = premises.check(self.target)
         except (LaunchError, AgentUnavailable) as exc:
             self.fatal = str(exc)
+        except premises.PremiseError as exc:
+            self.fatal = f"premise not met: {exc}"
+        if self.header and self.premises:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line("premises: " + "; ".join(self.premises))
 
     def _start(self) -> None:
         s = self.settings
@@ -135,7 +146,16 @@ class ConformancePlugin:
 
     def pytest_unconfigure(self, config) -> None:
         self._keep_hypothesis_home(None)
+        xml = getattr(config.option, "xmlpath", None)
+        if xml and self.run is not None:   # after pytest's junitxml wrote its file
+            from conformance import junit
+
+            junit.write(xml, self.run, self.result, finish.messages(self.book.records()),
+                        report.unexpected_passes(self.result, self.expected))
         if self.target is not None:
+            if self.target.witness is not None:
+                for gate in self.target.witness.created:   # a failed run leaves no gate files behind
+                    gate.unlink(missing_ok=True)
             self.target.close()
         if self.process is not None:
             self.process.stop()
@@ -146,15 +166,17 @@ class ConformancePlugin:
 
     def pytest_collection_modifyitems(self, config, items) -> None:
         chosen = self.settings.selected
-        if chosen == frozenset(REQUIREMENTS):
-            return
-        keep, drop = [], []
-        for item in items:
-            marker = item.get_closest_marker(MARKER)
-            (keep if marker is None or set(marker.args) & chosen else drop).append(item)
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+        if chosen != frozenset(REQUIREMENTS):
+            keep, drop = [], []
+            for item in items:
+                marker = item.get_closest_marker(MARKER)
+                (keep if marker is None or set(marker.args) & chosen else drop).append(item)
+            if drop:
+                config.hook.pytest_deselected(items=drop)
+                items[:] = keep
+        # restart and kill tests last: a restart command that fails (or leaves the agent down) must not
+        # cost the other requirements their verdicts
+        items[:] = [i for i in items if not _disruptive(i)] + [i for i in items if _disruptive(i)]
 
     def pytest_deselected(self, items) -> None:
         for item in items:
@@ -206,6 +228,16 @@ class ConformancePlugin:
         return result
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item):
+        result = yield
+        if _disruptive(item) and self.target is not None and self.fatal is None:
+            try:   # each restart test leaves the agent serving, or the reports say it could not
+                self.target.wait_reachable(self.target.timing(5.0))
+            except AgentUnavailable as exc:
+                self.notes.append(f"the agent is not serving after {item.name}: {exc}")
+        return result
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
         rep = yield
         marker = item.get_closest_marker(MARKER)
@@ -217,54 +249,78 @@ class ConformancePlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session, exitstatus) -> None:
-        if self.fatal is not None:
-            session.exitstatus = 2
-            return
-        if self.target is None:
-            return
         records = self.book.records()
-        self.result = report.verdicts(records, self.settings.level, self.settings.selected, self.deselected)
-        bad = report.failing(self.result, self.settings.level)
-        surprise = report.unexpected_passes(self.result, self.expected)
-        conformant = not bad and not surprise
-        if exitstatus in (0, 1):
-            session.exitstatus = 0 if conformant else 1
-        summary = report.summary_lines(self.result, self.settings.level)
+        if self.fatal is not None:
+            self.run = run_verdict.error(self.fatal)
+            self.result = finish.not_run(self.fatal)
+        elif self.target is None:
+            return
+        else:
+            self.result = report.verdicts(records, self.settings.level, self.settings.selected, self.deselected)
+            surprise = report.unexpected_passes(self.result, self.expected)
+            for rid in surprise:
+                v = self.result[rid]
+                v.reason = "; ".join(filter(None, [v.reason, f"listed in {self.settings.expected} as an expected "
+                                                   f"failure but PASSED: remove the line"]))
+            self.run = run_verdict.decide(self.result, self.settings.level, surprise, self.settings.expected)
+            if exitstatus not in (0, 1) and self.run.exit_code != 2:
+                self.run = run_verdict.error(f"pytest stopped with exit status {int(exitstatus)} (interrupted, "
+                                             f"an internal error, or no test collected)")
+        self.run.notes += self.notes
+        self._update_expected(records)
+        session.exitstatus = self.run.exit_code
+        self._suite_properties()
+        finish.write_all(self.settings, self.run, self.result, records, {
+            "target": self.target.address if self.target else self.settings.target, "level": self.settings.level,
+            "time_scale": self.settings.time_scale, "selected": sorted(self.settings.selected),
+            "premises": self.premises, "summary": report.summary_lines(self.result, self.settings.level),
+            "unexpected_passes": report.unexpected_passes(self.result, self.expected)},
+            f"agent-conformance {SUITE_VERSION}: {self.describe()}")
+
+    def _update_expected(self, records) -> None:
+        if not (self.settings.update_expected and self.settings.expected) or self.fatal is not None:
+            return
+        failures = [(rid, r.summary) for r in records if r.outcome in ("failed", "xfailed") for rid in r.violated]
+        Path(self.settings.expected).write_text(expected.render(failures), "utf-8")
+        n = len(set(failures))
+        self.run.notes.append(
+            f"--update-expected: wrote {n} expected failure{'s' if n != 1 else ''} to {self.settings.expected}. "
+            f"The exit code ({self.run.exit_code}) is this run's own verdict, judged against the file as it was "
+            f"before; a next run with --expected-failures {self.settings.expected} passes the gate while these "
+            f"fail the same way")
+
+    def _suite_properties(self) -> None:
         xml = _junit(self.config)  # junitxml writes its file in its own sessionfinish, after this one
-        if xml is not None:
-            for lvl in ("MUST", "SHOULD"):
-                for outcome, ids in report.counts(self.result, lvl).items():
-                    xml.add_global_property(f"{lvl} {outcome}", ",".join(ids))
-            xml.add_global_property("summary", " | ".join(summary))
-        if self.settings.report_json:
-            report.write_json(self.settings.report_json, result=self.result, records=records, meta={
-                "suite_version": SUITE_VERSION, "protocol": "v1", "target": self.target.address,
-                "level": self.settings.level, "time_scale": self.settings.time_scale,
-                "selected": sorted(self.settings.selected),
-                "conformant": conformant, "exit_code": int(session.exitstatus),
-                "summary": summary, "unexpected_passes": surprise})
-        if self.settings.report_md:
-            Path(self.settings.report_md).write_text(report.markdown(
-                self.result, self.settings.level, f"agent-conformance {SUITE_VERSION}: {self.describe()}"), "utf-8")
-        if self.settings.update_expected and self.settings.expected:
-            failures = [(rid, r.summary) for r in records if r.outcome in ("failed", "xfailed") for rid in r.violated]
-            Path(self.settings.expected).write_text(expected.render(failures), "utf-8")
+        if xml is None:
+            return
+        for lvl in ("MUST", "SHOULD"):
+            for outcome, ids in report.counts(self.result, lvl).items():
+                xml.add_global_property(f"{lvl} {outcome}", ",".join(ids))
+        xml.add_global_property("summary", " | ".join(report.summary_lines(self.result, self.settings.level)))
+        xml.add_global_property("headline", self.run.headline())
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         tr = terminalreporter
+        if self.run is None:
+            return
         if self.fatal is not None:
             tr.write_line(f"agent-conformance: error: {self.fatal}", red=True, bold=True)
-            return
-        if not self.result:
-            return
-        tr.write_sep("=", f"agent-conformance {SUITE_VERSION}: {self.describe()}")
-        for v in self.result.values():
-            note = " (expected)" if v.expected else ""
-            tr.write_line(f"{v.id:<12} {v.level:<6} {v.outcome}{note}" + (f"  {v.reason}" if v.reason else ""))
-        for rid in report.unexpected_passes(self.result, self.expected):
-            tr.write_line(f"{rid} is listed in {self.settings.expected} but PASSED: remove it (or --update-expected)")
-        for line in report.summary_lines(self.result, self.settings.level):
-            tr.write_line(line, bold=True)
+        else:
+            tr.write_sep("=", f"agent-conformance {SUITE_VERSION}: {self.describe()}")
+            for v in self.result.values():
+                note = " (expected)" if v.expected else ""
+                tr.write_line(f"{v.id:<12} {v.level:<6} {v.outcome}{note}" + (f"  {v.reason}" if v.reason else ""))
+            for line in report.summary_lines(self.result, self.settings.level):
+                tr.write_line(line, bold=True)
+        for note in self.run.notes:
+            tr.write_line(note)
+        tr.write_line(self.run.headline(), bold=True, red=self.run.exit_code != 0, green=self.run.exit_code == 0)
+
+
+def _disruptive(item) -> bool:
+    """A test that restarts or SIGKILLs the agent."""
+    marker = item.get_closest_marker(MARKER)
+    return marker is not None and bool({"restart", "sigkill"} & set(marker.kwargs.get("needs", ())))
 
 
 def _junit(config):

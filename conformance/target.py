@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ import grpc
 from conformance import wire
 from conformance.jobs import Witness
 from conformance.launcher import AgentProcess
-from conformance.violations import AgentUnavailable
+from conformance.ports import Tether, describe_port
+from conformance.violations import AgentUnavailable, RestartNotObserved
 
 # Codes that mean "could not talk to the agent", not "the agent answered".
 TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -113,7 +115,9 @@ class Target:
             try:
                 grpc.channel_ready_future(self.channel()).result(timeout=max(0.1, deadline - time.monotonic()))
             except grpc.FutureTimeoutError:
-                last = "no connection"
+                last = describe_port(self.address)   # refused, an HTTP/1 or TLS server, silence...
+                if self.tls is not None and last.startswith("a TLS server"):
+                    last = "a TLS server answers but no TLS channel could be made: check --tls-ca, --tls-cert, --tls-key"
                 continue
             # StageInFiles with no files for a never-seen job: OK and no state change (AGT-STAGE-1). Not a
             # RunJob without files: an agent that wrongly accepts one (AGT-RUN-2) would get a job with no
@@ -138,7 +142,11 @@ class Target:
 
     def restart(self, hard: bool = True) -> None:
         """Restart the agent, after a SIGKILL when `hard` (the suite's own process, or --kill-cmd then
-        --restart-cmd), cleanly otherwise; wait until it answers."""
+        --restart-cmd), cleanly otherwise; wait until it answers. With commands, the agent must be seen
+        going down from outside (a connection opened before the command closed, or the port refusing)
+        after --kill-cmd, and after a clean --restart-cmd: a command that returned without that raises
+        RestartNotObserved naming it (the durability check would otherwise pass on an agent that never
+        restarted)."""
         if self.process is not None:
             self.close()
             self.address = self.process.restart(hard=hard)
@@ -146,22 +154,58 @@ class Target:
             if hard and self.kill_cmd is None:
                 raise RuntimeError("no way to SIGKILL this agent (--kill-cmd)")
             self.close()
+            tether = Tether.open(self.address, preface=self.tls is None)
             if hard:
                 self._shell("--kill-cmd", self.kill_cmd)
+                self._went_down("--kill-cmd", self.kill_cmd, tether, self.timing(5.0), "SIGKILL")
+                tether = None
             self._shell("--restart-cmd", self.restart_cmd)
+            if tether is not None:
+                self._went_down("--restart-cmd", self.restart_cmd, tether, self.timing(10.0), "restart")
+            try:
+                self.wait_reachable(self.timing.restart)
+            except AgentUnavailable as exc:
+                raise AgentUnavailable(f"--restart-cmd {self.restart_cmd!r} returned but the agent did not come "
+                                       f"back: {exc}") from None
+            return
         else:
             raise RuntimeError("no way to restart this agent")
         self.wait_reachable(self.timing.restart)
 
+    def _went_down(self, option: str, command: str, tether: Tether | None, wait: float, verb: str) -> None:
+        """Return once the agent is seen down (the tether closed, or the port refusing) within `wait`."""
+        limit = time.monotonic() + wait
+        while True:
+            if tether is not None and tether.closed(min(0.2, wait)):
+                return
+            if describe_port(self.address, timeout=0.5).startswith("connection refused"):
+                return
+            if time.monotonic() > limit:
+                break
+        if tether is not None:
+            tether.close()
+        held = ("a connection opened before it stayed open" if tether is not None
+                else "the port accepted connections throughout")
+        raise RestartNotObserved(
+            f"{option} {command!r} returned, but the agent at {self.address} did not go down: {held} for "
+            f"{wait:.0f} s after the command returned and the port still accepts connections. {option} must "
+            f"{verb} the agent (a no-op such as 'true' cannot); the durability check (AGT-DUR-1) needs a real "
+            f"{verb} (raise --time-scale if the agent only goes down later)")
+
     def _shell(self, option: str, command: str) -> None:
-        try:
-            done = subprocess.run(command, shell=True, capture_output=True, timeout=self.timing.restart)
-        except subprocess.TimeoutExpired:
-            raise AgentUnavailable(f"{option} {command!r} did not return within {self.timing.restart:.0f} s "
-                                   f"(it must start or kill the agent and return)") from None
-        if done.returncode != 0:
-            raise AgentUnavailable(f"{option} {command!r} exited {done.returncode}: "
-                                   f"{done.stderr.decode('utf-8', 'replace')[:300]}")
+        """Run a user command by /bin/sh with its output to a file, never a pipe: an agent started in the
+        background (`... &`) keeps the file open, not the suite waiting on a pipe."""
+        with tempfile.TemporaryFile(prefix="agent-conformance-cmd-") as log:
+            try:
+                done = subprocess.run(command, shell=True, stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=subprocess.STDOUT, timeout=self.timing.restart)
+            except subprocess.TimeoutExpired:
+                raise AgentUnavailable(f"{option} {command!r} did not return within {self.timing.restart:.0f} s "
+                                       f"(it must start or kill the agent and return)") from None
+            if done.returncode != 0:
+                log.seek(0)
+                text = log.read(2000).decode("utf-8", "replace").strip()
+                raise AgentUnavailable(f"{option} {command!r} exited {done.returncode}: {text[:300]}")
 
 
 def read_optional(path: str | None) -> bytes | None:

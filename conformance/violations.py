@@ -13,7 +13,8 @@ from protos.requirements import REQUIREMENTS, Level
 MARKER = "requirement"
 MARKER_HELP = "requirement(*ids, needs=()): the PROTOCOL-V1 requirement IDs a conformance test checks"
 __all__ = ["MARKER", "MARKER_HELP", "REGISTRY", "Coverage", "Violation", "AgentUnavailable", "also", "covers",
-           "checked", "checks_done", "expect", "find_violation", "ids_covered", "violation"]
+           "checked", "checks_done", "expect", "find_violation", "ids_covered", "violation",
+           "RestartNotObserved"]
 
 # Every suite test registers here at import: test name -> (requirement IDs, capabilities needed).
 REGISTRY: dict[str, "Coverage"] = {}
@@ -145,3 +146,8 @@ def find_violation(exc: BaseException | None, _depth: int = 0) -> Violation | No
 
 class AgentUnavailable(Exception):
     """The agent could not be reached (connection refused, deadline exceeded): an ERROR, not a FAIL."""
+
+
+class RestartNotObserved(Exception):
+    """A --kill-cmd or --restart-cmd returned, but the agent was not seen going down: an ERROR naming the
+    option (the durability check would otherwise judge an agent that never restarted)."""
