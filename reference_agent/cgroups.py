@@ -99,6 +99,44 @@ def _remove_empty_siblings(parent: Path) -> None:
                 pass
 
 
+# Tasks (processes and threads) of the agent's own cgroup that jobs can never take: the agent's
+# RPC and executor threads, one reaper per running job, grpc's own threads, the scheduler, the
+# log writer, probes, the job launchers before they enter their cgroups. On top of what the agent
+# holds when it starts.
+AGENT_RESERVE = 128
+# Fewer tasks than this for all jobs together and the agent refuses to start.
+MIN_JOBS_TASKS = 16
+
+
+def _read_int(path: Path) -> int | None:
+    """An integer cgroup file ("max" and missing files read as None)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def headroom(own: Path, root: Path) -> tuple[int, Path] | None:
+    """The fewest tasks any limited cgroup from `own` up to (not including) `root` can still take,
+    and that cgroup; None when none of them has a pids limit."""
+    tightest: tuple[int, Path] | None = None
+    directory = own
+    while directory != root and root in directory.parents:
+        limit, current = _read_int(directory / "pids.max"), _read_int(directory / "pids.current")
+        if limit is not None and current is not None and (tightest is None or limit - current < tightest[0]):
+            tightest = (limit - current, directory)
+        directory = directory.parent
+    return tightest
+
+
+class BudgetError(OSError):
+    """The agent's own cgroup leaves too few tasks for jobs once the agent's reserve is kept."""
+
+
 def pids_cap(max_processes: int) -> int:
     """pids.max for a job limited to max_processes (pids counts threads as well)."""
     return 2 * max_processes + 2
@@ -141,6 +179,51 @@ class Cgroups:
         if not usable:
             return None
         return cls(usable)
+
+    def limit_jobs(self, reserve: int = AGENT_RESERVE) -> tuple[int, Path] | None:
+        """Keep jobs off the agent's own process budget: when the agent's cgroup (or one above
+        it) has a pids limit, the agent's directory for job cgroups (a child of the agent's
+        cgroup, so every job is in one subtree) gets pids.max = what is left of that budget
+        minus `reserve`, which the agent always keeps. Returns (the jobs' budget, the limiting
+        cgroup), None without a limit; BudgetError when fewer than MIN_JOBS_TASKS are left."""
+        for h in self.hierarchies:
+            if not (h.parent / "pids.max").exists():
+                self._enable_pids(h)
+            if not (h.parent / "pids.max").exists():
+                continue
+            found = headroom(h.parent.parent, self._root_of(h))
+            if found is None:
+                return None
+            left, where = found
+            jobs_now = _read_int(h.parent / "pids.current") or 0
+            budget = left + jobs_now - reserve
+            if budget < MIN_JOBS_TASKS:
+                raise BudgetError(
+                    f"cgroup {where} allows {left + jobs_now} more tasks (pids.max minus pids.current); "
+                    f"the agent keeps {reserve} for itself, which leaves {max(budget, 0)} for jobs (at least "
+                    f"{MIN_JOBS_TASKS} needed): raise the service's TasksMax (pids.max) or start fewer processes "
+                    f"beside the agent")
+            _write(h.parent / "pids.max", str(budget))
+            return budget, where
+        return None
+
+    @staticmethod
+    def _root_of(h: Hierarchy) -> Path:
+        directory = h.parent
+        while directory.parent != directory and (directory.parent / "cgroup.procs").exists():
+            directory = directory.parent
+        return directory
+
+    @staticmethod
+    def _enable_pids(h: Hierarchy) -> None:
+        """cgroup v2: the pids controller must be enabled from the agent's cgroup down."""
+        if h.kind != "v2":
+            return
+        for directory in (h.parent.parent, h.parent):
+            try:
+                _write(directory / "cgroup.subtree_control", "+pids")
+            except OSError:
+                return
 
     def describe(self) -> str:
         parts = []

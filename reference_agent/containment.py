@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from reference_agent.cgroups import Cgroups
+from reference_agent.cgroups import AGENT_RESERVE, BudgetError, Cgroups, pids_cap
+from reference_agent.config import StateError
 from reference_agent.processes import wait_fd
 
 # How often a running job's processes are counted: often while the job is young (fork bombs
@@ -224,4 +225,15 @@ def choose_containment(state_dir: Path, max_processes: int | None, max_memory: i
     cgroups = Cgroups.find(state_dir) if use_cgroups else None
     if cgroups is None:
         return SessionContainment()
+    try:
+        budget = cgroups.limit_jobs()
+    except BudgetError as exc:
+        cgroups.close()
+        raise StateError(f"cannot keep jobs off the agent's process budget: {exc}") from None
+    if budget is not None and log is not None:
+        log("containment", event="jobs budget", tasks=budget[0], limited_by=str(budget[1]), reserve=AGENT_RESERVE)
+        if max_processes is not None and budget[0] < pids_cap(max_processes):
+            log("containment", event="jobs budget below --limit-processes", tasks=budget[0],
+                limit_processes=max_processes,
+                note="all jobs together may hold fewer tasks than one job's limit allows")
     return CgroupContainment(cgroups, max_processes, max_memory, log)
