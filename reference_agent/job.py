@@ -1,33 +1,24 @@
 """The core's job: the journal's record (JobRow) plus what only the running agent holds."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 
 from protos.states import DoneReason, JobState, JobStateMachine
-from reference_agent.journal import JobRow
+from reference_agent.jobrecord import HELD, JobRow, dataclass_fields
 
 
-@dataclass
-class Job:
-    """A submitted job as the core holds it in memory; the journal holds the same facts."""
+@dataclass(kw_only=True)
+class Job(make_dataclass("JobColumns", dataclass_fields(HELD), kw_only=True)):
+    """A submitted job as the core holds it in memory; the journal holds the same facts.
 
-    job: str
-    seq: int
-    files: tuple[str, ...]
-    requirements: tuple[str, ...]
-    interpreter: str
-    python_version: str
+    Its journalled attributes are the columns of `reference_agent.jobrecord.JOB_COLUMNS` with a
+    `held` conversion (job, seq, files, requirements, interpreter, python_version, pid,
+    exit_status, submitted, started, ended; workdir, stdout, stderr as Paths); `state` and its
+    DONE reason are held by `machine`, the one state machine of protos.states."""
+
     machine: JobStateMachine
-    workdir: Path
-    stdout: Path
-    stderr: Path
     status_file: Path
-    submitted: float
-    started: float | None = None
-    ended: float | None = None
-    pid: int | None = None
-    exit_status: int | None = None
     kill_reason: str | None = None  # "timeout" or "stop" when the agent ends the process
 
     @property
@@ -38,7 +29,12 @@ class Job:
     def from_row(cls, row: JobRow) -> "Job":
         """The one mapping from the journal's record to the core's job (new and recovered)."""
         machine = JobStateMachine.restore(JobState(row.state), DoneReason(row.reason) if row.reason else None)
-        base = Path(row.stdout).parent
-        return cls(row.job, row.seq, row.files, row.requirements, row.interpreter, row.python_version,
-                   machine, Path(row.workdir), Path(row.stdout), Path(row.stderr), base / "exit_status",
-                   row.submitted, row.started, row.ended, row.pid, row.exit_status)
+        return cls(machine=machine, status_file=Path(row.stdout).parent / "exit_status",
+                   **{c.name: c.held(getattr(row, c.name)) for c in HELD})
+
+    def hold(self, columns: dict) -> None:
+        """After the journal wrote these columns: the attributes this job holds take their values."""
+        for column in HELD:
+            if column.name in columns:
+                setattr(self, column.name, column.held(columns[column.name]))
+

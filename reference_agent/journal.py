@@ -2,42 +2,21 @@
 from __future__ import annotations
 
 import errno
-import json
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import grpc
 
 from protos.errors import ProtocolError
-from protos.states import DoneReason, JobState
-from protos.validation import is_uuid
 from reference_agent.config import StateError
+from reference_agent.jobrecord import INSERTED, JOB_COLUMNS, UPDATABLE, BadRow, JobRow, create_table_sql
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job TEXT NOT NULL UNIQUE,
-    files TEXT NOT NULL,            -- JSON list of lower-case file UUIDs, duplicates kept
-    requirements TEXT NOT NULL,     -- JSON list of python_version strings as sent
-    interpreter TEXT NOT NULL,
-    python_version TEXT NOT NULL,
-    state INTEGER NOT NULL,         -- protos.states.JobState
-    reason TEXT,                    -- protos.states.DoneReason, only for DONE
-    pid INTEGER,
-    proc_start TEXT,                -- boot id + start time of pid, against pid reuse
-    exit_status INTEGER,
-    note TEXT,
-    submitted REAL NOT NULL,
-    started REAL,
-    ended REAL,
-    workdir TEXT NOT NULL,
-    stdout TEXT NOT NULL,
-    stderr TEXT NOT NULL
-);
+__all__ = ["BadRow", "JobRow", "Journal", "JournalError", "StorageError", "is_disk_full"]
+
+SCHEMA = create_table_sql("jobs") + """
 CREATE TABLE IF NOT EXISTS staged (
     job TEXT NOT NULL,
     file TEXT NOT NULL,
@@ -82,95 +61,6 @@ class JournalError(StateError):
     """The journal does not open or holds a record the agent cannot read: exit 2 at start."""
 
 
-class BadRow(ValueError):
-    """One journal row with a value the agent cannot read; the message names row and column."""
-
-
-def _json_strings(value, column: str) -> tuple[str, ...]:
-    try:
-        items = json.loads(value)
-    except (TypeError, ValueError):
-        raise BadRow(f"{column} {_cut(value)} is not a JSON list") from None
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise BadRow(f"{column} {_cut(value)} is not a JSON list of strings")
-    return tuple(items)
-
-
-def _cut(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-
-@dataclass
-class JobRow:
-    """One row of the jobs table: the one record of a job's facts, as the journal keeps them.
-
-    The core's `Job` (reference_agent.domain) is built from it by `Job.from_row` and nowhere else."""
-
-    seq: int
-    job: str
-    files: tuple[str, ...]
-    requirements: tuple[str, ...]
-    interpreter: str
-    python_version: str
-    state: int
-    reason: str | None
-    pid: int | None
-    proc_start: str | None
-    exit_status: int | None
-    note: str | None
-    submitted: float
-    started: float | None
-    ended: float | None
-    workdir: str
-    stdout: str
-    stderr: str
-
-    @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> "JobRow":
-        """The row, checked: a value the agent cannot act on raises BadRow naming it."""
-        values = dict(row)
-        names = {f.name for f in fields(cls)}
-        if set(values) != names:
-            raise BadRow(f"columns {sorted(set(values) ^ names)} differ from this agent's journal schema")
-        if not isinstance(values["job"], str) or not is_uuid(values["job"]):
-            raise BadRow(f"job {_cut(values['job'])} is not a UUID")
-        values["files"] = _json_strings(values["files"], "files")
-        values["requirements"] = _json_strings(values["requirements"], "requirements")
-        if values["state"] not in {int(s) for s in JobState}:
-            raise BadRow(f"state {_cut(values['state'])} is not one of "
-                         f"{', '.join(f'{int(s)} ({s.name})' for s in JobState)}")
-        if values["reason"] is not None and values["reason"] not in {r.value for r in DoneReason}:
-            raise BadRow(f"reason {_cut(values['reason'])} is not a DONE reason")
-        if (values["reason"] is None) != (values["state"] != JobState.DONE):
-            raise BadRow(f"state {JobState(values['state']).name} with reason {_cut(values['reason'])}")
-        if not values["files"]:
-            raise BadRow("files is empty: a submitted job has at least its entry point")
-        for column in ("interpreter", "python_version", "workdir", "stdout", "stderr"):
-            if not isinstance(values[column], str):
-                raise BadRow(f"{column} {_cut(values[column])} is not text")
-        for column in ("submitted", "started", "ended"):
-            value = values[column]
-            if not (value is None and column != "submitted") and not (
-                    isinstance(value, (int, float)) and value == value and abs(value) != float("inf")):
-                raise BadRow(f"{column} {_cut(value)} is not a time in seconds")
-        for column in ("pid", "exit_status"):
-            if values[column] is not None and not isinstance(values[column], int):
-                raise BadRow(f"{column} {_cut(values[column])} is not an integer")
-        if values["pid"] is not None and values["pid"] <= 0:
-            raise BadRow(f"pid {values['pid']} is not a process id")
-        return cls(**values)
-
-    def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-_UPDATABLE = {"state", "reason", "pid", "proc_start", "exit_status", "note", "started", "ended"}
-_INSERTED = ("job", "files", "requirements", "interpreter", "python_version", "state", "submitted",
-             "workdir", "stdout", "stderr")
-
-
 class Journal:
     """SQLite in WAL mode; every method is one transaction, safe from any thread.
 
@@ -199,9 +89,17 @@ class Journal:
                 # free and a full disk shows as an error at the write, not later.
                 self._db.execute("PRAGMA journal_size_limit=0")
                 self._db.executescript(SCHEMA)
+                self._add_missing_columns()
             self._db.row_factory = sqlite3.Row
         except sqlite3.Error as exc:
             raise self._unreadable(exc) from None
+
+    def _add_missing_columns(self) -> None:
+        """A journal made before a column of JOB_COLUMNS existed gets it (NULL, or its default)."""
+        present = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        for column in JOB_COLUMNS:
+            if column.name not in present:
+                self._db.execute(column.add_sql())
 
     def _unreadable(self, exc: BaseException) -> JournalError:
         return JournalError(
@@ -253,21 +151,18 @@ class Journal:
     # --- jobs -------------------------------------------------------------------------------
     def insert_row(self, row: JobRow) -> int:
         """Insert a new job's row (its `seq` is ignored); return the seq the journal gave it."""
-        values = row.as_dict()
-        values["files"], values["requirements"] = json.dumps(list(row.files)), json.dumps(list(row.requirements))
-        values["state"] = int(row.state)
-        cur = self._write(f"INSERT INTO jobs ({', '.join(_INSERTED)}) VALUES ({', '.join('?' * len(_INSERTED))})",
-                          tuple(values[c] for c in _INSERTED), op="insert job")
+        cur = self._write(f"INSERT INTO jobs ({', '.join(INSERTED)}) VALUES ({', '.join('?' * len(INSERTED))})",
+                          row.sql_values(INSERTED), op="insert job")
         return int(cur.lastrowid)
 
-    def insert_job(self, *, job: str, files, requirements, interpreter: str, python_version: str,
-                   state: int, submitted: float, workdir: str, stdout: str, stderr: str) -> int:
-        return self.insert_row(JobRow(0, job, tuple(files), tuple(requirements), interpreter, python_version,
-                                      int(state), None, None, None, None, None, submitted, None, None,
-                                      workdir, stdout, stderr))
+    def insert_job(self, **values) -> int:
+        """Insert a new job given its columns by keyword (JobRow's; those with defaults may be left out)."""
+        values["files"], values["requirements"] = tuple(values["files"]), tuple(values["requirements"])
+        values["state"] = int(values["state"])
+        return self.insert_row(JobRow(**values))
 
     def update_job(self, job: str, **values) -> None:
-        unknown = set(values) - _UPDATABLE
+        unknown = set(values) - UPDATABLE
         if unknown:
             raise ValueError(f"not journal columns: {sorted(unknown)}")
         columns = ", ".join(f"{name}=?" for name in values)

@@ -58,7 +58,7 @@ class TruncatesLargeFiles(AgentCore):
     def stage_file(self, job_id, file):
         if not super().stage_file(job_id, file):
             return False
-        dest = self._workdir(job_id) / checked_name(file)
+        dest = self.workdir(job_id) / checked_name(file)
         if dest.stat().st_size > self.LIMIT:
             with open(dest, "rb") as f:
                 head = f.read(self.LIMIT)
@@ -77,7 +77,7 @@ class RestagesFromSourceAfterRestart(AgentCore):
     def on_recovered(self):
         for job_id, files in self.unsubmitted_staging().items():
             for file in files:
-                dest = self._workdir(job_id) / checked_name(file)
+                dest = self.workdir(job_id) / checked_name(file)
                 tmp = dest.with_name(f".tmp-{uuidlib.uuid4().hex}")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 try:

@@ -129,12 +129,12 @@ class TwoExecutionsForConcurrentFirstCalls(AgentCore):
     RACE_WINDOW = 0.5  # seconds between the check and the insert: what a slow journal gives
 
     def run_job(self, req):
-        job = self._lookup(req.job)
+        job = self.job(req.job)
         if job is not None:
             return self.status_query(job, req)
         time.sleep(self.RACE_WINDOW)
-        with self._submission_lock(req.job):
-            job = self._lookup(req.job)
+        with self.submission_lock(req.job):
+            job = self.job(req.job)
             if job is None:
                 return self.submit(req)
         run_again(self, job)  # the loser "submits" too: a second execution

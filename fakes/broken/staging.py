@@ -53,7 +53,7 @@ class LinksInsteadOfCopying(AgentCore):
             return False
         if not isinstance(self.source, LocalSource):
             return True  # only a local directory can be linked to
-        dest = self._workdir(job_id) / checked_name(file)
+        dest = self.workdir(job_id) / checked_name(file)
         tmp = dest.with_name(f".tmp-{uuidlib.uuid4().hex}")
         tmp.symlink_to(self.source.directory / checked_name(file))
         os.replace(tmp, dest)

@@ -114,8 +114,8 @@ def test_gc_command_without_a_journal_says_so(tmp_path):
 
 def _row(job: str, state: JobState, ended: float | None, files=("f",)) -> JobRow:
     reason = "succeeded" if state is JobState.DONE else None
-    return JobRow(1, job, tuple(files), (), "/py", "3", int(state), reason, None, None, None, None,
-                  0.0, None, ended, "w", "o", "e")
+    return JobRow(seq=1, job=job, files=tuple(files), requirements=(), interpreter="/py", python_version="3",
+                  state=int(state), reason=reason, submitted=0.0, ended=ended, workdir="w", stdout="o", stderr="e")
 
 
 @settings(max_examples=30, deadline=None)

@@ -79,7 +79,7 @@ def test_disk_full_during_staging_refuses_then_stages_when_space_returns(small_d
     assert h.core.staged_files(job) == [] and h.core.journal.staged_for(job) == []
     filler.free()
     assert h.client.stage_in(job, [small, big]) == [small, big]
-    assert (h.core._workdir(job) / big).read_bytes() == (h.source / big).read_bytes()
+    assert (h.core.workdir(job) / big).read_bytes() == (h.source / big).read_bytes()
     assert h.core.journal.staged_for(job) == [small, big]
 
 
