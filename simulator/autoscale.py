@@ -1,32 +1,15 @@
 """Autoscaling of agent groups: the policy settings, the built-in and user policies, and the scaler."""
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from typing import Callable
 
+from simulator import schema
 from simulator.checks import ScenarioError, Table
 from simulator.clock import P_AGENT
-
-METRICS = ("utilisation", "queue")
-
-
-@dataclass(frozen=True)
-class Autoscale:
-    """[agents.autoscale]: every `interval` the policy names a desired size in [minimum, maximum];
-    new agents serve after `provisioning_delay` (and are paid from the request); after an action
-    no other for `cooldown`; scale-in only removes idle agents, so it never kills a running job."""
-
-    minimum: int
-    maximum: int
-    metric: str
-    target: float
-    interval: float
-    provisioning_delay: float
-    cooldown: float
-    step: int | None
-    policy: str | Callable | None
+from simulator.registry import Registry, load
+from simulator.schema import key
 
 
 @dataclass
@@ -44,26 +27,14 @@ class GroupState:
     target: float
 
 
-def parse(t: Table, count: int) -> Autoscale:
-    minimum = t.integer("min", 1, minimum=1)
-    maximum = t.integer("max", minimum=1)
-    if maximum < minimum:
-        raise t.fail("max", f"must be >= min ({minimum})")
-    if not minimum <= count <= maximum:
-        raise ScenarioError(t.prefix.rsplit(".", 1)[0] + ".count", count,
-                            f"the initial size must lie in autoscale min..max ({minimum}..{maximum})")
-    metric = t.string("metric", "utilisation", choices=METRICS)
-    target = t.number("target", 0.7 if metric == "utilisation" else 1.0, positive=True)
-    if metric == "utilisation" and target > 1:
-        raise t.fail("target", "a utilisation target must be in (0, 1]")
-    policy = t.raw("policy", None)
-    if policy is not None and not callable(policy) and not (isinstance(policy, str) and ":" in policy):
-        raise t.fail("policy", "must be 'module:function' (a function of a GroupState returning the desired size)")
-    auto = Autoscale(minimum, maximum, metric, target, t.duration("interval", 30.0, positive=True),
-                     t.duration("provisioning_delay", 120.0), t.duration("cooldown", 300.0),
-                     t.integer("step", None, minimum=1) if t.has("step") else t.raw("step", None), policy)
-    t.done()
-    return auto
+@dataclass(frozen=True)
+class Autoscaler:
+    """A built-in autoscaling policy: `fn(state) -> desired size`, its default target and the
+    largest target that makes sense (a utilisation is at most 1)."""
+
+    fn: Callable[[GroupState], int]
+    target: float
+    max_target: float = math.inf
 
 
 def utilisation_policy(s: GroupState) -> int:
@@ -81,17 +52,65 @@ def queue_policy(s: GroupState) -> int:
     return s.active + s.provisioning
 
 
+AUTOSCALERS: Registry[Autoscaler] = Registry("autoscaling metric")
+AUTOSCALERS.register("utilisation", Autoscaler(utilisation_policy, 0.7, 1.0),
+                     "size = ceil((busy + queued) / (slots x target)), target in (0, 1]")
+AUTOSCALERS.register("queue", Autoscaler(queue_policy, 1.0),
+                     "one more agent while more than `target` jobs per agent wait, one fewer when none "
+                     "wait and the busy slots fit in one agent fewer")
+METRICS = tuple(AUTOSCALERS)
+
+
+def _policy(t: Table, name: str, values: dict) -> str | Callable | None:
+    policy = t.raw(name, None)
+    if policy is not None and not callable(policy) and not (isinstance(policy, str) and ":" in policy):
+        raise t.fail(name, "must be 'module:function' (a function of a GroupState returning the desired size)")
+    return policy
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """[agents.autoscale]: every `interval` the policy names a desired size in [minimum, maximum];
+    new agents serve after `provisioning_delay` (and are paid from the request); after an action
+    no other for `cooldown`; scale-in only removes idle agents, so it never kills a running job."""
+
+    minimum: int = key("int", 1, "the smallest size of the group",
+                       toml="min", minimum=1)
+    maximum: int = key("int", doc="the largest size; `count` is the initial size, in min..max", toml="max", minimum=1)
+    metric: str = key("choice", "utilisation", "what the built-in policy follows", choices=AUTOSCALERS)
+    target: float = key("number", schema.Derived(lambda v: AUTOSCALERS[v["metric"]].target, "0.7 (queue: 1.0)"),
+                        "the metric's target", positive=True)
+    interval: float = key("duration", 30.0, "between decisions", positive=True)
+    provisioning_delay: float = key("duration", 120.0, "a new agent serves after it (paid from the request)",
+                                    shown="2min")
+    cooldown: float = key("duration", 300.0, "no action within it after the last", shown="5min")
+    step: int | None = key("int", None, "at most this many agents per action", minimum=1, shown="unlimited")
+    policy: str | Callable | None = key(
+        "custom", None, "`\"module:function\"`: `fn(state) -> desired size`, `state` a `GroupState` (time, "
+        'active, provisioning, busy, queued, slots, minimum, maximum, target)', read=_policy, shown="built-in")
+
+
+@schema.check(Autoscale)
+def _check(v: dict, t: Table, ctx: dict) -> None:
+    if v["maximum"] < v["minimum"]:
+        raise t.fail("max", f"must be >= min ({v['minimum']})")
+    count = ctx["count"]
+    if not v["minimum"] <= count <= v["maximum"]:
+        raise ScenarioError(t.prefix.rsplit(".", 1)[0] + ".count", count,
+                            f"the initial size must lie in autoscale min..max ({v['minimum']}..{v['maximum']})")
+    if v["target"] > AUTOSCALERS[v["metric"]].max_target:
+        raise t.fail("target", f"a {v['metric']} target must be in (0, {AUTOSCALERS[v['metric']].max_target:g}]")
+
+
 def resolve(auto: Autoscale) -> Callable[[GroupState], int]:
     if auto.policy is None:
-        return utilisation_policy if auto.metric == "utilisation" else queue_policy
+        return AUTOSCALERS[auto.metric].fn
     if callable(auto.policy):
         return auto.policy
-    module, _, attr = auto.policy.partition(":")
     try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"autoscale.policy = {auto.policy!r}: cannot load it ({exc})") from None
-    return fn
+        return load(auto.policy)
+    except ValueError as exc:
+        raise ValueError(f"autoscale.policy = {exc}") from None
 
 
 class Scaler:

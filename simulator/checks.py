@@ -20,7 +20,12 @@ class ScenarioError(ValueError):
         super().__init__(f"scenario key {key} = {shown}: {message}")
 
 
-_MISSING = object()
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+_MISSING = MISSING = _Missing()    # a required key's default: its absence is an error
 
 
 def _short(value: object, limit: int = 60) -> str:

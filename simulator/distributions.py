@@ -1,4 +1,7 @@
-"""Probability distributions of a scenario: validated specs that build samplers on a given RNG."""
+"""Probability distributions of a scenario: validated specs that build samplers on a given RNG.
+
+Each kind is an entry of the `KINDS` registry (its parameters, exact mean and sampler), so a new
+distribution is one `KINDS.register(...)` here; parsing, errors and the docs follow from it."""
 from __future__ import annotations
 
 import math
@@ -8,16 +11,68 @@ from functools import partial
 from typing import Callable
 
 from protos import units
+from simulator.registry import Registry
 
-# name -> (required parameters, optional parameters)
-KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fixed": (("value",), ()),
-    "exponential": (("mean",), ()),
-    "uniform": (("low", "high"), ()),
-    "lognormal": (("mean", "sigma"), ()),
-    "gamma": (("shape", "mean"), ()),
-    "pareto": (("alpha", "minimum"), ()),
-}
+Params = dict[str, float]
+
+
+@dataclass(frozen=True)
+class DistKind:
+    """One distribution: its parameters (`unitless` ones are plain numbers, the others take the
+    key's unit), those that must be > 0, its exact mean and a sampler factory."""
+
+    params: tuple[str, ...]
+    mean: Callable[[Params], float]
+    sampler: Callable[[Params, random.Random], Callable[[], float]]
+    unitless: tuple[str, ...] = ()
+    positive: tuple[str, ...] = ()
+    example: str = ""
+
+
+def _exponential(p: Params, rng: random.Random) -> Callable[[], float]:
+    mean = p["mean"]
+    return partial(rng.expovariate, 1.0 / mean) if mean > 0 else (lambda: 0.0)
+
+
+def _lognormal(p: Params, rng: random.Random) -> Callable[[], float]:
+    # parameterised by the distribution's own mean and the sigma of the underlying normal
+    sigma = p["sigma"]
+    mu = math.log(p["mean"]) - sigma * sigma / 2
+    return partial(rng.lognormvariate, mu, sigma)
+
+
+def _gamma(p: Params, rng: random.Random) -> Callable[[], float]:
+    shape = p["shape"]
+    return partial(rng.gammavariate, shape, p["mean"] / shape)
+
+
+def _pareto(p: Params, rng: random.Random) -> Callable[[], float]:
+    alpha, minimum = p["alpha"], p["minimum"]
+    return lambda: minimum * rng.paretovariate(alpha)
+
+
+def _fixed(p: Params, rng: random.Random) -> Callable[[], float]:
+    v = p["value"]
+    return lambda: v
+
+
+KINDS: Registry[DistKind] = Registry("distribution")
+KINDS.register("fixed", DistKind(("value",), lambda p: p["value"], _fixed, example="value = 3"),
+               "always `value`")
+KINDS.register("exponential", DistKind(("mean",), lambda p: p["mean"], _exponential, example="mean = 10"),
+               "memoryless, of mean `mean`")
+KINDS.register("uniform", DistKind(("low", "high"), lambda p: (p["low"] + p["high"]) / 2,
+                                   lambda p, rng: partial(rng.uniform, p["low"], p["high"]),
+                                   example="low = 1, high = 4"), "between `low` and `high`")
+KINDS.register("lognormal", DistKind(("mean", "sigma"), lambda p: p["mean"], _lognormal, unitless=("sigma",),
+                                     positive=("mean",), example="mean = 20, sigma = 1.0"),
+               "of mean `mean` (its own); `sigma` of the underlying normal")
+KINDS.register("gamma", DistKind(("shape", "mean"), lambda p: p["mean"], _gamma, unitless=("shape",),
+                                 positive=("shape",), example="shape = 2, mean = 15"), "of shape `shape`, mean `mean`")
+KINDS.register("pareto", DistKind(("alpha", "minimum"),
+                                  lambda p: math.inf if p["alpha"] <= 1 else p["alpha"] * p["minimum"] / (p["alpha"] - 1),
+                                  _pareto, unitless=("alpha",), positive=("alpha", "minimum"),
+                                  example="alpha = 1.5, minimum = 2"), "heavy-tailed from `minimum`, index `alpha`")
 
 
 class DistError(ValueError):
@@ -42,37 +97,11 @@ class Dist:
 
     @property
     def mean(self) -> float:
-        k = self.kind
-        if k == "fixed":
-            return self.p("value")
-        if k in ("exponential", "lognormal", "gamma"):
-            return self.p("mean")
-        if k == "uniform":
-            return (self.p("low") + self.p("high")) / 2
-        a, m = self.p("alpha"), self.p("minimum")
-        return math.inf if a <= 1 else a * m / (a - 1)
+        return KINDS[self.kind].mean(dict(self.params))
 
     def sampler(self, rng: random.Random) -> Callable[[], float]:
         """A zero-argument function drawing from this distribution with `rng` (bound methods: fast)."""
-        k = self.kind
-        if k == "fixed":
-            v = self.p("value")
-            return lambda: v
-        if k == "exponential":
-            mean = self.p("mean")
-            return partial(rng.expovariate, 1.0 / mean) if mean > 0 else (lambda: 0.0)
-        if k == "uniform":
-            return partial(rng.uniform, self.p("low"), self.p("high"))
-        if k == "lognormal":
-            # parameterised by the distribution's own mean and the sigma of the underlying normal
-            sigma = self.p("sigma")
-            mu = math.log(self.p("mean")) - sigma * sigma / 2
-            return partial(rng.lognormvariate, mu, sigma)
-        if k == "gamma":
-            shape = self.p("shape")
-            return partial(rng.gammavariate, shape, self.p("mean") / shape)
-        alpha, minimum = self.p("alpha"), self.p("minimum")
-        return lambda: minimum * rng.paretovariate(alpha)
+        return KINDS[self.kind].sampler(dict(self.params), rng)
 
     def describe(self) -> str:
         return f"{self.kind}(" + ", ".join(f"{k}={v:g}" for k, v in self.params) + ")"
@@ -91,25 +120,23 @@ def parse(value: object, convert: Callable[[object], float] = units.duration) ->
     kind = value.get("dist")
     if kind not in KINDS:
         raise DistError("dist", kind, f"unknown distribution; choose one of {', '.join(KINDS)}")
-    required, optional = KINDS[kind]
-    unknown = set(value) - set(required) - set(optional) - {"dist"}
+    spec = KINDS[kind]
+    unknown = set(value) - set(spec.params) - {"dist"}
     if unknown:
         name = sorted(unknown)[0]
-        raise DistError(name, value[name], f"unknown parameter for {kind}; expected {', '.join(required)}")
+        raise DistError(name, value[name], f"unknown parameter for {kind}; expected {', '.join(spec.params)}")
     params = []
-    for name in required:
+    for name in spec.params:
         if name not in value:
             raise DistError(name, None, f"missing parameter for {kind}", missing=True)
-        conv = float if name in ("sigma", "shape", "alpha") else convert
+        conv = float if name in spec.unitless else convert
         try:
             v = conv(value[name]) if not isinstance(value[name], bool) else None
         except (units.UnitError, TypeError, ValueError):
             v = None
         if v is None or not math.isfinite(v) or v < 0:
             raise DistError(name, value[name], "must be a finite number >= 0")
-        if name in ("sigma",) and v < 0 or name in ("shape", "alpha", "minimum") and v <= 0:
-            raise DistError(name, value[name], "must be > 0")
-        if kind == "lognormal" and name == "mean" and v <= 0:
+        if name in spec.positive and v <= 0:
             raise DistError(name, value[name], "must be > 0")
         params.append((name, v))
     dist = Dist(kind, tuple(params))

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import heapq
-import importlib
 import random
 from typing import Callable, Sequence
+
+from simulator.registry import Registry
 
 # A user policy: fn(job, agents, rng) -> one of `agents` (or its index in `agents`).
 # `agents` are the eligible agents that are up, each with .index, .group (name), .slots,
@@ -155,13 +156,12 @@ def cache_affinity(pool: Pool, job, rng: random.Random, free_only: bool):
 least_loaded.needs_heap = True      # type: ignore[attr-defined]
 cache_affinity.needs_heap = True    # type: ignore[attr-defined]
 
-BUILTIN = {
-    "random": random_choice,
-    "round_robin": round_robin,
-    "least_loaded": least_loaded,
-    "power_of_two": power_of_two,
-    "cache_affinity": cache_affinity,
-}
+BUILTIN: Registry[Callable] = Registry("dispatch policy", user_spec=True)
+BUILTIN.register("random", random_choice, "an agent drawn uniformly")
+BUILTIN.register("round_robin", round_robin, "the agents in turn")
+BUILTIN.register("least_loaded", least_loaded, "the lowest load (O(log n) heap)")
+BUILTIN.register("power_of_two", power_of_two, "the less loaded of two drawn")
+BUILTIN.register("cache_affinity", cache_affinity, "the free agent holding most of the job's bytes")
 
 
 def resolve(spec: str | Callable) -> Callable:
@@ -170,13 +170,10 @@ def resolve(spec: str | Callable) -> Callable:
         return _wrap_user(spec)
     if spec in BUILTIN:
         return BUILTIN[spec]
-    module_name, _, attr = spec.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"clients.policy = {spec!r}: cannot load it ({exc})") from None
-    if not callable(fn):
-        raise ValueError(f"clients.policy = {spec!r}: {attr} is not callable")
+        fn = BUILTIN.resolve(spec)
+    except (ValueError, LookupError) as exc:
+        raise ValueError(f"clients.policy = {exc}") from None
     return _wrap_user(fn)
 
 

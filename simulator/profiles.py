@@ -131,11 +131,10 @@ def _merge(a: Iterator[float], b: Iterator[float]) -> Iterator[float]:
     return heapq.merge(a, b)
 
 
-def parse(t: Table, base_dir: Path) -> RateProfile | None:
+def parse(t: Table, base_dir: Path, bursts: tuple[Burst, ...] = ()) -> RateProfile | None:
     """`profile = {points = [[t, rate], ...], repeat = "24h"}` or `{file = "day.csv", repeat}`,
-    plus `bursts = [{start, duration, rate}]`; None when neither is given."""
+    plus the `bursts` already read (`parse_bursts`); None when no profile is given."""
     pt = t.table("profile")
-    bursts = _bursts(t)
     if pt is None:
         if bursts:
             raise t.fail("bursts", "needs workload.profile (a constant rate is profile = {points = [[0, RATE]]})")
@@ -205,7 +204,8 @@ def _csv_points(pt: Table, base_dir: Path) -> list[tuple[float, float]]:
     return points
 
 
-def _bursts(t: Table) -> list[Burst]:
+def parse_bursts(t: Table) -> tuple[Burst, ...]:
+    """`bursts = [{start, duration, rate}, ...]` (absolute times), () when absent."""
     raw = t.raw("bursts", [])
     if not isinstance(raw, list):
         raise t.fail("bursts", "must be a list of {start, duration, rate} tables")
@@ -214,4 +214,4 @@ def _bursts(t: Table) -> list[Burst]:
         bt = Table(item, t.key(f"bursts[{i}]"))
         out.append(Burst(bt.duration("start"), bt.duration("duration", positive=True), bt.number("rate", positive=True)))
         bt.done()
-    return out
+    return tuple(out)

@@ -1,9 +1,15 @@
-"""The scenario: a validated, immutable description of agents, network, workload, clients and run."""
+"""The scenario: a validated, immutable description of agents, network, workload, clients and run.
+
+Each section is a frozen dataclass whose fields declare their TOML keys (`simulator.schema.key`):
+type, default, bounds and meaning, once. Parsing, defaults, unknown-key errors and the key table
+of docs/SIMULATOR.md are derived from these declarations; what cannot be said per key is said per
+section in a `@schema.check` function. Model parts are named from their registries
+(`arrivals.ARRIVALS`, `distributions.KINDS`, `policies.BUILTIN`, `autoscale.AUTOSCALERS`).
+"""
 from __future__ import annotations
 
 import copy
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,80 +19,217 @@ from packaging.version import InvalidVersion, Version
 
 from protos import errors as proto_errors
 from protos import validation
-from simulator import autoscale as autoscale_mod
-from protos import units
-from simulator import profiles
+from simulator import profiles, schema
+from simulator.arrivals import ARRIVALS
 from simulator.autoscale import Autoscale
 from simulator.checks import ScenarioError, Table
 from simulator.distributions import Dist
 from simulator.keys import set_key as _set_key
-from simulator.profiles import RateProfile
+from simulator.policies import BUILTIN
+from simulator.profiles import Burst, RateProfile
+from simulator.schema import REQUIRED, Derived, key
 
-POLICIES = ("random", "round_robin", "least_loaded", "power_of_two", "cache_affinity")
-DISPATCH = ("on_arrival", "when_free")
-ARRIVALS = ("poisson", "deterministic", "swf", "csv")
+POLICIES = tuple(BUILTIN)
+ARRIVAL_NAMES = tuple(ARRIVALS)
 
 
 @dataclass(frozen=True)
 class Failures:
     """Agent failures: up for time_to_failure, then down for time_to_repair, alternating."""
 
-    time_to_failure: Dist
-    time_to_repair: Dist
+    time_to_failure: Dist = key("dist", doc="up times (a distribution)")
+    time_to_repair: Dist = key("dist", doc="down times: alternating with the up times")
+
+
+@schema.check(Failures)
+def _check_failures(v: dict, t: Table, ctx: dict) -> None:
+    if v["time_to_failure"].mean <= 0:
+        raise t.fail("time_to_failure", "mean time to failure must be > 0")
+
+
+def _python_versions(t: Table, name: str, values: dict) -> tuple[str, ...]:
+    python = t.raw(name, ["3.11.9"])
+    if isinstance(python, str):
+        python = [python]
+    if not isinstance(python, list) or not python:
+        raise t.fail(name, "must be a list of Python versions like ['3.10.14', '3.11.9']")
+    for v in python:
+        try:
+            parsed = Version(v) if isinstance(v, str) else None
+        except InvalidVersion:
+            parsed = None
+        if parsed is None or parsed.is_prerelease or len(parsed.release) != 3:
+            raise ScenarioError(t.key(name), v, "each version must be a final release major.minor.micro, like '3.11.9'")
+    return tuple(python)
 
 
 @dataclass(frozen=True)
 class AgentGroup:
     """`count` identical agents, each with `slots` slots; runtimes are divided by `speed`."""
 
-    name: str
-    count: int
-    slots: int
-    python: tuple[str, ...]
-    speed: float
-    link_bandwidth: float | None
-    failures: Failures | None
-    price_per_hour: float | None = None
-    autoscale: Autoscale | None = None
+    name: str = key("string", Derived(lambda v: f"group{v['_index']}", "`group<i>`"),
+                    "group name (used in metrics: `utilisation.<name>`)")
+    count: int = key("int", 1, "agents in the group", minimum=1)
+    slots: int = key("int", 1, "slots per agent", minimum=1)
+    python: tuple[str, ...] = key("custom", doc="interpreter versions offered (final `major.minor.micro`)",
+                                  read=_python_versions, shown='`["3.11.9"]`')
+    speed: float = key("number", 1.0, "runtimes are divided by it", positive=True)
+    link_bandwidth: float | None = key("bandwidth", None, "this group's link", positive=True, allow_inf=True,
+                                       shown="network's")
+    failures: Failures | None = key("table", None, "alternating up and down times", schema=Failures)
+    price_per_hour: float | None = key("number", None, "`cost.<group>` = agent-hours x price; `cost` their sum",
+                                       init=None)
+    autoscale: Autoscale | None = key("table", None, "autoscaling of the group", schema=Autoscale, init=None)
+
+
+@schema.check(AgentGroup)
+def _check_group(v: dict, t: Table, ctx: dict) -> None:
+    if v["autoscale"] is not None and v["failures"] is not None:
+        raise ScenarioError(f"{t.prefix}.autoscale", v["name"], "an autoscaled group cannot also have failures")
 
 
 @dataclass(frozen=True)
 class Network:
     """File source and links. Transfers share the source and each agent link max-min fairly."""
 
-    enabled: bool = False
-    source_bandwidth: float = math.inf
-    source_latency: float = 0.0
-    link_bandwidth: float = 1.25e8
-    cache: bool = True
-    cache_capacity: float = math.inf
+    enabled: bool = key("bool", True, "staging modelled at all", init=False, shown="true if the table exists")
+    source_bandwidth: float = key("bandwidth", math.inf, "the file source's bandwidth", init=math.inf,
+                                  positive=True, allow_inf=True)
+    source_latency: float = key("duration", 0.0, "the file source's latency, per read", init=0.0)
+    link_bandwidth: float = key("bandwidth", 1.25e8, "per agent", init=1.25e8, positive=True, allow_inf=True,
+                                shown="125MB/s")
+    cache: bool = key("bool", True, "per-agent content cache", init=True)
+    cache_capacity: float = key("size", math.inf, "per agent (LRU by bytes)", init=math.inf, positive=True,
+                                allow_inf=True)
 
 
 @dataclass(frozen=True)
 class Files:
     """Input files of a job: `count` drawn per job, files drawn from a catalog by popularity."""
 
-    count: Dist
-    catalog: int
-    popularity: str
-    zipf_s: float
-    size: Dist
+    count: Dist = key("dist", 1, "files per job (a distribution, rounded, at least 1)", unit="number")
+    catalog: int = key("int", 1000, "distinct files", minimum=1)
+    popularity: str = key("choice", "zipf", "file k is picked with probability proportional to 1/k^s, or uniformly",
+                          choices=("zipf", "uniform"))
+    zipf_s: float = key("number", 1.0, "the exponent s", positive=True)
+    size: Dist = key("dist", 1e6, "file size (drawn once per file)", unit="size", shown="1MB")
+
+
+def _bursts(t: Table, name: str, values: dict) -> tuple[Burst, ...]:
+    return profiles.parse_bursts(t)
+
+
+def _profile(t: Table, name: str, values: dict) -> RateProfile | None:
+    profile = profiles.parse(t, values["_base_dir"], values["bursts"])
+    if profile is not None:
+        if not ARRIVALS[values["arrivals"]].profile:
+            raise t.fail("profile", f"a rate profile needs arrivals = "
+                                    f"{' or '.join(repr(n) for n, a in ARRIVALS.items() if a.profile)}")
+        if t.has("rate"):
+            raise t.fail("rate", "give rate or profile, not both")
+    return profile
+
+
+def _rate(t: Table, name: str, values: dict) -> float | None:
+    if values["profile"] is not None:
+        return None
+    if ARRIVALS[values["arrivals"]].from_trace:
+        if t.has(name):
+            raise t.fail(name, f"arrivals = {values['arrivals']!r} takes its times from the trace, not a rate")
+        return None
+    return t.number(name, positive=True)
+
+
+def _trace(t: Table, name: str, values: dict) -> Path | None:
+    if values["profile"] is not None or not ARRIVALS[values["arrivals"]].from_trace:
+        if t.has(name):
+            raise t.fail(name, f"arrivals = {values['arrivals']!r} does not read a trace")
+        return None
+    raw = t.string(name)
+    trace = (values["_base_dir"] / raw) if not Path(raw).is_absolute() else Path(raw)
+    if not trace.is_file():
+        raise t.fail(name, f"no such file: {trace}")
+    return trace
+
+
+_MISSING = object()
+
+
+def _runtime(t: Table, name: str, values: dict) -> Dist | None:
+    trace = values["trace"]
+    raw = t.raw(name, "trace" if trace else _MISSING)
+    if raw is _MISSING:
+        raise t.fail(name, "is required for poisson and deterministic arrivals")
+    if raw == "trace":
+        if trace is None:
+            raise t.fail(name, "'trace' needs a trace's arrivals ("
+                               f"{', '.join(n for n, a in ARRIVALS.items() if a.from_trace)})")
+        return None
+    return t.dist(name)
+
+
+def _files(t: Table, name: str, values: dict) -> Files:
+    return schema.read(Files, t.table(name) or Table({}, t.key(name)))
+
+
+def _python_mix(t: Table, name: str, values: dict) -> tuple[tuple[str, float], ...]:
+    raw = t.raw(name, [])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise t.fail(name, "must be a requirement string or a list of {spec = '...', weight = w}")
+    mix = []
+    for i, item in enumerate(raw):
+        k = f"{t.key(name)}[{i}]"
+        if isinstance(item, str):
+            spec, weight = item, 1.0
+        elif isinstance(item, dict):
+            it = Table(item, k)
+            spec = it.string("spec", "")
+            weight = it.number("weight", 1.0, positive=True)
+            it.done()
+        else:
+            raise ScenarioError(k, item, "must be a string or a table {spec, weight}")
+        try:
+            validation.parse_python_version(spec)
+        except proto_errors.ProtocolError as exc:
+            raise ScenarioError(k, spec, exc.message) from None
+        mix.append((spec, weight))
+    return tuple(mix) or (("", 1.0),)
+
+
+def _class_name(t: Table, name: str, values: dict) -> str:
+    if "_class" not in values:       # a single workload has no name key
+        if t.has(name):
+            raise t.fail(name, "only a job class ([[workload.classes]]) has a name")
+        return "default"
+    return t.string(name, f"class{values['_class']}")
 
 
 @dataclass(frozen=True)
 class Workload:
     """Arrivals, per-job runtime, input files and python_version requirements."""
 
-    arrivals: str
-    rate: float | None
-    trace: Path | None
-    time_scale: float
-    runtime: Dist | None              # None: take the runtime from the trace
-    files: Files
-    python: tuple[tuple[str, float], ...]  # (requirement text, weight)
-    fail_probability: float
-    profile: RateProfile | None = None     # a time-varying Poisson rate (then `rate` is None)
-    name: str = "default"                  # the job class
+    name: str = key("custom", doc="the job class's name (in `[[workload.classes]]` only)", read=_class_name,
+                    shown="`class<i>`")
+    arrivals: str = key("choice", "poisson", "how jobs arrive", choices=ARRIVALS)
+    bursts: tuple[Burst, ...] = key("custom", doc="`[{start, duration, rate}]`: extra jobs/s from `start` for "
+                                    "`duration` (absolute times; needs a profile)", read=_bursts, shown="none")
+    profile: RateProfile | None = key(
+        "custom", doc='`{points = [[t, rate], ...], repeat = "24h"}` or `{file = "day.csv", repeat}` (CSV header '
+        "`time,rate`): a Poisson rate linear between the points, constant after the last or repeating; replaces "
+        "`rate`", read=_profile, shown="none")
+    rate: float | None = key("custom", doc="jobs/s (rate-driven arrivals)", read=_rate, shown="(required)")
+    trace: Path | None = key("custom", doc="the trace file, relative to the scenario (trace arrivals)",
+                             read=_trace, shown="(required)")
+    time_scale: float = key("number", 1.0, "multiplies trace times (0.1 = ten times faster)", positive=True)
+    runtime: Dist | None = key("custom", doc="a distribution, or `\"trace\"`: the trace's run time",
+                               read=_runtime, shown="(required) / `\"trace\"`")      # None: from the trace
+    files: Files = key("table", doc="the input files of a job", schema=Files, read=_files)
+    python: tuple[tuple[str, float], ...] = key(
+        "custom", doc="requirement strings or `{spec, weight}` tables, drawn per job", read=_python_mix,
+        shown="any Python 3")
+    fail_probability: float = key("number", 0.0, "a job ends FAILED instead of SUCCEEDED")
 
     @property
     def mean_rate(self) -> float | None:
@@ -96,37 +239,112 @@ class Workload:
         return self.rate
 
 
+@schema.check(Workload)
+def _check_workload(v: dict, t: Table, ctx: dict) -> None:
+    if v["fail_probability"] > 1:
+        raise t.fail("fail_probability", "must be a probability between 0 and 1")
+
+
+CLASSES = schema.Key("custom", None, "several workloads merged in time order: each a workload table (`name`, "
+                     "`rate` or `profile`, `bursts`, `runtime`, `python`, `files`, `fail_probability`), "
+                     "arriving by a rate-driven process", toml="classes", shown="one class")
+
+
+def _policy(t: Table, name: str, values: dict) -> str | Callable:
+    policy = t.raw(name, "least_loaded")
+    if not BUILTIN.is_spec(policy):
+        raise t.fail(name, f"must be one of {', '.join(BUILTIN)} or 'module:function' of your own")
+    return policy
+
+
 @dataclass(frozen=True)
 class Clients:
     """How clients choose agents, poll, resubmit, and what their RPCs cost the agent."""
 
-    policy: str | Callable
-    dispatch: str
-    poll_interval: float
-    poll_backoff: float
-    poll_max_interval: float
-    rpc_latency: float
-    rpc_cost_poll: float
-    rpc_cost_stage: float
-    rpc_cost_run: float
-    resubmit_interrupted: bool
-    max_resubmits: int
+    policy: str | Callable = key("custom", doc="how a client picks an agent", read=_policy, choices=BUILTIN,
+                                 shown="`least_loaded`")
+    dispatch: str = key("choice", "on_arrival", "hand a job to an agent at once, or keep a client-side FIFO and "
+                        "hand out when a slot frees", choices=("on_arrival", "when_free"))
+    poll_interval: float = key("duration", 1.0, "the first poll's delay after RunJob; 0 = no polling")
+    poll_backoff: float = key("number", 1.0, "each interval is the previous one times this", minimum=1.0)
+    poll_max_interval: float = key("duration", Derived(lambda v: max(v["poll_interval"], 30.0)
+                                                       if v["poll_interval"] > 0 else 0.0, "max(30s, interval)"),
+                                   "the intervals' cap")
+    rpc_latency: float = key("duration", 0.0, "per RPC (StageInFiles, RunJob)")
+    rpc_cost_poll: float = key("duration", 0.0, "agent CPU seconds per poll")
+    rpc_cost_stage: float = key("duration", 0.0, "agent CPU seconds per StageInFiles")
+    rpc_cost_run: float = key("duration", 0.0, "agent CPU seconds per RunJob")
+    resubmit_interrupted: bool = key("bool", False, "resubmit jobs interrupted by a failure")
+    max_resubmits: int = key("int", 3, "at most this many times", minimum=0)
+
+
+@schema.check(Clients)
+def _check_clients(v: dict, t: Table, ctx: dict) -> None:
+    if v["poll_interval"] > 0 and v["poll_max_interval"] < v["poll_interval"]:
+        raise t.fail("poll_max_interval", "must be >= poll_interval")
+
+
+def _default_bin(v: dict) -> float | None:
+    """Hourly statistics for a daily profile, 1/24 of the period for another repeating profile."""
+    p = v["_workload"].profile
+    if p is None or not p.repeat:
+        return None
+    return 3600.0 if p.repeat == 86400.0 else p.repeat / 24
+
+
+def _optional_duration(t: Table, name: str, values: dict) -> float | None:
+    if not t.has(name):
+        t.raw(name, None)
+        return _BIN_DEFAULTS[name](values)
+    if t.data[name] is False:
+        t.raw(name)
+        return None
+    return t.duration(name, positive=True)
+
+
+_BIN_DEFAULTS = {"bin": _default_bin,
+                 "bin_period": lambda v: v["_workload"].profile.repeat if v["_workload"].profile else None}
 
 
 @dataclass(frozen=True)
 class RunControl:
     """When to stop (duration and/or job count), what to discard, seed and replications."""
 
-    duration: float | None
-    jobs: int | None
-    warmup: float
-    warmup_jobs: int
-    seed: int
-    replications: int
-    drain: bool
-    sample_interval: float | None
-    bin: float | None = None           # per-time-bin wait statistics (e.g. 1h: by hour)
-    bin_period: float | None = None    # bins of (t mod period): 24h gives hour of day
+    duration: float | None = key("duration", None, "stop submitting at this time", positive=True,
+                                 shown="one of duration, jobs needed (a trace may stand alone)")
+    jobs: int | None = key("int", None, "stop submitting after this many jobs", minimum=1, shown="see duration")
+    warmup: float = key("duration", 0.0, "the statistics window opens when it and `warmup_jobs` are passed")
+    warmup_jobs: int = key("int", 0, "jobs submitted before the statistics window opens", minimum=0)
+    seed: int = key("int", 1, "replication *r* draws from streams seeded by (seed, r)", minimum=0)
+    replications: int = key("int", 1, "independent replications", minimum=1)
+    drain: bool = key("bool", Derived(lambda v: v["duration"] is None, "true unless `duration` is set"),
+                      "after submissions stop, run until every job is DONE")
+    sample_interval: float | None = key("duration", None, "WAIT/RUN/DONE sampling", positive=True,
+                                        shown="span/200")
+    bin: float | None = key("custom", doc="wait statistics by the submit time's bin: `bin.HHH.wait_p95`, "
+                            "`.wait_mean`, `.jobs`, and `wait_p95_worst_bin`; false: off", read=_optional_duration,
+                            init=None, shown="1h for a daily profile; else off")
+    bin_period: float | None = key("custom", doc="bins of (t mod period): 24h gives hour of day",
+                                   read=_optional_duration, init=None, shown="the profile's period")
+
+
+@schema.check(RunControl)
+def _check_run(v: dict, t: Table, ctx: dict) -> None:
+    if v["duration"] is None and v["jobs"] is None and ctx["_workload"].trace is None:
+        raise ScenarioError("run", t.data, "needs run.duration or run.jobs (or a trace workload)")
+    if v["bin_period"] is not None and v["bin"] is None:
+        if t.has("bin_period"):
+            raise t.fail("bin_period", "needs run.bin (the width of a bin, e.g. '1h')")
+        v["bin_period"] = None
+    if v["duration"] is not None and v["warmup"] >= v["duration"]:
+        raise t.fail("warmup", f"must be shorter than run.duration ({v['duration']:g} s)")
+    if v["jobs"] is not None and v["warmup_jobs"] >= v["jobs"]:
+        raise t.fail("warmup_jobs", f"must be fewer than run.jobs ({v['jobs']})")
+
+
+# the sections of a scenario file, in the order of docs/SIMULATOR.md's key table
+SECTIONS: list[tuple[str, Any]] = [("[[agents]]", AgentGroup), ("[network]", Network), ("[workload]", Workload),
+                                   ("[[workload.classes]]", CLASSES), ("[clients]", Clients), ("[run]", RunControl)]
 
 
 @dataclass(frozen=True)
@@ -192,8 +410,9 @@ def _parse(data: dict, base_dir: Path) -> Scenario:
         data["agents"] = groups_raw
     if not isinstance(groups_raw, list) or not groups_raw:
         raise ScenarioError("agents", groups_raw, "must be one or more [[agents]] tables")
-    network = _network(top.table("network"))
-    groups = tuple(_group(Table(g, f"agents[{i}]"), i) for i, g in enumerate(groups_raw))
+    nt = top.table("network")
+    network = schema.read(Network, nt) if nt is not None else Network()
+    groups = tuple(schema.read(AgentGroup, Table(g, f"agents[{i}]"), {"_index": i}) for i, g in enumerate(groups_raw))
     names = [g.name for g in groups]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -205,21 +424,22 @@ def _parse(data: dict, base_dir: Path) -> Scenario:
         wt.done()
         workload = classes[0]
     else:
-        workload = _workload(wt, base_dir)
-    clients = _clients(top.table("clients") or Table({}, "clients"))
-    run = _run(top.table("run", required=True), workload)
+        workload = schema.read(Workload, wt, {"_base_dir": base_dir})
+    clients = schema.read(Clients, top.table("clients") or Table({}, "clients"))
+    run = schema.read(RunControl, top.table("run", required=True), {"_workload": workload})
     top.done()
+    _check_python(groups, classes or (workload,), bool(classes))
+    return Scenario(groups, network, workload, clients, run, data, base_dir, classes)
+
+
+def _check_python(groups: tuple[AgentGroup, ...], classes: tuple[Workload, ...], several: bool) -> None:
     offered = [v for g in groups for v in g.python]
-    for w in classes or (workload,):
+    for k, w in enumerate(classes):
         for text, _ in w.python:
             req = validation.parse_python_version(text)
             if validation.choose_interpreter([req], offered) is None:
-                key = "workload.python" if not classes else f"workload.classes[{classes.index(w)}].python"
-                raise ScenarioError(key, text, "no agent group offers a Python version that satisfies it")
-    for i, g in enumerate(groups):
-        if g.autoscale is not None and g.failures is not None:
-            raise ScenarioError(f"agents[{i}].autoscale", g.name, "an autoscaled group cannot also have failures")
-    return Scenario(groups, network, workload, clients, run, data, base_dir, classes)
+                where = f"workload.classes[{k}].python" if several else "workload.python"
+                raise ScenarioError(where, text, "no agent group offers a Python version that satisfies it")
 
 
 def _classes(wt: Table, base_dir: Path) -> tuple[Workload, ...]:
@@ -229,205 +449,12 @@ def _classes(wt: Table, base_dir: Path) -> tuple[Workload, ...]:
     out = []
     for i, item in enumerate(raw):
         ct = Table(item, wt.key(f"classes[{i}]"))
-        name = ct.string("name", f"class{i}")
-        w = _workload(ct, base_dir)
-        if w.arrivals not in ("poisson", "deterministic"):
-            raise ct.fail("arrivals", "a job class arrives as poisson or deterministic (a trace is one workload)")
-        out.append(Workload(**{**w.__dict__, "name": name}))
+        w = schema.read(Workload, ct, {"_base_dir": base_dir, "_class": i})
+        if ARRIVALS[w.arrivals].from_trace:
+            raise ct.fail("arrivals", "a job class arrives by a rate-driven process (a trace is one workload)")
+        out.append(w)
     names = [w.name for w in out]
     for i, n in enumerate(names):
         if names.index(n) != i:
             raise ScenarioError(wt.key(f"classes[{i}].name"), n, "duplicate class name")
     return tuple(out)
-
-
-def _group(t: Table, index: int) -> AgentGroup:
-    name = t.string("name", f"group{index}")
-    count = t.integer("count", 1, minimum=1)
-    slots = t.integer("slots", 1, minimum=1)
-    python = t.raw("python", ["3.11.9"])
-    if isinstance(python, str):
-        python = [python]
-    if not isinstance(python, list) or not python:
-        raise t.fail("python", "must be a list of Python versions like ['3.10.14', '3.11.9']")
-    for v in python:
-        try:
-            parsed = Version(v) if isinstance(v, str) else None
-        except InvalidVersion:
-            parsed = None
-        if parsed is None or parsed.is_prerelease or len(parsed.release) != 3:
-            raise ScenarioError(t.key("python"), v, "each version must be a final release major.minor.micro, like '3.11.9'")
-    speed = t.number("speed", 1.0, positive=True)
-    link = t.number("link_bandwidth", None, convert=units.bandwidth, positive=True, allow_inf=True) \
-        if t.has("link_bandwidth") else t.raw("link_bandwidth", None)
-    failures = None
-    ft = t.table("failures")
-    if ft is not None:
-        failures = Failures(ft.dist("time_to_failure"), ft.dist("time_to_repair"))
-        if failures.time_to_failure.mean <= 0:
-            raise ft.fail("time_to_failure", "mean time to failure must be > 0")
-        ft.done()
-    price = t.number("price_per_hour", None) if t.has("price_per_hour") else t.raw("price_per_hour", None)
-    at = t.table("autoscale")
-    auto = autoscale_mod.parse(at, count) if at is not None else None
-    t.done()
-    return AgentGroup(name, count, slots, tuple(python), speed, link, failures, price, auto)
-
-
-def _network(t: Table | None) -> Network:
-    if t is None:
-        return Network()
-    net = Network(
-        enabled=t.boolean("enabled", True),
-        source_bandwidth=t.number("source_bandwidth", math.inf, convert=units.bandwidth, positive=True, allow_inf=True),
-        source_latency=t.duration("source_latency", 0.0),
-        link_bandwidth=t.number("link_bandwidth", 1.25e8, convert=units.bandwidth, positive=True, allow_inf=True),
-        cache=t.boolean("cache", True),
-        cache_capacity=t.number("cache_capacity", math.inf, convert=units.size, positive=True, allow_inf=True),
-    )
-    t.done()
-    return net
-
-
-def _workload(t: Table, base_dir: Path) -> Workload:
-    arrivals = t.string("arrivals", "poisson", choices=ARRIVALS)
-    rate = trace = None
-    profile = profiles.parse(t, base_dir)
-    if profile is not None:
-        if arrivals != "poisson":
-            raise t.fail("profile", "a rate profile needs arrivals = 'poisson'")
-        if t.has("rate"):
-            raise t.fail("rate", "give rate or profile, not both")
-    elif arrivals in ("poisson", "deterministic"):
-        rate = t.number("rate", positive=True)
-    else:
-        raw = t.string("trace")
-        trace = (base_dir / raw) if not Path(raw).is_absolute() else Path(raw)
-        if not trace.is_file():
-            raise t.fail("trace", f"no such file: {trace}")
-    time_scale = t.number("time_scale", 1.0, positive=True)
-    runtime_raw = t.raw("runtime", "trace" if trace else _MISSING_RUNTIME)
-    if runtime_raw is _MISSING_RUNTIME:
-        raise t.fail("runtime", "is required for poisson and deterministic arrivals")
-    if runtime_raw == "trace":
-        if trace is None:
-            raise t.fail("runtime", "'trace' needs arrivals = 'swf' or 'csv'")
-        runtime = None
-    else:
-        runtime = t.dist("runtime")
-    ft = t.table("files") or Table({}, t.key("files"))
-    files = Files(
-        count=ft.dist("count", 1, convert=float),
-        catalog=ft.integer("catalog", 1000, minimum=1),
-        popularity=ft.string("popularity", "zipf", choices=("zipf", "uniform")),
-        zipf_s=ft.number("zipf_s", 1.0, positive=True),
-        size=ft.dist("size", 1e6, convert=units.size),
-    )
-    ft.done()
-    python = _python_mix(t)
-    fail_p = t.number("fail_probability", 0.0)
-    if fail_p > 1:
-        raise t.fail("fail_probability", "must be a probability between 0 and 1")
-    t.done()
-    return Workload(arrivals, rate, trace, time_scale, runtime, files, python, fail_p, profile)
-
-
-_MISSING_RUNTIME = object()
-
-
-def _python_mix(t: Table) -> tuple[tuple[str, float], ...]:
-    raw = t.raw("python", [])
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        raise t.fail("python", "must be a requirement string or a list of {spec = '...', weight = w}")
-    mix = []
-    for i, item in enumerate(raw):
-        key = f"{t.key('python')}[{i}]"
-        if isinstance(item, str):
-            spec, weight = item, 1.0
-        elif isinstance(item, dict):
-            it = Table(item, key)
-            spec = it.string("spec", "")
-            weight = it.number("weight", 1.0, positive=True)
-            it.done()
-        else:
-            raise ScenarioError(key, item, "must be a string or a table {spec, weight}")
-        try:
-            validation.parse_python_version(spec)
-        except proto_errors.ProtocolError as exc:
-            raise ScenarioError(key, spec, exc.message) from None
-        mix.append((spec, weight))
-    return tuple(mix) or (("", 1.0),)
-
-
-def _clients(t: Table) -> Clients:
-    policy = t.raw("policy", "least_loaded")
-    if not callable(policy):
-        if not isinstance(policy, str) or (policy not in POLICIES and not re.fullmatch(r"[\w.]+:\w+", policy)):
-            raise t.fail("policy", f"must be one of {', '.join(POLICIES)} or 'module:function' of your own")
-    interval = t.duration("poll_interval", 1.0)
-    clients = Clients(
-        policy=policy,
-        dispatch=t.string("dispatch", "on_arrival", choices=DISPATCH),
-        poll_interval=interval,
-        poll_backoff=t.number("poll_backoff", 1.0, minimum=1.0),
-        poll_max_interval=t.duration("poll_max_interval", max(interval, 30.0) if interval > 0 else 0.0),
-        rpc_latency=t.duration("rpc_latency", 0.0),
-        rpc_cost_poll=t.duration("rpc_cost_poll", 0.0),
-        rpc_cost_stage=t.duration("rpc_cost_stage", 0.0),
-        rpc_cost_run=t.duration("rpc_cost_run", 0.0),
-        resubmit_interrupted=t.boolean("resubmit_interrupted", False),
-        max_resubmits=t.integer("max_resubmits", 3, minimum=0),
-    )
-    if interval > 0 and clients.poll_max_interval < interval:
-        raise t.fail("poll_max_interval", "must be >= poll_interval")
-    t.done()
-    return clients
-
-
-def _run(t: Table, workload: Workload) -> RunControl:
-    duration = t.duration("duration", None, positive=True) if t.has("duration") else t.raw("duration", None)
-    jobs = t.integer("jobs", None, minimum=1) if t.has("jobs") else t.raw("jobs", None)
-    if duration is None and jobs is None and workload.trace is None:
-        raise ScenarioError("run", t.data, "needs run.duration or run.jobs (or a trace workload)")
-    run = RunControl(
-        duration=duration,
-        jobs=jobs,
-        warmup=t.duration("warmup", 0.0),
-        warmup_jobs=t.integer("warmup_jobs", 0, minimum=0),
-        seed=t.integer("seed", 1, minimum=0),
-        replications=t.integer("replications", 1, minimum=1),
-        drain=t.boolean("drain", duration is None),
-        sample_interval=t.duration("sample_interval", None, positive=True) if t.has("sample_interval") else t.raw("sample_interval", None),
-        bin=_optional_duration(t, "bin", _default_bin(workload)),
-        bin_period=_optional_duration(t, "bin_period", workload.profile.repeat if workload.profile else None),
-    )
-    if run.bin_period is not None and run.bin is None:
-        if t.has("bin_period"):
-            raise t.fail("bin_period", "needs run.bin (the width of a bin, e.g. '1h')")
-        run = RunControl(**{**run.__dict__, "bin_period": None})
-    if duration is not None and run.warmup >= duration:
-        raise t.fail("warmup", f"must be shorter than run.duration ({duration:g} s)")
-    if jobs is not None and run.warmup_jobs >= jobs:
-        raise t.fail("warmup_jobs", f"must be fewer than run.jobs ({jobs})")
-    t.done()
-    return run
-
-
-def _default_bin(workload: Workload) -> float | None:
-    """Hourly statistics for a daily profile, 1/24 of the period for another repeating profile."""
-    p = workload.profile
-    if p is None or not p.repeat:
-        return None
-    return 3600.0 if p.repeat == 86400.0 else p.repeat / 24
-
-
-def _optional_duration(t: Table, name: str, default: float | None) -> float | None:
-    if not t.has(name):
-        t.raw(name, None)
-        return default
-    if t.data[name] is False:
-        t.raw(name)
-        return None
-    return t.duration(name, positive=True)

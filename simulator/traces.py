@@ -131,7 +131,3 @@ def read_csv(path: str | Path, stats: TraceStats | None = None) -> Iterator[Trac
             yield TraceJob(lineno, nums["submit"], nums["runtime"], python)
         if header is None:
             raise TraceError(path, 1, "empty trace: no header row")
-
-
-def read_trace(kind: str, path: str | Path, stats: TraceStats | None = None) -> Iterator[TraceJob]:
-    return read_swf(path, stats) if kind == "swf" else read_csv(path, stats)

@@ -9,6 +9,7 @@ from typing import Iterator
 import numpy as np
 
 from simulator import traces
+from simulator.arrivals import ARRIVALS
 from simulator.scenario import Scenario
 
 
@@ -86,14 +87,14 @@ class Arrivals:
                 if n >= limit or t >= horizon:
                     return
                 yield t, None, None, k
-        elif w.arrivals in ("poisson", "deterministic"):
+        elif not ARRIVALS[w.arrivals].from_trace:
             for n, t in enumerate(_times(w, self.rng)):
                 if n >= limit or t >= horizon:
                     return
                 yield t, None, None, 0
         else:
             origin = None
-            for n, job in enumerate(traces.read_trace(w.arrivals, w.trace, self.trace_stats)):
+            for n, job in enumerate(ARRIVALS[w.arrivals].read(w.trace, self.trace_stats)):
                 if n >= limit:
                     return
                 if origin is None:
@@ -110,20 +111,10 @@ def _tagged(times: Iterator[float], k: int) -> Iterator[tuple[float, int]]:
 
 
 def _times(w, rng: random.Random) -> Iterator[float]:
-    """Arrival times of one class: its rate profile, or Poisson or deterministic at its rate."""
+    """Arrival times of one class: its rate profile, or its arrival process at its rate."""
     if w.profile is not None:
-        yield from w.profile.arrivals(rng)
-        return
-    gap = 1.0 / w.rate
-    expo = rng.expovariate
-    t = 0.0
-    if w.arrivals == "poisson":
-        while True:
-            t += expo(w.rate)
-            yield t
-    while True:
-        t += gap
-        yield t
+        return w.profile.arrivals(rng)
+    return ARRIVALS[w.arrivals].times(w.rate, rng)
 
 
 def expected_span(scenario: Scenario) -> float:
@@ -135,7 +126,7 @@ def expected_span(scenario: Scenario) -> float:
         rate = sum(c.mean_rate for c in scenario.job_classes)
         return run.jobs / rate + max(c.runtime.mean for c in scenario.job_classes)  # type: ignore[operator]
     first = last = None
-    for n, job in enumerate(traces.read_trace(w.arrivals, w.trace)):
+    for n, job in enumerate(ARRIVALS[w.arrivals].read(w.trace, None)):
         if run.jobs is not None and n >= run.jobs:
             break
         first = job.submit if first is None else first

@@ -86,7 +86,7 @@ def test_slowly_varying_rate_approaches_erlang_c_at_each_level():
     ({"points": [[5, 1]]}, "workload.profile.points[0]", "the first point must be at time 0"),
     ({"points": [[0, 1], [0, 2]]}, "workload.profile.points[1]", "times must increase"),
     ({"points": [[0, -1]]}, "workload.profile.points[0]", "rate must be a finite number"),
-    ({"points": [[0, 1], ["1x", 2]]}, "workload.profile.points[1]", "time: expected seconds"),
+    ({"points": [[0, 1], ["1x", 2]]}, "workload.profile.points[1]", "time: '1x' is not a duration"),
     ({"points": [[0, 0]]}, "workload.profile.points", "every rate is 0"),
     ({"points": [[0, 1], [300, 1]], "repeat": "100s"}, "workload.profile.repeat", "shorter than the last point"),
     ({"points": [[0, 1]], "file": "x.csv"}, "workload.profile.file", "give points or file, not both"),

@@ -75,7 +75,7 @@ def test_set_malformed_specs(spec, message):
     ("wrokload.rate=3", "scenario key wrokload = {'rate': 3}: unknown key (did you mean 'workload'?)"),
     ("agents.count=0", "scenario key agents[0].count = 0: must be an integer >= 1 (from --set)"),
     ("workload.rate=fast", "scenario key workload.rate = 'fast': must be a number (from --set)"),
-    ("network.source_bandwidth=10Gbits", "network.source_bandwidth = '10Gbits': expected bytes/s"),
+    ("network.source_bandwidth=10Gbits", "network.source_bandwidth = '10Gbits': '10Gbits' is not a bandwidth"),
     ("agents[gpu].count=3", "no agent group named 'gpu' (known: w)"),
 ])
 def test_set_errors_name_the_key_and_value(small, tmp_path, capsys, spec, shown):
