@@ -8,6 +8,7 @@ import sys
 
 from simulator import commands as commands_pkg
 from simulator.checks import ScenarioError
+from simulator.commands._common import UsageError
 from simulator.traces import TraceError
 
 EPILOG = """\
@@ -22,8 +23,7 @@ or check failed, 2 bad usage, bad scenario or bad trace (the message names the k
 """
 
 
-class UsageError(Exception):
-    """A bad command-line value; main() prints it and exits with status 2."""
+__all__ = ["main", "build_parser", "discover", "UsageError"]
 
 
 def discover() -> list:

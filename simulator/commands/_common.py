@@ -6,8 +6,13 @@ import sys
 from pathlib import Path
 
 from simulator.api import default_workers
-from simulator.cli import UsageError
 from simulator.scenario import Scenario
+
+
+class UsageError(Exception):
+    """A bad command-line value; `agent-sim` prints it and exits with status 2. It lives here, with
+    the helpers every subcommand imports, so that no subcommand imports simulator.cli (which loads
+    the subcommands by import_module: importing it back would be a cycle)."""
 
 
 def add_scenario(parser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from simulator.cli import UsageError
+from simulator.commands._common import UsageError
 from simulator.commands._common import positive_int
 
 NAME = "calibrate"

@@ -1,7 +1,7 @@
 """`agent-sim plan`: the smallest value of a key (e.g. agents.count) that meets a target."""
 from __future__ import annotations
 
-from simulator.cli import UsageError
+from simulator.commands._common import UsageError
 from simulator.commands import _common
 from simulator.commands.sweep import executor_for
 from simulator.commands.run import format_ci

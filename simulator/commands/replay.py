@@ -5,7 +5,7 @@ import math
 import sys
 from pathlib import Path
 
-from simulator.cli import UsageError
+from simulator.commands._common import UsageError
 from simulator.commands._common import nonneg_int, positive_int
 
 NAME = "replay"

@@ -6,7 +6,7 @@ from pathlib import Path
 from simulator import bottleneck, output
 from simulator.stats import disagree
 from simulator.api import Results, run_replication
-from simulator.cli import UsageError
+from simulator.commands._common import UsageError
 from simulator.commands import _common
 from simulator.workload import expected_span
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from simulator import output
-from simulator.cli import UsageError
+from simulator.commands._common import UsageError
 from simulator.commands import _common
 from simulator import bottleneck
 from simulator.commands.run import format_ci

@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from simulator.cli import UsageError
+    from simulator.commands._common import UsageError
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
     bad = [x for x in layouts if x not in theory.LAYOUTS]
     if bad or not layouts:

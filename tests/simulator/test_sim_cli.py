@@ -177,3 +177,24 @@ def test_console_script_help():
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
     proc = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "examples:" in proc.stdout and "plan" in proc.stdout
+
+
+def test_no_subcommand_imports_the_cli_that_loads_it():
+    """simulator.cli loads every subcommand by import_module; a subcommand importing simulator.cli
+    back would be an import cycle the static graph cannot see. UsageError lives in _common."""
+    import ast
+    import pkgutil
+
+    from simulator import cli, commands
+    from simulator.commands import _common
+    assert cli.UsageError is _common.UsageError
+    for info in pkgutil.iter_modules(commands.__path__):
+        path = Path(commands.__path__[0]) / f"{info.name}.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert "simulator.cli" not in names, f"{path.name}:{node.lineno} imports simulator.cli"
