@@ -59,24 +59,21 @@ def token_of(metadata) -> bytes | None:
     return None
 
 
-def _refusal(handler, message: str):
-    """A handler of the same arity as `handler` that ends the call with UNAUTHENTICATED."""
-    def deny(_request_or_iterator, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+def _refusal(message: str) -> grpc.RpcMethodHandler:
+    """A handler that ends the call with UNAUTHENTICATED at once, before any request message:
+    request-streaming, so grpc.aio calls it on the headers alone (a unary handler would first
+    wait for a message that a half-open call never sends). The wire is the same for every arity."""
+    async def deny(_requests, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    if handler is None or handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(deny)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(deny)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(deny)
-    return grpc.stream_stream_rpc_method_handler(deny)
+    return grpc.stream_unary_rpc_method_handler(deny)
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuses every call (Agent and reflection; also unknown methods, so their existence is
     not revealed) that lacks `authorization: Bearer T` with T in the allowed tokens: status
-    UNAUTHENTICATED, logged as such. Tokens are compared in constant time. Health stays open."""
+    UNAUTHENTICATED, logged as such, sent on the call's headers alone. Tokens are compared in
+    constant time. Health stays open."""
 
     def __init__(self, tokens, telemetry=None):
         self.tokens = tuple(t if isinstance(t, bytes) else t.encode("ascii") for t in tokens)
@@ -92,17 +89,16 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             ok |= hmac.compare_digest(candidate, token)
         return ok
 
-    def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
         if method.startswith(OPEN_PREFIXES):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         token = token_of(handler_call_details.invocation_metadata)
         if self.allowed(token):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         reason = "missing bearer token" if token is None else "bearer token not accepted"
         if self.telemetry is not None:
             label = KNOWN_LABELS.get(method, UNKNOWN_LABEL)
             extra = {} if label != UNKNOWN_LABEL else {"requested": cut(method, 64)}
             self.telemetry.rpc(label, "UNAUTHENTICATED", 0.0, reason=reason, **extra)
-        return _refusal(continuation(handler_call_details), f"{reason}: send metadata "
-                        "'authorization: Bearer TOKEN' with a token the agent allows")
+        return _refusal(f"{reason}: send metadata 'authorization: Bearer TOKEN' with a token the agent allows")

@@ -76,8 +76,21 @@ class AgentConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    rpc_threads: int = 16
     log_rpcs: bool = True
+    # the server (reference_agent.transport, reference_agent.calls): docs/AGENT.md "Serving"
+    work_threads: int | None = None         # threads for blocking work; None: sized for the machine
+    max_queued_calls: int = 256             # calls waiting for a work thread; more: RESOURCE_EXHAUSTED
+    request_timeout: float = 10.0           # seconds for a call's request message to arrive
+    max_connections: int = 4096             # connections at once (lowered to fit the open-files limit)
+    max_streams_per_connection: int = 100   # concurrent calls on one connection (HTTP/2 streams)
+    max_calls: int = 4096                   # concurrent calls in all; more: RESOURCE_EXHAUSTED
+    max_open_streams: int = 128             # open streaming calls of one method (Watch, reflection)
+    keepalive_time: float = 60.0            # ping a connection with calls after this idle time
+    keepalive_timeout: float = 20.0         # drop it when the ping is not answered within this
+    min_client_ping_interval: float = 10.0  # client keepalive pings closer than this are strikes
+    max_connection_idle: float = 300.0      # close connections without calls after this long
+    max_connection_age: float | None = 3600.0  # ask clients to reconnect after this long
+    max_connection_age_grace: float = 300.0    # then close, calls in flight or not
 
     def validate(self) -> "AgentConfig":
         parse_listen(self.listen)
@@ -112,11 +125,28 @@ class AgentConfig:
             raise ConfigError(f"--retain-bytes {self.retain_bytes!r}: must be >= 1")
         if not 0 < self.gc_interval < float("inf"):
             raise ConfigError(f"--gc-interval {self.gc_interval!r}: must be a finite number of seconds > 0")
+        self._validate_server()
         for limit in ("limit_address_space", "limit_open_files", "limit_processes", "limit_memory"):
             value = getattr(self, limit)
             if value is not None and value < 1:
                 raise ConfigError(f"--{limit.replace('_', '-')} {value!r}: must be >= 1")
         return self
+
+    def _validate_server(self) -> None:
+        if self.work_threads is not None and not (isinstance(self.work_threads, int) and self.work_threads >= 1):
+            raise ConfigError(f"--work-threads {self.work_threads!r}: must be an integer >= 1")
+        for name, minimum in (("max_queued_calls", 0), ("max_connections", 1), ("max_streams_per_connection", 1),
+                              ("max_calls", 1), ("max_open_streams", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {minimum}")
+        for name in ("request_timeout", "keepalive_time", "keepalive_timeout", "min_client_ping_interval",
+                     "max_connection_idle", "max_connection_age", "max_connection_age_grace"):
+            value = getattr(self, name)
+            if value is None and name == "max_connection_age":
+                continue
+            if not (isinstance(value, (int, float)) and 0.001 <= value < 2**31 / 1000):
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: must be a duration from 1ms to 24d")
 
     def job_identity(self):
         """The JobUser of --job-user (None without it); ConfigError naming the value otherwise."""

@@ -1,6 +1,11 @@
-"""The thin gRPC adapter: parse and validate, call the domain, map errors to status codes."""
+"""The thin gRPC adapter: parse and validate, call the domain, map errors to status codes.
+
+The servicer's methods are synchronous and run on a work thread (reference_agent.calls); the
+handlers around them, and health and reflection, are coroutines on grpc's asyncio server."""
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from contextlib import contextmanager
 
@@ -13,6 +18,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from protos import AgentService_pb2, AgentService_pb2_grpc, Common_pb2, RunJob_pb2, StageInFile_pb2
 from protos.errors import ProtocolError
+from reference_agent.calls import (Aborted, Busy, CallContext, CallCounts, WorkPool, deadline_of, first_message,
+                                   work_threads_for_machine)
 
 SERVICE = AgentService_pb2.DESCRIPTOR.services_by_name["Agent"]
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
@@ -20,11 +27,14 @@ _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 HEALTH_CHECK = f"/{_HEALTH.full_name}/{_HEALTH.methods_by_name['Check'].name}"
 HEALTH_WATCH = f"/{_HEALTH.full_name}/{_HEALTH.methods_by_name['Watch'].name}"
 REFLECTION_INFO = f"/{_REFLECTION.full_name}/{_REFLECTION.methods_by_name['ServerReflectionInfo'].name}"
+# Seconds a call may take to send its request message after its headers (a half-open call is ended)
+DEFAULT_REQUEST_TIMEOUT = 10.0
 
 
 @contextmanager
 def protocol_errors(context):
-    """The one place where a domain error becomes a gRPC status (context.abort raises)."""
+    """The one place where a domain error becomes a gRPC status (context.abort raises; on a work
+    thread the context is a reference_agent.calls.CallContext)."""
     try:
         yield
     except ProtocolError as exc:
@@ -68,26 +78,33 @@ def _job_of(request) -> str | None:
 
 def _code_name(context, failed: bool) -> str:
     """The status an RPC ends with: the one set on the context, else OK or UNKNOWN (raised)."""
-    status = context.code() if hasattr(context, "code") else None
-    if isinstance(status, grpc.StatusCode):
-        return status.name
-    return "UNKNOWN" if failed else "OK"
+    code = _status_of(context)
+    return code if code != "UNKNOWN" else ("UNKNOWN" if failed else "OK")
 
 
 class RawAgentHandler(grpc.GenericRpcHandler):
     """Serves the servicer's methods on raw bytes, so that bytes which do not parse get
     INVALID_ARGUMENT (AGT-ERR-1) instead of grpcio's generic INTERNAL, and logs one line per
-    RPC with its status code. Method names come from the service descriptor."""
+    RPC with its status code. Method names come from the service descriptor.
 
-    def __init__(self, servicer: AgentServicer, telemetry, log: bool = True):
+    Each method is served on the asyncio server as a request-streaming handler (the wire is the
+    same as unary): it reads the one request message with a deadline (`request_timeout`), then
+    parses, serves and serializes on a thread of `work` (a bounded WorkPool: RESOURCE_EXHAUSTED
+    when full). `bytes_call` is the synchronous part, a hook for broken agents."""
+
+    def __init__(self, servicer: AgentServicer, telemetry, log: bool = True, work: WorkPool | None = None,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT, counts: CallCounts | None = None):
         self.telemetry = telemetry
+        self.counts = counts if counts is not None else CallCounts()
         self.log = log
+        self.work = work if work is not None else WorkPool(work_threads_for_machine(os.cpu_count()), 256)
+        self.request_timeout = request_timeout
         self._handlers = {}
         for method in SERVICE.methods:
             request_class = message_factory.GetMessageClass(method.input_type)
-            behaviour = getattr(servicer, method.name)
-            self._handlers[f"/{SERVICE.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
-                self._wrap(method.name, request_class, behaviour))
+            call = self.bytes_call(method.name, request_class, getattr(servicer, method.name))
+            self._handlers[f"/{SERVICE.full_name}/{method.name}"] = grpc.stream_unary_rpc_method_handler(
+                self._serve(method.name, call))
 
     def service(self, handler_call_details):
         return self._handlers.get(handler_call_details.method)
@@ -96,59 +113,97 @@ class RawAgentHandler(grpc.GenericRpcHandler):
         """{"RunJob": handler, ...} for grpc's registered-method fast path."""
         return {path.rsplit("/", 1)[1]: handler for path, handler in self._handlers.items()}
 
-    def _wrap(self, name, request_class, behaviour):
-        telemetry, log = self.telemetry, self.log
-
-        def handle(data: bytes, context):
-            start = time.perf_counter()
-            code, job = "OK", None
+    def bytes_call(self, name: str, request_class, behaviour):
+        """The work of one call on a work thread: bytes in, bytes out; a CallContext as context."""
+        def call(data: bytes, context: CallContext) -> bytes:
             try:
+                request = request_class.FromString(data)
+            except DecodeError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"request bytes do not parse as {request_class.DESCRIPTOR.name}: {exc}")
+            context.job = _job_of(request)
+            return behaviour(request, context).SerializeToString()
+
+        return call
+
+    def _serve(self, name: str, call):
+        telemetry, log, work, timeout, counts = self.telemetry, self.log, self.work, self.request_timeout, self.counts
+
+        async def handle(_requests, context):
+            start = time.perf_counter()
+            code, size, calling = "UNKNOWN", None, None
+            try:
+                data = await first_message(context, timeout, counts)
+                size, calling = len(data), CallContext(context, deadline_of(context))
                 try:
-                    request = request_class.FromString(data)
-                except DecodeError as exc:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"request bytes do not parse as {request_class.DESCRIPTOR.name}: {exc}")
-                job = _job_of(request)
-                return behaviour(request, context).SerializeToString()
+                    response = await work.run(call, data, calling)
+                except Aborted as exc:
+                    code = exc.code.name
+                    await context.abort(exc.code, exc.details)
+                except Busy as exc:
+                    code = "RESOURCE_EXHAUSTED"
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                code = "OK"
+                return response
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                if calling is not None:
+                    calling.cancelled.set()  # long staging stops between files (AgentCore.serving)
+                raise
             except BaseException:
-                status = context.code() if hasattr(context, "code") else None
-                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                if size is None and code == "UNKNOWN":
+                    code = _status_of(context)
                 raise
             finally:
-                telemetry.rpc(name, code, time.perf_counter() - start, log=log, job=job, bytes=len(data))
+                telemetry.rpc(name, code, time.perf_counter() - start, log=log,
+                              job=calling.job if calling is not None else None, bytes=size)
 
         return handle
 
 
-class LoggedHealthServicer(health.HealthServicer):
-    """The standard health service, logging each call with its status code (no interceptor:
-    an interceptor would tax every Agent RPC as well)."""
+def _status_of(context) -> str:
+    """The code of a call ended before its message came (half-open, or no message at all)."""
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001 - logging must not fail an RPC
+        code = None
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+    return "UNKNOWN"
 
-    def __init__(self, telemetry, **kwargs):
-        super().__init__(**kwargs)
+
+class LoggedHealthServicer(health.aio.HealthServicer):
+    """The standard (asyncio) health service, logging each call with its status code (no
+    interceptor: an interceptor would tax every Agent RPC as well)."""
+
+    def __init__(self, telemetry):
+        super().__init__()
         self.telemetry = telemetry
 
-    def Check(self, request, context):
+    async def Check(self, request, context):
         start, failed = time.perf_counter(), True
         try:
-            response = super().Check(request, context)
+            response = await super().Check(request, context)
             failed = False
             return response
         finally:
             self.telemetry.rpc(HEALTH_CHECK, _code_name(context, failed), time.perf_counter() - start)
 
-    def Watch(self, request, context, send_response_callback=None):
+    async def Watch(self, request, context):
         self.telemetry.rpc(HEALTH_WATCH, "STREAM", 0.0)
-        return super().Watch(request, context, send_response_callback)
+        await super().Watch(request, context)
 
 
-class LoggedReflectionServicer(reflection.ReflectionServicer):
-    """Server reflection with one log line per stream when it starts."""
+class LoggedReflectionServicer(reflection.aio.ReflectionServicer):
+    """Server reflection (asyncio) with one log line per stream when it starts."""
 
     def __init__(self, service_names, telemetry, **kwargs):
         super().__init__(service_names, **kwargs)
         self.telemetry = telemetry
 
-    def ServerReflectionInfo(self, request_iterator, context):
+    async def ServerReflectionInfo(self, request_iterator, context):
         self.telemetry.rpc(REFLECTION_INFO, "STREAM", 0.0)
-        return super().ServerReflectionInfo(request_iterator, context)
+        async for response in super().ServerReflectionInfo(request_iterator, context):
+            yield response

@@ -10,7 +10,7 @@ import time
 from typing import Callable, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from protos.states import JobState
 
@@ -120,6 +120,10 @@ class Telemetry:
         """Expose jobs by state and the queue length, read from the core at scrape time."""
         self.registry.register(_CoreCollector(counts))
 
+    def watch_server(self, counts: Callable[[], dict[str, int]]) -> None:
+        """Expose the server's calls (awaiting their message, work queued, refused), read at scrape time."""
+        self.registry.register(_ServerCollector(counts))
+
     def serve_metrics(self, port: int, host: str = "127.0.0.1") -> int:
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         self._http = server
@@ -148,3 +152,25 @@ class _CoreCollector:
         yield jobs
         yield GaugeMetricFamily("agent_queue_length", "jobs waiting for a slot", value=counts.get("queue", 0))
         yield GaugeMetricFamily("agent_slots_busy", "jobs holding a slot", value=counts.get("busy", 0))
+
+
+class _ServerCollector:
+    """Gauges and counters of the asyncio server (reference_agent.server.AgentServer)."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]):
+        self.counts = counts
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        c = self.counts()
+        yield GaugeMetricFamily("agent_calls_awaiting_message", "calls whose request message has not come",
+                                value=c.get("awaiting_message", 0))
+        yield CounterMetricFamily("agent_calls_half_open_ended", "calls ended because their request message "
+                                  "did not come within --request-timeout", value=c.get("half_open_ended", 0))
+        yield GaugeMetricFamily("agent_work_pending", "calls running or queued on the work threads",
+                                value=c.get("work_pending", 0))
+        yield CounterMetricFamily("agent_work_refused", "calls refused with RESOURCE_EXHAUSTED: work queue full",
+                                  value=c.get("work_refused", 0))
+        yield GaugeMetricFamily("agent_open_streams", "streaming calls open", value=c.get("open_streams", 0))

@@ -167,7 +167,7 @@ class ServesUnderPackage(AgentServer):
 
     def build_server(self):
         server = super().build_server()
-        server.add_generic_rpc_handlers((_PackagedHandler(AgentServicer(self.core), self.telemetry),))
+        server.add_generic_rpc_handlers((self.agent_handler(AgentServicer(self.core), _PackagedHandler),))
         return server
 
 
@@ -179,29 +179,24 @@ class OkForUnparseableBytes(AgentServer):
     EMPTY = {"StageInFiles": StageInFile_pb2.StageInFilesResponse(),
              "RunJob": RunJob_pb2.RunJobResponse(code=RunJob_pb2.WAIT)}
 
-    def build_server(self):
-        server = super().build_server()
-        strict = RawAgentHandler(self.servicer_factory(self.core), self.telemetry)
-        handlers = {}
-        for method in SERVICE.methods:
-            inner = strict.service(_Details(f"/{SERVICE.full_name}/{method.name}", ())).unary_unary
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(self._lenient(method, inner))
-        # registered method handlers take precedence over the generic one of the reference agent
-        server.add_registered_method_handlers(SERVICE.full_name, handlers)
-        return server
+    def agent_handler(self, servicer, handler_class=None):
+        return super().agent_handler(servicer, _LenientHandler)
 
-    def _lenient(self, method, inner):
-        request_class = {"StageInFiles": StageInFile_pb2.StageInFilesRequest,
-                         "RunJob": RunJob_pb2.RunJobRequest}[method.name]
-        empty = self.EMPTY[method.name].SerializeToString()
 
-        def handle(data: bytes, context):
+class _LenientHandler(RawAgentHandler):
+    """The reference handler, except that bytes which do not parse get OK and an empty answer."""
+
+    def bytes_call(self, name, request_class, behaviour):
+        strict = super().bytes_call(name, request_class, behaviour)
+        empty = OkForUnparseableBytes.EMPTY[name].SerializeToString()
+
+        def call(data: bytes, context):
             try:
                 request_class.FromString(data)
             except DecodeError:
                 return empty
-            return inner(data, context)
-        return handle
+            return strict(data, context)
+        return call
 
 
 @register

@@ -1,4 +1,5 @@
-"""Issue 11 item 10: idle server-reflection streams cannot take every RPC thread."""
+"""Issue 11 item 10: idle server-reflection and health Watch streams cannot starve Agent calls;
+they are bounded per method (max_open_streams) and end with UNAVAILABLE when the agent stops."""
 from __future__ import annotations
 
 import queue
@@ -9,7 +10,6 @@ import pytest
 
 from protos.client import AgentClient
 from reference_agent.servicer import REFLECTION_INFO
-from reference_agent.streams import StreamGate, stream_limit
 from shared_helpers import new_id
 
 
@@ -21,7 +21,7 @@ def _idle_requests(stop: queue.Queue):
 
 
 def test_twenty_idle_reflection_streams_leave_run_job_answering(start_agent, insecure_channel):
-    agent = start_agent()
+    agent = start_agent(max_open_streams=4)
     channel = insecure_channel(agent.address)
     open_call = channel.stream_stream(REFLECTION_INFO)
     stops, calls = [], []
@@ -35,12 +35,12 @@ def test_twenty_idle_reflection_streams_leave_run_job_answering(start_agent, ins
         assert client.stage_in(job, [entry]) == [entry]  # DEADLINE_EXCEEDED on the old agent
         client.run(job, [entry])
         assert client.wait_until_done(job, poll_interval=0.02, deadline=20).final.name == "DONE"
-        expected = 20 - stream_limit(agent.server.config.rpc_threads)
+        expected = 20 - agent.server.config.max_open_streams
         end = time.monotonic() + 10
         while sum(call.done() for call in calls) < expected and time.monotonic() < end:
             time.sleep(0.02)
         done = [call for call in calls if call.done()]
-        assert len(done) == expected  # the others stay open, each holding one thread
+        assert len(done) == expected  # the others stay open (a coroutine each, no thread)
         assert {call.code() for call in done} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     finally:
         for stop in stops:
@@ -55,11 +55,11 @@ def test_twenty_idle_health_watches_leave_run_job_answering_and_stop_clean(start
     does not hang the stop (grpc_health's non-blocking Watch deadlocked there now and then)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    agent = start_agent(log_rpcs=logged)
+    agent = start_agent(log_rpcs=logged, max_open_streams=4)
     channel = insecure_channel(agent.address)
     watch = health_pb2_grpc.HealthStub(channel).Watch
     calls = [watch(health_pb2.HealthCheckRequest(service=""), timeout=60) for _ in range(20)]
-    limit = stream_limit(agent.server.config.rpc_threads)
+    limit = agent.server.config.max_open_streams
     try:
         answers = []
         for call in calls:
@@ -77,24 +77,40 @@ def test_twenty_idle_health_watches_leave_run_job_answering_and_stop_clean(start
     assert agent.server.wait(10)
 
 
-def test_a_stream_slot_is_given_back_when_the_stream_ends():
-    gate = StreamGate(1, "test")
+def test_open_streams_end_with_unavailable_when_the_agent_stops(start_agent, insecure_channel):
+    """AGT-EXT-8's premise for every stream the agent serves: a stop ends open streams with
+    UNAVAILABLE at once (not after the grace period), after health said NOT_SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    class Context:
-        def abort(self, code, details):
-            raise RuntimeError(code, details)
+    agent = start_agent()
+    channel = insecure_channel(agent.address)
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+    stop = queue.Queue()
+    reflection = channel.stream_stream(REFLECTION_INFO)(_idle_requests(stop), timeout=60)
+    try:
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        start = time.monotonic()
+        agent.server.stop(grace=30, stop_jobs=True)
+        assert time.monotonic() - start < 20  # the streams did not hold the stop for its grace
+        statuses = []
+        with pytest.raises(grpc.RpcError) as ended:
+            for answer in watch:
+                statuses.append(answer.status)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert statuses in ([], [health_pb2.HealthCheckResponse.NOT_SERVING])
+        with pytest.raises(grpc.RpcError) as ended:
+            next(reflection)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop.put(None)
+        watch.cancel()
+        reflection.cancel()
 
-    def echo(requests, context):
-        yield from requests
 
-    gated = gate.wrap(echo)
-    assert list(gated(iter([1, 2]), Context())) == [1, 2]
-    assert list(gated(iter([3]), Context())) == [3]  # the slot came back
-    first = gated(iter([4, 5]), Context())
-    assert next(first) == 4  # holds the slot
-    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
-        next(gated(iter([6]), Context()))
-    first.close()
-    assert list(gated(iter([7]), Context())) == [7]
-    with pytest.raises(ValueError):
-        StreamGate(0, "none")
+def test_a_stream_gate_refuses_below_one():
+    import asyncio
+
+    from reference_agent.streams import StreamGate
+
+    with pytest.raises(ValueError, match="limit 0"):
+        StreamGate(0, "none", asyncio.Event())
