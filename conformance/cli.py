@@ -38,8 +38,17 @@ See docs/CONFORMANCE.md.
 """
 
 
+class UsageError(Exception):
+    """argparse's own refusal (unknown flag, missing value), raised instead of its exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="agent-conformance", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Check an Agent protocol v1 implementation against every requirement of PROTOCOL-V1. "
                     "Without --target or --agent-cmd it starts the reference agent and tests that.")
@@ -73,9 +82,31 @@ def _pytest_args(args: argparse.Namespace, ini: str) -> list[str]:
     return out
 
 
+def _usage_error(parser, argv, exc, raw: dict | None = None, junit: str | None = None) -> int:
+    """Exit 2 with the error on stderr, the same verdict on stdout and in every report asked for (a gate
+    that reads conformance.json finds it, not a missing file)."""
+    from conformance import finish, verdict
+
+    parser.print_usage(sys.stderr)
+    print(f"agent-conformance: error: {exc}", file=sys.stderr)
+    run = verdict.error(f"usage error: {exc}")
+    if raw is None:   # argparse refused the line: take the report paths from what it can still read
+        try:
+            known, _ = parser.parse_known_args(argv)
+            raw, junit = {opt.field: getattr(known, opt.field, None) for opt in OPTIONS}, known.junitxml
+        except UsageError:
+            raw = {}
+    finish.write_raw(raw, junit, run)
+    print(run.headline())
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _usage_error(parser, argv, exc)
     raw = {opt.field: getattr(args, opt.field) for opt in OPTIONS}
     try:
         settings = validate(raw, front=CLI)
@@ -85,14 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             from conformance import expected
             expected.load(settings.expected)
     except (OptionError, ValueError) as exc:
-        parser.print_usage(sys.stderr)
-        print(f"agent-conformance: error: {exc}", file=sys.stderr)
-        from conformance import finish, verdict
-
-        run = verdict.error(f"usage error: {exc}")
-        finish.write_raw(raw, args.junitxml, run)   # a gate reading a report finds the same verdict
-        print(run.headline())
-        return 2
+        return _usage_error(parser, argv, exc, raw, args.junitxml)
     import pytest
 
     from conformance.session import ConformancePlugin

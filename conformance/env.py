@@ -63,6 +63,7 @@ class Env:
         self.done_at: dict[str, float] = {}  # wall-clock time of the first DONE answer, per job
         self.jobs: list[str] = []          # jobs this test submitted (lower case)
         self.files: list[str] = []         # files this test put into the source
+        self.sizes: dict[str, int] = {}    # their sizes (a call's deadline grows with them)
         self.logs: list[str] = []
         self.gated: set[str] = set()       # jobs whose script waits for a gate file
         self.unchecked: list[tuple[str, str, str]] = []  # (requirement, what was not checked, option)
@@ -79,6 +80,7 @@ class Env:
         self.target.source.put(file_uuid, data)
         self.audit.on_put(file_uuid, data)
         self.files.append(file_uuid)
+        self.sizes[file_uuid] = len(data)
         return file_uuid
 
     def script(self, job: str, *, gate: bool = False, sleep: float = 0.0, mark: str = "entry",
@@ -94,9 +96,15 @@ class Env:
 
     # --- raw calls ---------------------------------------------------------------------------------
 
-    def send(self, method: str, payload: bytes, request: str) -> Reply:
-        code, details, raw = self.target.call(method, payload)
+    def send(self, method: str, payload: bytes, request: str, files: Sequence[str | None] = ()) -> Reply:
+        """One call; its deadline grows with the files it names and their bytes (Timing.call_for)."""
+        size = len(payload) + sum(self.sizes.get((f or "").lower(), 0) for f in set(files))
+        timeout = self.timing.call_for(len(files), size)
+        code, details, raw = self.target.call(method, payload, timeout=timeout)
         reply = Reply(request, code, details, raw)
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise AgentUnavailable(f"{request} -> DEADLINE_EXCEEDED: no answer within the deadline for a request "
+                                   f"of {len(files)} files, {size} bytes; {self.timing.hint(timeout)}")
         if code in TRANSPORT_CODES:
             raise AgentUnavailable(f"{request} -> {code.name}: {details}")
         if code is grpc.StatusCode.UNIMPLEMENTED:
@@ -107,7 +115,7 @@ class Env:
         files = list(files)
         desc = f"StageInFiles(job={job!r}, files={_short(files)})" if job_present else \
             f"StageInFiles(job absent, files={_short(files)})"
-        reply = self.send(wire.STAGE_METHOD, wire.stage_request(job, files, job_present=job_present), desc)
+        reply = self.send(wire.STAGE_METHOD, wire.stage_request(job, files, job_present=job_present), desc, files)
         if reply.ok:
             staged, problem = wire.decode_stage_response(reply.raw)
             if staged is None:
@@ -124,7 +132,7 @@ class Env:
         if reqs:
             parts.append(f"requirements={_short(list(reqs))}")
         desc = f"RunJob({', '.join(parts)})"
-        reply = self.send(wire.RUN_METHOD, wire.run_request(job, files, reqs, job_present=job_present), desc)
+        reply = self.send(wire.RUN_METHOD, wire.run_request(job, files, reqs, job_present=job_present), desc, files)
         if reply.ok:
             code, problem = wire.decode_run_response(reply.raw)
             if code is None:
@@ -246,7 +254,8 @@ class Env:
     def wait_state(self, rid, job: str, accept: Callable[[JobState], bool], what: str,
                    deadline: float | None = None) -> JobState:
         """Poll the job until `accept(state)`; Violation of `rid` past the deadline."""
-        limit = time.monotonic() + (deadline if deadline is not None else self.timing.done)
+        start = time.monotonic()
+        limit = start + (deadline if deadline is not None else self.timing.done)
         checked()
         while True:
             state = self.status(rid, job)
@@ -255,7 +264,7 @@ class Env:
             if time.monotonic() > limit:
                 raise violation(rid, f"job not {what} in time",
                                 f"job {job.lower()}: not {what} after {limit - self.t0:.1f} s of the test\n"
-                                f"timeline: {self.timeline(job)}")
+                                f"timeline: {self.timeline(job)}\n{self.timing.hint(limit - start)}")
             time.sleep(self.timing.poll)
 
     def wait_done(self, rid, job: str, deadline: float | None = None) -> None:
@@ -264,7 +273,8 @@ class Env:
     def finish(self, job: str, deadline: float | None = None) -> None:
         """Poll until DONE; past the deadline the violation names what the timeline shows: never
         started (AGT-SCHED-2), started but still WAIT (AGT-STATE-2) or never reported DONE (AGT-STATE-3)."""
-        limit = time.monotonic() + self._progress(deadline if deadline is not None else self.timing.done)
+        start = time.monotonic()
+        limit = start + self._progress(deadline if deadline is not None else self.timing.done)
         checked()
         while self.status("AGT-RUN-7", job) is not JobState.DONE:
             if time.monotonic() > limit:
@@ -280,7 +290,8 @@ class Env:
                     rid, what = "AGT-STATE-3", ("a job whose process ended is not reported DONE" if ended
                                                 else "a short job is still not DONE")
                 raise violation(rid, what + " in time", f"job {job.lower()}: not DONE after "
-                                f"{limit - self.t0:.1f} s of the test\ntimeline: {self.timeline(job)}")
+                                f"{limit - self.t0:.1f} s of the test\ntimeline: {self.timeline(job)}\n"
+                                f"{self.timing.hint(limit - start)}")
             time.sleep(self.timing.poll)
 
     def wait_until(self, rid, condition: Callable[[], object], deadline: float, summary: str,
@@ -289,7 +300,7 @@ class Env:
         checked()
         while not condition():
             if time.monotonic() > limit:
-                raise violation(rid, summary, details())
+                raise violation(rid, summary, "\n".join(filter(None, [details(), self.timing.hint(deadline)])))
             time.sleep(self.timing.poll)
 
     def runs(self, job: str) -> list[jobs.Run]:

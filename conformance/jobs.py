@@ -44,6 +44,7 @@ listing = sorted(os.listdir("."))
 info = sys.version_info
 put(JOB + ".runs", {{
     "mark": MARK, "pid": os.getpid(), "start": time.time(), "argv": sys.argv, "name": __name__,
+    "executable": sys.executable,
     "version": "%d.%d.%d" % (info[0], info[1], info[2]), "releaselevel": info[3],
     "cwd": os.getcwd(), "listing": listing,
     "links": [n for n in listing if os.path.islink(n)],
@@ -91,6 +92,7 @@ class Run:
     listing: list
     links: list
     hashes: dict
+    executable: str = ""   # the interpreter's path as the job sees it (sys.executable)
 
 
 class Witness:

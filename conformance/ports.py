@@ -83,7 +83,8 @@ class Tether:
 
 def describe_port(address: str, timeout: float = 2.0) -> str:
     """One phrase on what answers at `address` when gRPC does not: 'connection refused', 'an HTTP/1
-    server answers ...', 'a TLS server answers ...', 'the port accepts connections but ...'."""
+    server answers ...', 'a TLS server answers ...', 'the port accepts connections but ...'. Called only
+    once no gRPC channel could be made."""
     try:
         sock = _connect(address, timeout)
     except ConnectionRefusedError:
@@ -93,15 +94,15 @@ def describe_port(address: str, timeout: float = 2.0) -> str:
     except OSError as exc:
         return f"no connection: {exc.strerror or exc}"
     with sock:
-        try:
-            sock.sendall(PREFACE)
+        try:   # an HTTP/1.1 request: HTTP/1 servers answer it in kind, HTTP/2-only ones with frames
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: " + address.encode("ascii", "replace") + b"\r\n\r\n")
             sock.settimeout(timeout)
             data = sock.recv(256)
         except socket.timeout:
             return "the port accepts connections but sends nothing back to an HTTP/2 client (not a gRPC server?)"
         except OSError as exc:
             return f"the port accepts connections but resets them ({exc.strerror or exc})"
-    if data.startswith(b"HTTP/"):
+    if data.startswith(b"HTTP/") or data.lstrip()[:1] == b"<":
         line = data.split(b"\r\n", 1)[0].decode("latin-1")
         return f"an HTTP/1 server answers on the port ({line!r}), not a gRPC agent: check the address"
     if data[:1] in (b"\x15", b"\x16"):

@@ -34,8 +34,22 @@ class Timing:
         return self(0.02)
 
     @property
-    def call(self) -> float:       # one RPC
+    def call(self) -> float:       # one small RPC
         return self(15.0)
+
+    # what a request may cost an agent that fsyncs each file on a loaded machine: the contract sets
+    # no time limit on staging, so the deadline grows with the files and bytes a request names
+    PER_FILE = 0.04                # seconds per file named
+    PER_BYTE = 1 / 5e6             # seconds per byte to copy (5 MB/s)
+
+    def call_for(self, files: int = 0, size: int = 0) -> float:
+        """The deadline of one call naming `files` files of `size` bytes in all."""
+        return self(15.0 + self.PER_FILE * files + self.PER_BYTE * size)
+
+    def hint(self, seconds: float) -> str:
+        """What a deadline hit says: the deadline and the option that raises it."""
+        return (f"the suite's deadline was {seconds:.1f} s at --time-scale {self.scale:g}: if the agent is slow "
+                f"but correct (a loaded machine, fsync on every file), raise --time-scale")
 
     @property
     def start(self) -> float:      # a job with a free slot is started (or DONE) by then

@@ -28,6 +28,7 @@ from reference_agent.pending import PendingEnds
 from reference_agent.processes import Launch, Limits, clean_env, kill_group
 from reference_agent.recovery import Recovery
 from reference_agent.retention import Retention, RetentionPolicy
+from reference_agent.launchretry import JobCannotStart
 from reference_agent.scheduling import START_RETRY_SECONDS, Scheduler
 from reference_agent.stagein import STAGE_CHUNK, STAGE_CHUNK_SECONDS, StageIn
 from reference_agent.staging import ContentStore, checked_name, make_source
@@ -71,7 +72,9 @@ class AgentCore(AgentHooks, CoreServices):
             raise
         self.pending_ends = PendingEnds(self.journal, self.telemetry.log)
         self.interpreters = InterpreterRegistry(config.pythons, config.include_running,
-                                                config.discover_path, config.probe_timeout)
+                                                config.discover_path, config.probe_timeout,
+                                                user=self.job_user, cache_file=root / "interpreters.json",
+                                                log=self.telemetry.log)
         self.limits = Limits(config.limit_address_space, config.limit_open_files, config.limit_processes)
         self._tables = JobTables()
         self._call = threading.local()        # the RPC being served by this thread (see `serving`)
@@ -102,7 +105,7 @@ class AgentCore(AgentHooks, CoreServices):
         stale = self.supervisor.sweep(running)  # cgroups of jobs that ended while the agent was down
         if stale:
             self.telemetry.log("containment", event="cleaned up", jobs=len(stale), first=stale[0])
-        self.interpreters.available()  # probe once, now, not during the first RunJob
+        self.interpreters.start_probing()  # in the background: the agent listens meanwhile
         self._scheduler.start()
         self.retention.start()  # background passes, when a policy is set
 
@@ -244,6 +247,8 @@ class AgentCore(AgentHooks, CoreServices):
         return self._tables.jobs[queue[0]] if queue else None
 
     def launch(self, job: Job) -> Launch:
+        if not job.files:
+            raise JobCannotStart("no files: nothing to run")  # DONE (failed); any other failure: WAIT
         if self.job_user is not None:  # its work directory is the one place the job user may write
             # Search-only (0711) on the way there: Python opens the entry point by absolute path.
             # Listing stays refused, and every other job's directory, the cache and the journal

@@ -37,9 +37,14 @@ def run_cli(args: list[str], tmp: Path, timeout: float = 240) -> Run:
     return Run(done.returncode, data, done.stdout, done.stderr)
 
 
+# Agents whose defect shows only with more than the default command: a second interpreter (the virtual
+# environment's base Python, another path of the same version) to choose from at random.
+AGENT_ARGS = {"PicksInterpreterAtRandom": f" --python {getattr(sys, '_base_executable', sys.executable)}"}
+
+
 def broken_args(name: str) -> list[str]:
-    return ["--agent-cmd", BROKEN_CMD.format(name=name), "--max-request-bytes", str(REFERENCE_LIMIT),
-            "--level", "should"]
+    return ["--agent-cmd", BROKEN_CMD.format(name=name) + AGENT_ARGS.get(name, ""), "--max-request-bytes",
+            str(REFERENCE_LIMIT), "--level", "should"]
 
 
 def keyword_for(ids) -> str:
@@ -96,6 +101,7 @@ PRIMARY = {
 # Defects that show only after a restart: their primary test is the restart scenario.
 PRIMARY_FOR = {
     "ForgetsSlotsAfterRestart": ["test_restart_clean"],
+    "PicksInterpreterAtRandom": ["test_interpreter_choice_satisfies_and_is_deterministic"],
     "RestagesFromSourceAfterRestart": ["test_restart_clean"],
     "StopsStagingAfterAChunk": ["test_large_stage_request_lists_every_file"],
     "TrustsCacheAfterJobWrites": ["test_a_job_writing_its_input_does_not_change_another_jobs_copy"],
