@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from protos import errors, submission, validation
+from protos import errors, extensions, submission, validation
 from protos.states import JobState
 from protos.validation import RunRequest, StageRequest
 
+from reference_agent.cancel import Canceller
 from reference_agent.config import AgentConfig
 from reference_agent.containment import choose_containment
 from reference_agent.copying import private_dir, private_files
@@ -24,6 +25,7 @@ from reference_agent.hooks import AgentHooks, CoreServices
 from reference_agent.interpreters import Interpreter, InterpreterRegistry
 from reference_agent.job import Job
 from reference_agent.journal import JobRow, Journal, StorageError, is_disk_full
+from reference_agent.outcomes import outcome_of
 from reference_agent.pending import PendingEnds
 from reference_agent.processes import Launch, Limits, clean_env, kill_group
 from reference_agent.recovery import Recovery
@@ -37,6 +39,7 @@ from reference_agent.supervision import JobSupervisor, SupervisionLimits
 from reference_agent.tables import JobTables
 from reference_agent.telemetry import Telemetry
 from reference_agent.transitions import Transitions
+from reference_agent.watch import EventHub, Subscription
 
 __all__ = ["AgentCore", "Job", "JobRow", "START_RETRY_SECONDS", "STAGE_CHUNK", "STAGE_CHUNK_SECONDS"]
 
@@ -84,7 +87,9 @@ class AgentCore(AgentHooks, CoreServices):
         self.supervisor = JobSupervisor(
             SupervisionLimits(config.job_timeout, config.kill_grace, config.limit_processes),
             on_end=self._on_exit, log=self.telemetry.log, containment=self.containment)
-        transitions = Transitions(self.journal, self.pending_ends, self.telemetry)
+        self.events = EventHub()  # watch streams, fed by every transition (publish_state)
+        transitions = Transitions(self.journal, self.pending_ends, self.telemetry, on_change=self.publish_state)
+        self._cancels = Canceller(self._tables, transitions, self)
         self._scheduler = Scheduler(self._tables, self, transitions, self.supervisor, self.telemetry,
                                     reclaim=self._reclaim_workdir)
         self._stagein = StageIn(self._tables, self.journal, self.telemetry, self, self._caller_waiting,
@@ -101,6 +106,9 @@ class AgentCore(AgentHooks, CoreServices):
         self.telemetry.log("containment", mode=self.containment.name, how=self.containment.describe())
         self._recovery.recover()
         self.on_recovered()
+        cancelled = self._cancels.resume()  # RUN jobs whose cancel was recorded before a crash
+        if cancelled:
+            self.telemetry.log("job", event="cancel resumed", jobs=len(cancelled), first=cancelled[0])
         running = {job.job for job in self._tables.running()}
         stale = self.supervisor.sweep(running)  # cgroups of jobs that ended while the agent was down
         if stale:
@@ -113,6 +121,7 @@ class AgentCore(AgentHooks, CoreServices):
         """Stop scheduling. Running jobs are left running (adopted at the next start) unless
         `stop_jobs` (default: config.stop_jobs_on_exit), then they end DONE (interrupted)."""
         stop = self.config.stop_jobs_on_exit if stop_jobs is None else stop_jobs
+        self.events.close()  # open watch streams end (UNAVAILABLE), none opens any more
         self.retention.stop(timeout)
         self._scheduler.stop(timeout)  # a launch in progress completes first
         if stop:
@@ -277,6 +286,36 @@ class AgentCore(AgentHooks, CoreServices):
                 os.chown(job.workdir, os.geteuid(), os.getegid(), follow_symlinks=False)
             except OSError:
                 pass
+
+    # --- hooks: extensions (cancel.py, outcomes.py, watch.py own the mechanics) ----------------------
+    def capabilities(self) -> tuple[str, ...]:
+        return extensions.CAPABILITIES
+
+    def get_outcome(self, job_id: str) -> extensions.Outcome:
+        job = self.job(job_id)
+        if job is None:
+            raise extensions.unknown_jobs([job_id.lower()], "AGT-EXT-3")
+        return outcome_of(job, self.report_state(job))
+
+    def cancel_job(self, job_id: str) -> JobState:
+        return self._cancels.cancel(job_id.lower())
+
+    def record_cancel(self, job: Job, columns: dict) -> None:
+        self.journal.update_job(job.job, **columns)
+
+    def end_process_tree(self, job: Job) -> None:
+        self.containment.kill_all(job.job, job.pid)
+
+    def watch_jobs(self, job_ids: list[str], caller: str) -> Subscription:
+        with self._tables.lock:  # no change between the snapshot and the subscription is lost
+            known = {j: self._tables.jobs.get(j.lower()) for j in job_ids}
+            missing = [j for j, job in known.items() if job is None]
+            if missing:
+                raise extensions.unknown_jobs(missing)
+            return self.events.subscribe(caller, {j.lower(): self.report_state(job) for j, job in known.items()})
+
+    def publish_state(self, job: Job, state: JobState) -> None:
+        self.events.publish(job.job, state)
 
     # --- services (CoreServices has each one's contract) ------------------------------------------
     def job(self, job_id: str) -> Job | None:

@@ -17,9 +17,11 @@ from protos.states import JobState
 from protos.validation import RunRequest, StageRequest
 
 if TYPE_CHECKING:  # the types of arguments only
+    from protos.extensions import Outcome
     from reference_agent.interpreters import Interpreter
     from reference_agent.job import Job
     from reference_agent.processes import Launch
+    from reference_agent.watch import Subscription
 
 
 class AgentHooks:
@@ -105,6 +107,37 @@ class AgentHooks:
     def start_job(self, job: Job) -> None:
         """On the scheduler's (or the submitting) thread, the job holding a slot: launch it, journal
         RUN with its pid, then let it go; a launch that fails ends it DONE (failed)."""
+        raise NotImplementedError
+
+    # --- extensions: outcome, cancel, watch (PROTOCOL-EXT; docs/AGENT.md "Extensions") -------------
+    def capabilities(self) -> tuple[str, ...]:
+        """The extensions GetCapabilities lists (AGT-EXT-2); methods of others answer UNIMPLEMENTED."""
+        raise NotImplementedError
+
+    def get_outcome(self, job_id: str) -> Outcome:
+        """GetOutcome: the job's v1 state now and, once DONE, how it ended (AGT-EXT-3/4); NOT_FOUND when unknown."""
+        raise NotImplementedError
+
+    def cancel_job(self, job_id: str) -> JobState:
+        """CancelJob: the state after the call, DONE or RUN while the kill is under way (AGT-EXT-5/6)."""
+        raise NotImplementedError
+
+    def record_cancel(self, job: Job, columns: dict) -> None:
+        """Under the lock: make a cancel durable before it is answered (the journal row takes `columns`:
+        `cancelled`, and for a WAIT job its DONE); StorageError when it cannot."""
+        raise NotImplementedError
+
+    def end_process_tree(self, job: Job) -> None:
+        """Kill every process of a cancelled RUN job (its cgroup, else its session); its end follows."""
+        raise NotImplementedError
+
+    def watch_jobs(self, job_ids: list[str], caller: str) -> Subscription:
+        """WatchJobs: a subscription whose first events are the jobs' current states (AGT-EXT-7);
+        NOT_FOUND naming unknown ids; RESOURCE_EXHAUSTED past the caller's or the agent's bound."""
+        raise NotImplementedError
+
+    def publish_state(self, job: Job, state: JobState) -> None:
+        """Under the lock, at each transition, once v1 reports `state`: tell the watch streams (AGT-EXT-8)."""
         raise NotImplementedError
 
     # --- restart -----------------------------------------------------------------------------------

@@ -137,6 +137,8 @@ JOB_COLUMNS: tuple[Column, ...] = (
     Column("submitted", "REAL NOT NULL", "float", check=_time, held=_same),
     Column("started", "REAL", "float | None", default=None, update=True, check=_time, held=_same),
     Column("ended", "REAL", "float | None", default=None, update=True, check=_time, held=_same),
+    Column("cancelled", "REAL", "float | None", default=None, update=True, check=_time, held=_same,
+           doc="when CancelJob was recorded (AGT-EXT-5): the job's end is CANCELLED"),
     Column("workdir", "TEXT NOT NULL", "str", check=_text, held=Path),
     Column("stdout", "TEXT NOT NULL", "str", check=_text, held=Path),
     Column("stderr", "TEXT NOT NULL", "str", check=_text, held=Path),

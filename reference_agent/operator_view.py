@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from protos.states import JobState
+from protos.states import DoneReason, JobState
 from protos.validation import is_uuid
 
 from reference_agent.journal import Journal, JobRow, JournalError
+from reference_agent.outcomes import end_of
 
 
 def _open(state_dir: str) -> Journal | None:
@@ -32,9 +33,22 @@ def _duration(row: JobRow) -> float | None:
     return (row.ended if row.ended is not None else time.time()) - row.started
 
 
+def _end(row: JobRow) -> tuple[str | None, int | None, int | None]:
+    """(end, exit_status, signal) as GetOutcome reports them (reference_agent.outcomes)."""
+    reason = DoneReason(row.reason) if row.reason else None
+    end, status, sig = end_of(reason, row.exit_status, row.cancelled is not None)
+    return (end.name.lower() if end is not None else None), status, sig
+
+
+def _end_text(row: JobRow) -> str:
+    end, status, sig = _end(row)
+    return {"exited": f"exit {status}", "signalled": f"signal {sig}"}.get(end or "", end or "-")
+
+
 def _summary(row: JobRow) -> dict:
     d = row.as_dict()
     d["state"] = JobState(row.state).name
+    d["end"], d["exit_status"], d["signal"] = _end(row)  # as GetOutcome says; `reason` is the agent's own
     d["duration"] = _duration(row)
     d["files"], d["requirements"] = list(row.files), list(row.requirements)
     return d
@@ -90,11 +104,11 @@ def show_jobs(journal: Journal, as_json: bool) -> int:
     if as_json:
         print(json.dumps([_summary(r) for r in rows], indent=1))
         return 0
-    _print(f"{'JOB':<36}  {'STATE':<5}  {'REASON':<11}  {'EXIT':>4}  {'DURATION':>9}  {'PYTHON':<10}  SUBMITTED")
+    _print(f"{'JOB':<36}  {'STATE':<5}  {'REASON':<11}  {'END':<11}  {'DURATION':>9}  {'PYTHON':<10}  SUBMITTED")
     for r in rows:
         dur = _duration(r)
         _print(f"{r.job:<36}  {JobState(r.state).name:<5}  {r.reason or '-':<11}  "
-              f"{'-' if r.exit_status is None else r.exit_status:>4}  "
+              f"{_end_text(r):<11}  "
               f"{'-' if dur is None else f'{dur:.3f}s':>9}  {r.python_version:<10}  {_fmt_time(r.submitted)}")
     print(f"{len(rows)} job(s)")
     return 0
@@ -109,6 +123,7 @@ def show_job(journal: Journal, job: str, tail: int, as_json: bool) -> int:
         print(json.dumps(_summary(row), indent=1))
         return 0
     for label, value in (("job", row.job), ("state", JobState(row.state).name), ("reason", row.reason or "-"),
+                         ("end", _end_text(row)),
                          ("exit status", "-" if row.exit_status is None else row.exit_status),
                          ("note", row.note or "-"),
                          ("interpreter", f"{row.interpreter} (Python {row.python_version})"),

@@ -66,7 +66,7 @@ class InProcessAgent:
         entry = self.script(code)
         files = [entry, *extra]
         assert self.client.stage_in(job, files) == [f.lower() for f in files]
-        self.client.run(job, [entry], python_version)
+        self.client.run(job, [entry], python_version=python_version)
         return job
 
     def wait_done(self, job: str, deadline: float = 30.0, poll_interval: float = 0.01):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from protos.requirements import REQUIREMENTS
+from protos.requirements import ALL_REQUIREMENTS, EXT_REQUIREMENTS
 from reference_agent.config import AgentConfig
 from reference_agent.domain import AgentCore, Job
 from reference_agent.server import AgentServer
@@ -18,7 +18,7 @@ def register(cls: type) -> type:
     violates = getattr(cls, "violates", None)
     if not isinstance(violates, tuple) or not violates:
         raise TypeError(f"{cls.__name__} must declare violates = ('AGT-...',)")
-    unknown = [rid for rid in violates if rid not in REQUIREMENTS]
+    unknown = [rid for rid in violates if rid not in ALL_REQUIREMENTS]
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown requirement IDs {unknown}")
     if not issubclass(cls, (AgentCore, AgentServicer, AgentServer)):
