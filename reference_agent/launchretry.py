@@ -17,6 +17,11 @@ FIRST_DELAY = 0.2
 MAX_DELAY = 10.0
 
 
+class JobCannotStart(Exception):
+    """A start that fails by the job's own defect and would fail at every try (a job without an
+    entry file): the job ends DONE (failed) instead of waiting forever at the head of the queue."""
+
+
 def cause(exc: BaseException) -> str:
     """A short, bounded label for the metric and the log: the errno's name (EMFILE, EROFS,
     EAGAIN...) when the OS refused, else the exception's type."""

@@ -1,6 +1,7 @@
 """Job processes: launch in a new process group with limits, identity against pid reuse, waiting."""
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -44,6 +45,17 @@ LAUNCHER_FD = (
     's=$?\n'
     'echo "$s" >&"$2"\n'
     'exit "$s"\n'
+)
+# With --job-user each job also gets mount and pid namespaces of its own (unshare, util-linux):
+# its /proc shows only its own processes (no other job's command line, so no other job's file
+# UUIDs), and /tmp and /dev/shm are tmpfs of its own, charged to its memory cgroup and gone when
+# its last process ends. `--kill-child`: the namespace's processes die with the launcher.
+UNSHARE = "/usr/bin/unshare"
+UNSHARE_ARGS = ("--pid", "--mount-proc", "--kill-child=SIGKILL", "--propagation", "private", "--")
+PRIVATE_MOUNTS = (
+    'mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || exit 125\n'
+    'if [ -d /dev/shm ]; then mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || exit 125; fi\n'
+    'exec "$@"\n'
 )
 NOT_LAUNCHED = 125  # the launcher exits with this when the agent never said go
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -143,6 +155,8 @@ class Launch:
                 script = LAUNCHER_FD.replace("{limits}", limits.as_shell())  # the interpreter's, not the shell's
                 argv = [SETPRIV, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--",
                         JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd)]
+                if private_namespaces():
+                    argv = [UNSHARE, *UNSHARE_ARGS, "/bin/sh", "-c", PRIVATE_MOUNTS, "sh", *argv]
                 as_user = dict(pass_fds=(status_fd,))
             with _private_output(stdout) as out, _private_output(stderr) as err:
                 self.proc = subprocess.Popen(
@@ -183,6 +197,27 @@ class Launch:
         if getattr(self, "pidfd", None) is not None:
             os.close(self.pidfd)
             self.pidfd = None
+
+
+_namespaces: bool | None = None
+
+
+def private_namespaces() -> bool:
+    """Whether this machine gives a job its own pid and mount namespaces with private tmpfs
+    mounts (root, unshare present, not refused by a container): tried once, then remembered."""
+    global _namespaces
+    if _namespaces is None:
+        try:
+            done = subprocess.run([UNSHARE, *UNSHARE_ARGS, "/bin/sh", "-c", PRIVATE_MOUNTS, "sh", "/bin/true"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+            _namespaces = done.returncode == 0
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                raise  # the agent's trouble now (a start retried later), not the machine's answer
+            _namespaces = False
+        except subprocess.SubprocessError:
+            _namespaces = False
+    return _namespaces
 
 
 def _pidfd(pid: int) -> int | None:

@@ -8,7 +8,8 @@ from typing import Callable
 from protos.states import Event, JobState
 from reference_agent.hooks import AgentHooks
 from reference_agent.job import Job
-from reference_agent.journal import StorageError, is_disk_full
+from reference_agent.journal import StorageError
+from reference_agent.launchretry import JobCannotStart, StartBackoff, cause
 from reference_agent.supervision import JobSupervisor, exit_event
 from reference_agent.tables import JobTables
 from reference_agent.telemetry import Telemetry
@@ -31,7 +32,8 @@ class Scheduler:
         self.supervisor, self.telemetry, self.reclaim = supervisor, telemetry, reclaim
         self.stopping = False
         self.closed = False
-        self.hold_starts_until = 0.0  # monotonic; set when a RUN could not be journalled
+        self.hold_starts_until = 0.0  # monotonic; set when the agent could not start a job
+        self.backoff = StartBackoff(START_RETRY_SECONDS)  # doubles while starts keep failing for the agent's reasons
         self._thread: threading.Thread | None = None
 
     # --- the thread ------------------------------------------------------------------------
@@ -89,8 +91,11 @@ class Scheduler:
         try:
             launch = self.hooks.launch(job)
             self.supervisor.contain(job, launch)  # into its cgroup before it runs anything
-        except Exception as exc:  # noqa: BLE001 - e.g. the interpreter vanished: DONE (failed)
+        except JobCannotStart as exc:  # the job's own defect (e.g. no entry file): DONE (failed)
             self.fail_start(job, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - EMFILE, EROFS, EAGAIN...: the agent's, it waits
+            self.requeue(job, exc)
             return
         try:
             with self.tables.lock:
@@ -100,30 +105,33 @@ class Scheduler:
             launch.abort()
             self.requeue(job, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - not journalled as RUN: it must never run
+        except Exception as exc:  # noqa: BLE001 - not journalled as RUN: it must never run; it waits
             launch.abort()
-            self.fail_start(job, exc)
+            self.requeue(job, exc)
             return
+        self.backoff.succeeded()
         launch.go()
         self.supervisor.watch(job, launch=launch)
 
     def requeue(self, job: Job, exc: BaseException) -> None:
-        """A job whose RUN could not be journalled goes back to the head of the queue and its slot
-        is freed; no job starts for START_RETRY_SECONDS (its RUN could not be journalled either)."""
+        """The agent could not start the job (its RUN not journalled, EMFILE, EROFS, fork refused):
+        the job has not ended. It goes back to the head of the queue, WAIT, its slot freed; no job
+        starts before the backoff's delay (START_RETRY_SECONDS, doubling up to launchretry.MAX_DELAY
+        while starts keep failing). The cause is logged and counted (agent_start_faults)."""
         tables = self.tables
+        label = cause(exc)
         with tables.wake:
             tables.busy.discard(job.job)
             if job.state is JobState.WAIT and job.job not in tables.queue:
                 tables.queue.appendleft(job.job)
-            self.hold_starts_until = time.monotonic() + START_RETRY_SECONDS
+            self.hold_starts_until = self.backoff.failed()
             tables.wake.notify_all()
-        self.telemetry.log("job", job=job.job, old="WAIT", new="WAIT", event="start deferred",
-                           error=str(exc)[:200])
+        self.telemetry.start_faults.labels(label).inc()
+        self.telemetry.log("job", job=job.job, old="WAIT", new="WAIT", event="start deferred", cause=label,
+                           retry_in=round(self.hold_starts_until - time.monotonic(), 3), error=str(exc)[:200])
 
-    def fail_start(self, job: Job, exc: BaseException) -> None:
-        if is_disk_full(exc):  # the agent's disk, not the job: try again later
-            self.requeue(job, exc)
-            return
+    def fail_start(self, job: Job, exc: JobCannotStart) -> None:
+        """A job that can never start, by a defect of its own: DONE (failed), the reason in its note."""
         with self.tables.wake:
             try:
                 now = time.time()

@@ -19,12 +19,7 @@ class AcceptsRunWithoutFiles(AgentCore):
     violates = ("AGT-RUN-2",)
 
     def check_has_files(self, req):
-        pass
-
-    def launch(self, job):
-        if not job.files:
-            raise OSError("no files: nothing to run")  # the reference's own could-not-start path
-        return super().launch(job)
+        pass  # the reference's launch then raises JobCannotStart: DONE (failed)
 
 
 @register
