@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 (source / entry).write_text("pass\n")
                 client.stage_in(job, [entry])
                 client.run(job, [entry])
-                client.wait_until_done(job, 0.01, 60)
+                client.wait_until_done(job, poll_interval=0.01, deadline=60)
                 results = {
                     "poll_1_thread": bench_polls(agent_addr, bare_addr, job, args.calls // 2, args.rounds, 1),
                     "poll": bench_polls(agent_addr, bare_addr, job, args.calls, args.rounds, args.threads),

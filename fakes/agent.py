@@ -10,7 +10,8 @@ import grpc
 from google.protobuf import message_factory
 
 from fakes.backend import Call, FakeBackend
-from protos import AgentService_pb2, AgentService_pb2_grpc, Common_pb2, RunJob_pb2, StageInFile_pb2, validation
+from protos import (AgentExtensions_pb2_grpc, AgentService_pb2, AgentService_pb2_grpc, Common_pb2, RunJob_pb2,
+                    StageInFile_pb2, validation)
 from protos.errors import ProtocolError
 
 SERVICE = AgentService_pb2.DESCRIPTOR.services_by_name["Agent"]
@@ -63,10 +64,10 @@ class FakeAgent(AgentService_pb2_grpc.AgentServicer):
     # --- RPCs -------------------------------------------------------------------------------------
 
     def StageInFiles(self, request, context):
-        return self._handle("StageInFiles", request, context, self.stage_in)
+        return self.handle("StageInFiles", request, context, self.stage_in)
 
     def RunJob(self, request, context):
-        return self._handle("RunJob", request, context, self.run_job)
+        return self.handle("RunJob", request, context, self.run_job)
 
     def stage_in(self, request) -> StageInFile_pb2.StageInFilesResponse:
         req = self.validate_stage(request)
@@ -86,18 +87,46 @@ class FakeAgent(AgentService_pb2_grpc.AgentServicer):
 
     # --- the one place where faults, recording and status codes happen ---------------------------
 
-    def _handle(self, method: str, request, context, step: Callable):
+    def prelude(self, method: str):
+        """What happens before a call acts: the disconnected switch, latency, an injected fault that
+        fires before acting (raised as _Abort). Returns the fault that fires later, if any."""
         backend = self.backend
+        if not backend.connected:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, "fake agent is disconnected (connected=False)", True)
+        delay = backend.faults.latency(method)
+        if delay:
+            backend.sleep(delay)
+        fault = backend.faults.take(method)
+        if fault is not None and not fault.after_apply and fault.after_events is None:
+            raise _Abort(fault.code, fault.details, True)
+        return fault
+
+    @staticmethod
+    def abort_with(code: grpc.StatusCode, details: str, injected: bool = True) -> Exception:
+        """The exception that ends a call with `code` through handle() or abort_stream()."""
+        return _Abort(code, details, injected)
+
+    def record_call(self, method: str, request, code: grpc.StatusCode, details: str, response, context,
+                    injected: bool = False) -> None:
+        self.backend.record(Call(method, _copy(request), code, details, _copy(response), self.backend.clock(),
+                                 injected, _metadata(context)))
+
+    def after_event(self, method: str, sent: int) -> tuple[grpc.StatusCode, str] | None:
+        """Hook: called after a stream sent its `sent`-th event; a (code, details) ends it there.
+        The plain fake never does (FaultPlan.break_stream works without it); legal mode does."""
+        return None
+
+    def abort_stream(self, method: str, request, exc: Exception, sent: tuple, context) -> None:
+        """End a streaming call that raised `exc`: an _Abort is recorded and sent as its status."""
+        if isinstance(exc, _Abort):
+            self.record_call(method, request, exc.code, exc.details, sent, context, exc.injected)
+            context.abort(exc.code, exc.details)
+
+    def handle(self, method: str, request, context, step: Callable):
+        """One unary call: prelude, step(request), a fault that fires after acting, recording."""
         response, fault = None, None
         try:
-            if not backend.connected:
-                raise _Abort(grpc.StatusCode.UNAVAILABLE, "fake agent is disconnected (connected=False)", True)
-            delay = backend.faults.latency(method)
-            if delay:
-                backend.sleep(delay)
-            fault = backend.faults.take(method)
-            if fault is not None and not fault.after_apply:
-                raise _Abort(fault.code, fault.details, True)
+            fault = self.prelude(method)
             try:
                 response = step(request)
             except ProtocolError as exc:
@@ -105,13 +134,12 @@ class FakeAgent(AgentService_pb2_grpc.AgentServicer):
             if fault is not None and not (fault.slow and not _outwait(context, fault.cap)):
                 raise _Abort(fault.code, fault.details, True)
         except _Abort as abort:
-            backend.record(Call(method, _copy(request), abort.code, abort.details,
-                                _copy(response), backend.clock(), abort.injected, _metadata(context)))
+            self.record_call(method, request, abort.code, abort.details, response, context, abort.injected)
             context.abort(abort.code, abort.details)
             raise  # context.abort raises; this line is never reached with grpc or grpc_testing
-        backend.record(Call(method, _copy(request), grpc.StatusCode.OK, "", _copy(response), backend.clock(),
-                            metadata=_metadata(context)))
+        self.record_call(method, request, grpc.StatusCode.OK, "", response, context)
         return response
+
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -129,8 +157,12 @@ class FakeAgent(AgentService_pb2_grpc.AgentServicer):
         return handlers
 
     def add_to_server(self, server: grpc.Server) -> None:
+        """The Agent service, and AgentExtensions (which answers as the backend's `extensions` say)."""
+        from fakes.ext import FakeExtensions
+
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name,
                                                                             self.method_handlers()),))
+        AgentExtensions_pb2_grpc.add_AgentExtensionsServicer_to_server(FakeExtensions(self), server)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs) -> contextlib.AbstractContextManager[str]:
         """Context manager: serve on a real port (0 = any free one), yield 'host:port'."""
@@ -158,6 +190,8 @@ def _metadata(context) -> tuple[tuple[str, str], ...]:
 def _copy(message):
     if message is None:
         return None
+    if isinstance(message, tuple):   # the events a stream sent
+        return tuple(_copy(m) for m in message)
     clone = type(message)()
     clone.CopyFrom(message)
     return clone

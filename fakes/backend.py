@@ -14,9 +14,14 @@ from fakes.faults import FaultPlan
 from fakes.habits import Habit, HabitRules, HabitWatcher
 from fakes.progression import AfterPolls, Clock, Progression
 from fakes.source import FakeFileSource
-from protos import errors, submission, validation
-from protos.states import Event, JobState, JobStateMachine
+from protos import errors, extensions, submission, validation
+from protos.extensions import EndKind, Outcome
+from protos.states import EVENT_FOR_REASON, DoneReason, Event, JobState, JobStateMachine
 from protos.validation import RunRequest
+
+# How a fake job's internal DONE reason reads as an outcome (AGT-EXT-3); a cancel reads CANCELLED.
+_ENDS = {DoneReason.SUCCEEDED: (EndKind.EXITED, 0), DoneReason.FAILED: (EndKind.EXITED, 1),
+         DoneReason.KILLED: (EndKind.SIGNALLED, 9), DoneReason.INTERRUPTED: (EndKind.INTERRUPTED, None)}
 
 
 @dataclass
@@ -32,6 +37,12 @@ class FakeJob:
     submitted_at: float
     machine: JobStateMachine = field(default_factory=JobStateMachine)
     answers: int = 0
+    cancelled: bool = False
+    kill_pending: bool = False
+    started_at: float | None = None
+    ended_at: float | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
 
     @property
     def state(self) -> JobState:
@@ -82,23 +93,35 @@ class FakeBackend:
     and caches them by UUID (AGT-STAGE-5). `python_versions` are the interpreters the fake
     pretends to have; RunJob picks with protos.validation.choose_interpreter. `habits` (HabitRules)
     sets when a recorded call counts as a wasteful or risky client habit (`habits`). `connected=False`
-    makes every call fail with UNAVAILABLE; `faults` injects failures and latency. `reset()`
-    forgets jobs, staged files, calls and faults but keeps the configuration and the source.
+    makes every call fail with UNAVAILABLE (and ends open watch streams with it); `faults` injects
+    failures and latency. `extensions` are the AgentExtensions the fake offers (all three by
+    default; () serves the service with none listed, None serves no such service: a v1 agent).
+    A watch stream moves poll-driven progressions itself: each step of a stream counts as one
+    answer per watched job, a step at once after a change, else every `watch_tick` real seconds.
+    `reset()` forgets jobs, staged files, calls and faults but keeps the configuration and the source.
     """
 
     def __init__(self, *, source: FakeFileSource | None = None, python_versions: Iterable[str] | None = None,
                  progression: Progression | None = None, clock: Clock | None = None,
-                 sleep: Callable[[float], None] = time.sleep, habits: HabitRules | None = None):
+                 sleep: Callable[[float], None] = time.sleep, habits: HabitRules | None = None,
+                 extensions: Iterable[str] | None = extensions.CAPABILITIES, watch_tick: float = 0.005):
         if habits is not None and not isinstance(habits, HabitRules):
             raise TypeError(f"habits must be a fakes.HabitRules, got {habits!r}")
         if progression is not None and not isinstance(progression, Progression):
             raise TypeError(f"progression must be a fakes.Progression, got {progression!r}")
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)   # notified on every state change (watch streams)
+        self.extensions = _offered(extensions)
+        if isinstance(watch_tick, bool) or not isinstance(watch_tick, (int, float)) or not 0 < watch_tick <= 1:
+            raise ValueError(f"watch_tick must be a number of seconds in (0, 1], got {watch_tick!r}")
+        self.watch_tick = float(watch_tick)
+        self.cancel_mode = "at-once"   # or "late", "ends-first": see cancel()
         self.source = source if source is not None else FakeFileSource()
         self.python_versions = _versions(python_versions if python_versions is not None
                                          else [platform.python_version()])
         self.progression = progression if progression is not None else AfterPolls()
         self.clock: Clock = clock if clock is not None else time.monotonic
+        self.epoch = time.time() - self.clock()   # the clock's 0 in Unix seconds (outcome times)
         self.sleep = sleep
         self.faults = FaultPlan()
         self.connected = True
@@ -158,12 +181,31 @@ class FakeBackend:
             raise errors.no_interpreter(request.requirement_texts, self.python_versions)
         job = FakeJob(request.job, request.files, request.requirement_texts, interpreter,
                       dict(staged), self._progressions.get(request.job, self.progression), self.clock())
+        job.machine.listeners.append(lambda machine, old, new, event, _job=job: self._moved(_job, new))
         self._jobs[request.job] = job
+        self._notify()
         return job
+
+    def _moved(self, job: FakeJob, new: JobState) -> None:
+        if new is JobState.RUN:
+            job.started_at = self.clock()
+        elif new is JobState.DONE:
+            job.ended_at = self.clock()
+        self._notify()
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
 
     def _answer(self, job: FakeJob) -> JobState:
         job.answers += 1
-        return job.progression.apply(job.machine, job.answers, self.clock() - job.submitted_at)
+        return self._apply(job, job.answers)
+
+    def _apply(self, job: FakeJob, answers: int) -> JobState:
+        """Move a job as its progression says; a kill under way (cancel_mode "late") lands first."""
+        if job.kill_pending and job.machine.state is not JobState.DONE:
+            job.machine.advance(Event.KILL)
+        return job.progression.apply(job.machine, answers, self.clock() - job.submitted_at)
 
     # --- what a test reads and steers ------------------------------------------------------------
 
@@ -192,8 +234,7 @@ class FakeBackend:
             found = self.job(job)
             if found is None:
                 raise KeyError(f"no job {job} was submitted")
-            elapsed = self.clock() - found.submitted_at
-            return found.progression.apply(found.machine, max(found.answers, 1), elapsed)
+            return self._apply(found, max(found.answers, 1))
 
     def advance(self, job: str, event: Event | str) -> JobState:
         """Move a job by hand (raises protos.states.IllegalTransition for an illegal move)."""
@@ -202,6 +243,89 @@ class FakeBackend:
             if found is None:
                 raise KeyError(f"no job {job} was submitted")
             return found.machine.advance(event)
+
+    # --- the extension: outcome, cancel, watch ------------------------------------------------------
+
+    def outcome(self, job: str) -> Outcome:
+        """The job's outcome now (AGT-EXT-3), applying time-based progress; NotFound when never submitted."""
+        with self.lock:
+            found = self._known(job)
+            state = self.state(job)
+            end = code = None
+            if state is JobState.DONE:
+                end, code = (EndKind.CANCELLED, None) if found.cancelled else _ENDS[found.machine.reason]
+            stdout, out_cut = extensions.cut_tail(found.stdout)
+            stderr, err_cut = extensions.cut_tail(found.stderr)
+            return Outcome(found.uuid, state, end, code if end is EndKind.EXITED else None,
+                           code if end is EndKind.SIGNALLED else None, found.interpreter,
+                           self._ms(found.submitted_at), self._ms(found.started_at), self._ms(found.ended_at),
+                           stdout, stderr, out_cut, err_cut)
+
+    def _ms(self, at: float | None) -> int | None:
+        return None if at is None else int(round((self.epoch + at) * 1000))
+
+    def _known(self, job: str) -> FakeJob:
+        found = self._jobs.get(job.lower())
+        if found is None:
+            raise extensions.unknown_jobs([job.lower()], "AGT-EXT-3")
+        return found
+
+    def cancel(self, job: str) -> JobState:
+        """Cancel a job (AGT-EXT-5): a WAIT job is DONE (cancelled) at once, a DONE job unchanged; a RUN
+        job as `cancel_mode` says: "at-once" DONE (cancelled), "late" answers RUN and is DONE
+        (cancelled) at its next answer or watch step, "ends-first" lost the race to the job's own
+        end (DONE with its natural outcome: AGT-EXT-6, exactly one outcome)."""
+        with self.lock:
+            found = self._known(job)
+            state = self.state(job)
+            if state is JobState.DONE:
+                return state
+            if state is JobState.RUN and self.cancel_mode == "ends-first":
+                found.machine.advance(EVENT_FOR_REASON[found.progression.outcome])
+            elif state is JobState.RUN and self.cancel_mode == "late":
+                found.cancelled = found.kill_pending = True
+            else:
+                found.cancelled = True
+                found.machine.advance(Event.KILL)
+            return found.state
+
+    def set_output(self, job: str, *, stdout: bytes = b"", stderr: bytes = b"") -> None:
+        """What the job 'wrote' (the fake runs nothing): its outcome carries the tails (64 KiB each)."""
+        with self.lock:
+            found = self.job(job)
+            if found is None:
+                raise KeyError(f"no job {job} was submitted")
+            found.stdout, found.stderr = bytes(stdout), bytes(stderr)
+
+    def watch_step(self, jobs: Iterable[str], last: dict[str, JobState], *, first: bool) -> list[list[JobState]]:
+        """One step of a watch stream: each watched job not yet seen DONE counts one answer (not
+        on the first step, which reports the current states) and is moved by its progression. For
+        each job, the states to send: none, its current state (first step), or every state it
+        passed since `last` (a job that went from WAIT to DONE in one step started: RUN, then
+        DONE; AGT-EXT-7). Waits up to `watch_tick` for a change when nothing changed."""
+        with self.changed:
+            for wait in (False, True):
+                out: list[list[JobState]] = []
+                for key in jobs:
+                    found = self._jobs[key]
+                    before = last.get(key)
+                    if before is JobState.DONE:
+                        out.append([])
+                        continue
+                    if not first:
+                        found.answers += 1
+                    state = self._apply(found, max(found.answers, 1))
+                    if state == before:
+                        out.append([])
+                    elif before is JobState.WAIT and state is JobState.DONE and found.started_at is not None:
+                        out.append([JobState.RUN, JobState.DONE])
+                    else:
+                        out.append([state])
+                if first or any(out) or wait or not self.connected:
+                    return out
+                self.changed.wait(self.watch_tick)
+                first = True   # the wait was the step: look again without counting another answer
+            return out  # pragma: no cover - the loop always returns
 
     def staged(self, job: str) -> dict[str, bytes]:
         """Files staged for a job (submitted or not), UUID -> bytes."""
@@ -216,6 +340,8 @@ class FakeBackend:
     def record(self, call: Call) -> None:
         with self.lock:
             self._calls.append(call)
+            if call.method not in ("RunJob", "StageInFiles"):
+                return   # client habits are v1 habits
             uuid = call.request.job.uuid if call.request is not None and call.request.HasField("job") else None
             if validation.is_uuid(uuid):
                 found = self._jobs.get(uuid.lower())
@@ -247,3 +373,15 @@ class FakeBackend:
             self.watcher.reset()
             self.faults.clear()
             self.connected = True
+
+
+def _offered(names: Iterable[str] | None) -> frozenset[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise TypeError(f"extensions must be a list of names, got the string {names!r}")
+    names = frozenset(names)
+    unknown = sorted(names - set(extensions.CAPABILITIES))
+    if unknown:
+        raise ValueError(f"unknown extension(s) {unknown}; known: {', '.join(extensions.CAPABILITIES)}")
+    return names

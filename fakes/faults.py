@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import grpc
 
-METHOD_NAMES = ("StageInFiles", "RunJob")
+METHOD_NAMES = ("StageInFiles", "RunJob", "GetCapabilities", "GetOutcome", "CancelJob", "WatchJobs")
 
 
 def _method(method: str | None) -> str | None:
     if method is not None and method not in METHOD_NAMES:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHOD_NAMES)} or None for both")
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHOD_NAMES)} or None for all")
     return method
 
 
@@ -34,7 +34,8 @@ class Fault:
     the answer is lost, as when a connection drops after the server acted. A `slow` fault lets
     the call change the state, then holds the answer until the client's deadline has passed
     (at most `cap` seconds): the client sees DEADLINE_EXCEEDED; a client with no deadline, or
-    one further away than `cap`, gets the answer late."""
+    one further away than `cap`, gets the answer late. With `after_events` (WatchJobs only) the
+    stream sends that many events, then ends with `code` (a stream broken mid-way)."""
 
     code: grpc.StatusCode
     details: str
@@ -45,6 +46,7 @@ class Fault:
     seen: int = 0
     slow: bool = False
     cap: float = 2.0
+    after_events: int | None = None
 
     def matches(self, method: str) -> bool:
         return self.method is None or self.method == method
@@ -91,6 +93,18 @@ class FaultPlan:
             raise ValueError(f"cap must be a number of seconds in (0, 60], got {cap!r}")
         fault = Fault(grpc.StatusCode.DEADLINE_EXCEEDED, "injected fault: answer slower than the caller's deadline",
                       _method(method), remaining=times, after_apply=True, slow=True, cap=float(cap))
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def break_stream(self, after: int, code: grpc.StatusCode | str = "UNAVAILABLE", *, times: int = 1) -> Fault:
+        """End the next `times` WatchJobs streams with `code` after `after` events (0: before any)."""
+        code = _code(code)
+        for name, value, low in (("after", after, 0), ("times", times, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        fault = Fault(code, f"injected fault: stream ended with {code.name} after {after} event(s)", "WatchJobs",
+                      remaining=times, after_events=after)
         with self._lock:
             self._faults.append(fault)
         return fault

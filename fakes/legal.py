@@ -13,9 +13,11 @@ from fakes.backend import Call, FakeJob
 from fakes.faults import Fault, FaultPlan
 from fakes.habits import Habit
 from fakes.progression import ManualClock, Scripted
+from protos.extensions import CAPABILITIES
 from protos.states import Event, JobState
 
 STATES = ("WAIT", "RUN", "DONE")
+CANCEL_MODES = ("at-once", "late", "ends-first")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,13 @@ class Behaviour:
     the agent acts, those in `lost` are acted on and their answer is lost (UNAVAILABLE), those
     in `slow` are acted on and answered after the caller's deadline. With `vanish`, a file leaves
     the source as soon as it is staged (it stays staged: AGT-STAGE-2/3).
+
+    The extension (PROTOCOL-EXT): `offers` is what GetCapabilities lists (None: no such service, a
+    v1 agent). Watch streams count events from 0 across the run: a stream ends with UNAVAILABLE
+    right after each event numbered in `breaks`, and each event counts as an answer for `restart`
+    (a restart ends an open stream with UNAVAILABLE, AGT-EXT-8). `cancel` is how a cancel of a RUN
+    job plays: DONE at once, RUN answered and DONE later ("late"), or the job's own end winning the
+    race ("ends-first": DONE with its natural outcome, AGT-EXT-6).
     """
 
     answers: tuple[str, ...] = ("WAIT", "RUN", "DONE")
@@ -54,15 +63,25 @@ class Behaviour:
     lost: frozenset[int] = frozenset()
     slow: frozenset[int] = frozenset()
     vanish: bool = False
+    offers: frozenset[str] | None = None
+    breaks: frozenset[int] = frozenset()
+    cancel: str = "at-once"
 
     def __post_init__(self):
         object.__setattr__(self, "answers", tuple(self.answers))
+        if self.offers is not None:
+            offers = frozenset(self.offers)
+            if isinstance(self.offers, str) or not offers <= set(CAPABILITIES):
+                raise ValueError(f"offers must be None or names from {', '.join(CAPABILITIES)}, got {self.offers!r}")
+            object.__setattr__(self, "offers", offers)
+        if self.cancel not in CANCEL_MODES:
+            raise ValueError(f"cancel must be one of {', '.join(CANCEL_MODES)}, got {self.cancel!r}")
         if not self.answers or self.answers[-1] != "DONE" or any(a not in STATES for a in self.answers):
             raise ValueError(f"answers must be WAIT/RUN/DONE names ending in DONE, got {self.answers!r}")
         Scripted(self.answers)  # refuses a script that goes backwards (AGT-STATE-1)
         if self.restart is not None and not isinstance(self.restart, Restart):
             raise TypeError(f"restart must be a fakes.legal.Restart or None, got {self.restart!r}")
-        for name in ("unavailable", "lost", "slow"):
+        for name in ("unavailable", "lost", "slow", "breaks"):
             value = frozenset(getattr(self, name))
             if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in value):
                 raise ValueError(f"{name} must hold call numbers >= 0, got {sorted(value, key=repr)!r}")
@@ -70,9 +89,11 @@ class Behaviour:
 
 
 def behaviours(*, max_waits: int = 12, max_runs: int = 12, max_call: int = 30, restarts: bool = True,
-               failures: bool = True, slow: bool = True, vanish: bool = True) -> st.SearchStrategy[Behaviour]:
-    """A Hypothesis strategy of Behaviours; each keyword turns one kind of behaviour off or bounds it.
-    Shrinking goes towards DONE at the first answer, no restart, no failure, nothing slow."""
+               failures: bool = True, slow: bool = True, vanish: bool = True,
+               extension: bool = True) -> st.SearchStrategy[Behaviour]:
+    """A Hypothesis strategy of Behaviours; each keyword turns one kind of behaviour off or bounds it
+    (extension=False: always a v1 agent). Shrinking goes towards DONE at the first answer, no
+    restart, no failure, nothing slow, a v1 agent."""
     answers = st.builds(lambda w, r: ("WAIT",) * w + ("RUN",) * r + ("DONE",),
                         st.integers(0, max_waits), st.integers(0, max_runs))
     # half the draws among the first calls and answers, where staging and submission happen
@@ -80,9 +101,13 @@ def behaviours(*, max_waits: int = 12, max_runs: int = 12, max_call: int = 30, r
     none: st.SearchStrategy[frozenset[int]] = st.just(frozenset())
     after = st.integers(1, 4) | st.integers(1, max_waits + max_runs + 1)
     restart = st.none() | st.builds(Restart, after, st.integers(1, 3), st.booleans())
+    offers = st.none() | st.just(frozenset(CAPABILITIES)) | st.frozensets(st.sampled_from(CAPABILITIES))
+    breaks = st.frozensets(st.integers(0, 3) | st.integers(0, max_waits + max_runs + 2), max_size=3)
     return st.builds(Behaviour, answers=answers, restart=restart if restarts else st.none(),
                      unavailable=calls if failures else none, lost=calls if failures else none,
-                     slow=calls if slow else none, vanish=st.booleans() if vanish else st.just(False))
+                     slow=calls if slow else none, vanish=st.booleans() if vanish else st.just(False),
+                     offers=offers if extension else st.none(), breaks=breaks if extension else none,
+                     cancel=st.sampled_from(CANCEL_MODES) if extension else st.just("at-once"))
 
 
 class _Player(FaultPlan):
@@ -91,7 +116,7 @@ class _Player(FaultPlan):
     def __init__(self, behaviour: Behaviour, agent: "LegalAgent", slow_cap: float):
         super().__init__()
         self.behaviour, self.agent, self.slow_cap = behaviour, agent, slow_cap
-        self.calls = self.answers = self.down = 0
+        self.calls = self.answers = self.down = self.sent = 0
         self.pending: Restart | None = None
         self.events: list[str] = []
         self.exercised: set[str] = set()
@@ -136,6 +161,22 @@ class _Player(FaultPlan):
                         ended.append(job.uuid)
         self._event("restart: RUN job interrupted" if ended else "restart: jobs kept",
                     f"agent back; {'DONE (interrupted): ' + ', '.join(ended) if ended else 'jobs kept'}")
+
+    def event_sent(self) -> tuple[grpc.StatusCode, str] | None:
+        """A watch stream sent an event: it counts as an answer (a restart may follow) and the stream
+        may break here."""
+        with self._plock:
+            n = self.sent
+            self.sent += 1
+        self.answered()
+        with self._plock:
+            if self.down:
+                self._event("restart: stream", f"stream event {n}: the restart ends the stream (UNAVAILABLE)")
+                return grpc.StatusCode.UNAVAILABLE, "agent restarting (legal mode)"
+        if n in self.behaviour.breaks:
+            self._event("stream broken", f"stream event {n}: stream ends with UNAVAILABLE")
+            return grpc.StatusCode.UNAVAILABLE, "stream broken (legal mode)"
+        return None
 
     def answered(self) -> None:
         with self._plock:
@@ -196,10 +237,7 @@ class Play:
 
     def describe(self) -> str:
         lines = [repr(self.behaviour), *self.events]
-        lines += [f"{c.method} job={c.request.job.uuid} files={len(c.request.files)} -> {c.code.name}"
-                  f"{' (injected)' if c.injected else ''}"
-                  f"{' ' + JobState(c.response.code).name if c.method == 'RunJob' and c.response else ''}"
-                  for c in self.calls]
+        lines += [_describe(c) for c in self.calls]
         lines += [f"habit: {h}" for h in self.habits]
         return "\n".join(lines)
 
@@ -227,6 +265,8 @@ class LegalAgent(FakeAgent):
         self.backend.reset()
         self.source.clear()
         self.backend.progression = Scripted(behaviour.answers)
+        self.backend.extensions = behaviour.offers
+        self.backend.cancel_mode = behaviour.cancel
         self._player = self.backend.faults = _Player(behaviour, self, self.slow_cap)
         run = Play(self, behaviour, self._player)
         try:
@@ -240,21 +280,22 @@ class LegalAgent(FakeAgent):
             if not self._flight.wait_for(lambda: self._in_flight == 0, timeout):
                 raise TimeoutError(f"{self._in_flight} call(s) still being answered after {timeout} s")
 
-    def _counted(self, handler, request, context):
+    def _counted(self, handler, *args):
         with self._flight:
             self._in_flight += 1
         try:
-            return handler(request, context)
+            return handler(*args)
         finally:
             with self._flight:
                 self._in_flight -= 1
                 self._flight.notify_all()
 
-    def StageInFiles(self, request, context):
-        return self._counted(super().StageInFiles, request, context)
+    def after_event(self, method: str, sent: int):
+        player = self._player
+        return player.event_sent() if player is not None else None
 
-    def RunJob(self, request, context):
-        return self._counted(super().RunJob, request, context)
+    def handle(self, method, request, context, step):
+        return self._counted(super().handle, method, request, context, step)
 
     def stage_in(self, request):
         response = super().stage_in(request)
@@ -270,6 +311,15 @@ class LegalAgent(FakeAgent):
         if self._player is not None:
             self._player.answered()
         return response
+
+
+def _describe(c: Call) -> str:
+    injected = " (injected)" if c.injected else ""
+    if c.method not in ("RunJob", "StageInFiles"):
+        sent = f" {len(c.response)} event(s)" if isinstance(c.response, tuple) else ""
+        return f"{c.method} -> {c.code.name}{injected}{sent}"
+    answer = f" {JobState(c.response.code).name}" if c.method == "RunJob" and c.response else ""
+    return f"{c.method} job={c.request.job.uuid} files={len(c.request.files)} -> {c.code.name}{injected}{answer}"
 
 
 def _note(run: Play) -> None:

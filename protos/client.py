@@ -7,26 +7,34 @@ from typing import Callable, Iterable, Sequence
 
 import grpc
 
-from protos import AgentService_pb2_grpc, Common_pb2, RunJob_pb2, StageInFile_pb2, validation
+from protos import (AgentExtensions_pb2, AgentExtensions_pb2_grpc, AgentService_pb2_grpc, Common_pb2, RunJob_pb2,
+                    StageInFile_pb2, extensions, validation)
 from protos.client_errors import (
     AgentCallError, AgentUnavailable, AlreadySubmitted, InvalidRequest, JobTimeout, NoInterpreter, NotAuthorized,
-    PreconditionFailed, ResourceExhausted, StageAfterSubmit, UnknownJob, Unstaged, classify,
+    NotOffered, PreconditionFailed, ProtocolViolation, ResourceExhausted, StageAfterSubmit, UnknownJob, Unstaged,
+    classify,
 )
+from protos.extensions import CANCEL, OUTCOME, WATCH, EndKind, Outcome, OutcomeError
 from protos.retry import Backoff
 from protos.states import JobState
 
 __all__ = [
-    "AgentCallError", "AgentClient", "AgentUnavailable", "AlreadySubmitted", "Backoff", "InvalidRequest",
-    "JobTimeout", "NoInterpreter", "NotAuthorized", "PreconditionFailed", "RECONNECT_OPTIONS", "ResourceExhausted",
-    "StageAfterSubmit", "Timeline", "UnknownJob", "Unstaged", "secure_channel",
+    "AgentCallError", "AgentClient", "AgentUnavailable", "AlreadySubmitted", "Backoff", "CANCEL", "EndKind",
+    "InvalidRequest", "JobTimeout", "NoInterpreter", "NotAuthorized", "NotOffered", "OUTCOME", "Outcome",
+    "PreconditionFailed", "ProtocolViolation", "RECONNECT_OPTIONS", "ResourceExhausted", "StageAfterSubmit",
+    "Timeline", "UnknownJob", "Unstaged", "WATCH", "secure_channel",
 ]
 
-# gRPC's defaults reconnect after 1 s, growing to 120 s: a client would notice a restarted agent
-# minutes late. These keep reconnect attempts between 0.1 s and 2 s apart.
+# gRPC's defaults try to reconnect 1 s after a failure, growing to 120 s apart: a client noticed a
+# restarted agent seconds to minutes late. These try again 0.1 s after a failure, growing by 1.6
+# (gRPC's multiplier, jitter 20 %) to at most 0.25 s apart, so a call waiting for the channel
+# (wait_for_ready, as the retrying calls use) is sent within about 0.3 s of the agent listening
+# again. `min_reconnect_backoff_ms` is gRPC's *minimum connect timeout* (how long one connection
+# attempt may take): 5 s leaves room for a TLS handshake over a slow link (gRPC's default: 20 s).
 RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 5000),
 )
 
 
@@ -39,13 +47,15 @@ class Timeline:
     points: list[tuple[float, JobState]] = field(default_factory=list)
     retries: list[tuple[float, str]] = field(default_factory=list)
     polls: int = 0
+    watches: int = 0                  # WatchJobs streams opened (0 when the wait polled)
+    outcome: Outcome | None = None    # the DONE event's outcome, when the agent offers "outcome"
 
     @property
     def final(self) -> JobState | None:
         return self.points[-1][1] if self.points else None
 
 
-def secure_channel(target: str, ca: bytes | None = None, cert: bytes | None = None,
+def secure_channel(target: str, *, ca: bytes | None = None, cert: bytes | None = None,
                    key: bytes | None = None, options: Sequence[tuple[str, object]] = ()) -> grpc.Channel:
     """A TLS channel (mutual TLS when cert and key are given)."""
     creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
@@ -59,25 +69,36 @@ def _deadline(name: str, value: object) -> float:
 
 
 class AgentClient:
-    """Calls StageInFiles and RunJob; every non-OK status raises a subclass of AgentCallError.
+    """Calls the Agent service and, where offered, AgentExtensions; every non-OK status raises a
+    subclass of AgentCallError.
 
-    stage_in, run and status make exactly one call each. stage, submit and wait_until_done
-    retry transient failures (AgentUnavailable) with `backoff` until their overall deadline,
-    which is safe because StageInFiles is idempotent and a verbatim RunJob repeat is a status
-    query. `timeout` bounds each call (None: no bound), `metadata` goes with every call;
-    `clock` and `sleep` measure and spend the overall deadlines (inject them in tests).
+    stage_in, run, status, outcome and cancel make exactly one call each. stage, submit,
+    wait_until_done and run_and_wait retry transient failures (AgentUnavailable) with `backoff`
+    until their overall deadline, which is safe because StageInFiles is idempotent and a
+    verbatim RunJob repeat is a status query; a retry waits for the channel to be ready
+    (wait_for_ready), so it goes out as soon as a restarted agent listens again. `timeout` bounds
+    each unary call (None: no bound), `metadata` goes with every call; a watch stream is opened
+    again after `watch_refresh` seconds (None: it lasts until the wait's deadline), so a
+    connection that died silently costs at most that long. `clock` and `sleep` measure and spend
+    the overall deadlines (inject them in tests). Every parameter after `channel` is keyword-only.
     """
 
-    def __init__(self, channel: grpc.Channel, timeout: float | None = 30.0,
-                 metadata: Sequence[tuple[str, str]] = (), *, backoff: Backoff | None = None,
+    def __init__(self, channel: grpc.Channel, *, timeout: float | None = 30.0,
+                 metadata: Sequence[tuple[str, str]] = (), backoff: Backoff | None = None,
+                 watch_refresh: float | None = 60.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         if timeout is not None and (_deadline("timeout", timeout) == 0):
             raise ValueError("timeout must be > 0 seconds, or None for no bound")
+        if watch_refresh is not None and (_deadline("watch_refresh", watch_refresh) == 0):
+            raise ValueError("watch_refresh must be > 0 seconds, or None")
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(f"backoff must be a protos.retry.Backoff, got {backoff!r}")
         self._stub = AgentService_pb2_grpc.AgentStub(channel)
+        self._ext = AgentExtensions_pb2_grpc.AgentExtensionsStub(channel)
+        self._capabilities: frozenset[str] | None = None
         self.channel = channel
         self.timeout = timeout
+        self.watch_refresh = watch_refresh
         self.metadata = tuple(metadata)
         self.backoff = backoff if backoff is not None else Backoff()
         self.clock = clock
@@ -98,7 +119,7 @@ class AgentClient:
             raise ValueError("mutual TLS needs both cert and key")
         opts = [*RECONNECT_OPTIONS, *options]
         if tls or ca is not None or cert is not None:
-            channel = secure_channel(target, ca, cert, key, opts)
+            channel = secure_channel(target, ca=ca, cert=cert, key=key, options=opts)
         else:
             channel = grpc.insecure_channel(target, options=opts)
         if token is not None:
@@ -120,22 +141,25 @@ class AgentClient:
 
     # --- one call each --------------------------------------------------------------------
 
-    def _call(self, method: str, fn, request, timeout: float | None = None):
+    def _call(self, method: str, fn, request, timeout: float | None = None, *, ready: bool = False):
         try:
             return fn(request, timeout=self.timeout if timeout is None else timeout,
-                      metadata=self.metadata or None)
+                      metadata=self.metadata or None, wait_for_ready=ready or None)
         except grpc.RpcError as exc:
             raise classify(method, exc.code(), exc.details(), request) from None
 
-    def stage_in(self, job: str, files: Iterable[str], *, timeout: float | None = None) -> list[str]:
-        """One StageInFiles; return the UUIDs the agent reports staged."""
+    def stage_in(self, job: str, files: Iterable[str], *, timeout: float | None = None,
+                 ready: bool = False) -> list[str]:
+        """One StageInFiles; return the UUIDs the agent reports staged. `ready`: wait for the
+        channel to connect (up to `timeout`) instead of failing at once while it cannot."""
         request = StageInFile_pb2.StageInFilesRequest(
             job=Common_pb2.JobId(uuid=job), files=[Common_pb2.FileId(uuid=f) for f in files])
-        response = self._call("StageInFiles", self._stub.StageInFiles, request, timeout)
+        response = self._call("StageInFiles", self._stub.StageInFiles, request, timeout, ready=ready)
         return [sf.file.uuid for sf in response.success_files]
 
-    def run(self, job: str, files: Iterable[str] = (),
-            python_version: str | Sequence[str | None] | None = None, *, timeout: float | None = None) -> JobState:
+    def run(self, job: str, files: Iterable[str] = (), *,
+            python_version: str | Sequence[str | None] | None = None, timeout: float | None = None,
+            ready: bool = False) -> JobState:
         """One RunJob: submit a job (or query it when already submitted); return its state.
 
         `python_version` is one string, a list of strings (each one JobRequirement; None leaves
@@ -149,12 +173,53 @@ class AgentClient:
                     for v in python_version]
         request = RunJob_pb2.RunJobRequest(
             job=Common_pb2.JobId(uuid=job), requirements=reqs, files=[Common_pb2.FileId(uuid=f) for f in files])
-        return JobState(self._call("RunJob", self._stub.RunJob, request, timeout).code)
+        return JobState(self._call("RunJob", self._stub.RunJob, request, timeout, ready=ready).code)
 
-    def status(self, job: str, *, timeout: float | None = None) -> JobState:
+    def status(self, job: str, *, timeout: float | None = None, ready: bool = False) -> JobState:
         """A status query: RunJob with no files and no requirements (AGT-RUN-7/8). UnknownJob when
         the agent does not know the job."""
-        return self.run(job, timeout=timeout)
+        return self.run(job, timeout=timeout, ready=ready)
+
+    # --- the extension (docs/SPEC.md, profile ext) -------------------------------------------------
+
+    def capabilities(self, *, refresh: bool = False, timeout: float | None = None) -> frozenset[str]:
+        """The extensions the agent offers ("outcome", "cancel", "watch"), asked once per client
+        and cached (`refresh=True` asks again). A v1 agent (UNIMPLEMENTED) offers none."""
+        if self._capabilities is None or refresh:
+            try:
+                answer = self._call("GetCapabilities", self._ext.GetCapabilities,
+                                    AgentExtensions_pb2.CapabilitiesRequest(), timeout)
+                self._capabilities = extensions.capabilities_from(answer.extensions)
+            except NotOffered:
+                self._capabilities = frozenset()
+        return self._capabilities
+
+    def offers(self, capability: str) -> bool:
+        """True when the agent offers `capability` (asks GetCapabilities the first time)."""
+        if capability not in extensions.CAPABILITIES:
+            raise ValueError(f"unknown extension {capability!r}; known: {', '.join(extensions.CAPABILITIES)}")
+        return capability in self.capabilities()
+
+    def forget(self, capability: str) -> None:
+        """Stop using an extension the agent listed but does not serve (docs/SPEC.md, EXT reading 2)."""
+        self._capabilities = self.capabilities() - {capability}
+
+    def outcome(self, job: str, *, timeout: float | None = None, ready: bool = False) -> Outcome:
+        """One GetOutcome: the job's state and, once DONE, how it ended (AGT-EXT-3). UnknownJob for
+        a job the agent never saw, NotOffered when it does not offer "outcome", ProtocolViolation
+        for an answer that breaks the outcome rules."""
+        answer = self._call("GetOutcome", self._ext.GetOutcome, Common_pb2.JobId(uuid=job), timeout, ready=ready)
+        try:
+            return Outcome.from_proto(answer)
+        except OutcomeError as exc:
+            raise ProtocolViolation("GetOutcome", grpc.StatusCode.OK, str(exc), requirement=exc.requirement,
+                                    job=job) from None
+
+    def cancel(self, job: str, *, timeout: float | None = None, ready: bool = False) -> JobState:
+        """One CancelJob: the job's state after the call, DONE, or RUN while the kill is under way
+        (AGT-EXT-5). Cancelling a DONE job changes nothing, so a retry is safe."""
+        answer = self._call("CancelJob", self._ext.CancelJob, Common_pb2.JobId(uuid=job), timeout, ready=ready)
+        return JobState(answer.code)
 
     # --- retrying ---------------------------------------------------------------------------
 
@@ -165,13 +230,14 @@ class AgentClient:
             return self.timeout
         return max(remaining, 0.05)
 
-    def _retrying(self, what: str, call: Callable[[float | None], object], deadline: float):
-        """call(timeout) until it does not fail transiently or `deadline` seconds have passed."""
+    def _retrying(self, what: str, call: Callable[[float | None, bool], object], deadline: float):
+        """call(timeout, ready) until it does not fail transiently or `deadline` seconds have passed;
+        retries wait for the channel to be ready (ready=True)."""
         start, attempt = self.clock(), 0
         while True:
             remaining = deadline - (self.clock() - start)
             try:
-                return call(self._call_timeout(remaining))
+                return call(self._call_timeout(remaining), attempt > 0)
             except AgentCallError as exc:
                 if not exc.transient:
                     raise
@@ -186,7 +252,7 @@ class AgentClient:
         """StageInFiles, retried on transient failures; raise Unstaged naming the files the agent
         left out (absent from its source or unreadable). Returns the staged list."""
         files = list(files)
-        staged = self._retrying("staging", lambda t: self.stage_in(job, files, timeout=t),
+        staged = self._retrying("staging", lambda t, r: self.stage_in(job, files, timeout=t, ready=r),
                                 _deadline("deadline", deadline))
         listed = {f.lower() for f in staged}
         missing = validation.dedupe(f.lower() for f in files if f.lower() not in listed)
@@ -196,7 +262,7 @@ class AgentClient:
                            "its file source and stage again", files=missing, requirement="AGT-STAGE-1", job=job)
         return staged
 
-    def submit(self, job: str, files: Sequence[str], python_version: str | Sequence[str | None] | None = None, *,
+    def submit(self, job: str, files: Sequence[str], *, python_version: str | Sequence[str | None] | None = None,
                stage: bool = True, deadline: float = 60.0) -> JobState:
         """Stage `files` (unless stage=False) and send the first RunJob, both retried on transient
         failures within `deadline` seconds; return the job's first state. A retried submission,
@@ -212,46 +278,47 @@ class AgentClient:
                 pass  # submitted before (an earlier run of this client): the RunJob below is a status
                 # query when the lists are the same, AlreadySubmitted when they are not
         left = max(0.0, deadline - (self.clock() - start))
-        return self._retrying("submitting", lambda t: self.run(job, files, python_version, timeout=t), left)
+        return self._retrying("submitting", lambda t, r: self.run(job, files, python_version=python_version,
+                                                                   timeout=t, ready=r), left)
 
-    def wait_until_done(self, job: str, poll_interval: float | None = None, deadline: float = 60.0,
+    def wait_until_done(self, job: str, *, deadline: float = 60.0, watch: bool | None = None,
+                        poll_interval: float | None = None, backoff: Backoff | None = None,
                         on_state: Callable[[JobState], None] | None = None,
                         clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
-                        *, backoff: Backoff | None = None, retry: bool = True) -> Timeline:
-        """Poll until DONE and return the timeline; JobTimeout past `deadline` seconds.
+                        retry: bool = True) -> Timeline:
+        """Wait until the job is DONE and return the timeline; JobTimeout past `deadline` seconds.
 
-        Polls back off with `backoff` (default: the client's), restarting from its first delay
-        whenever the state changes; `poll_interval` alone means a fixed interval, as before.
-        Transient failures (agent restarting, a slow answer) are retried until the deadline
-        unless retry=False; UnknownJob and other errors are raised at once."""
-        clock = clock or self.clock
-        sleep = sleep or self.sleep
+        With `watch` None (the default) the client watches (WatchJobs) when the agent offers
+        "watch" and polls otherwise; True insists on watching (NotOffered if it cannot), False
+        polls. A watch that breaks is opened again, its first event giving the current state; a
+        watch the agent refuses (UNIMPLEMENTED, RESOURCE_EXHAUSTED) falls back to polling. Polls back
+        off with `backoff` (default: the client's), restarting from its first delay whenever the
+        state changes; `poll_interval` alone means a fixed interval. Transient failures are retried
+        until the deadline unless retry=False; UnknownJob and other errors are raised at once."""
+        from protos import client_wait
+
+        return client_wait.wait(self, job, deadline=_deadline("deadline", deadline), watch=watch,
+                                poll_interval=poll_interval, backoff=backoff, on_state=on_state,
+                                clock=clock or self.clock, sleep=sleep or self.sleep, retry=retry)
+
+    def run_and_wait(self, job: str, files: Sequence[str], *,
+                     python_version: str | Sequence[str | None] | None = None, stage: bool = True,
+                     deadline: float = 600.0, watch: bool | None = None) -> Outcome | JobState:
+        """submit(), then wait_until_done(), both within `deadline` seconds; return the job's
+        Outcome when the agent offers "outcome" (from the DONE event, or GetOutcome after the
+        last poll), else the v1 answer, JobState.DONE."""
         deadline = _deadline("deadline", deadline)
-        if backoff is None:
-            backoff = Backoff.fixed(poll_interval) if poll_interval is not None else self.backoff
-        start = clock()
-        timeline = Timeline(job)
-        attempt, last_error = 0, None
-        while True:
-            try:
-                timeline.polls += 1
-                state = self.status(job, timeout=self._call_timeout(deadline - (clock() - start)))
-            except AgentCallError as exc:
-                if not (retry and exc.transient):
-                    raise
-                state, last_error = None, exc
-                timeline.retries.append((clock() - start, exc.code_name))
-            now = clock() - start
-            if state is not None:
-                last_error = None
-                if not timeline.points or timeline.points[-1][1] != state:
-                    timeline.points.append((now, state))
-                    attempt = 0
-                    if on_state:
-                        on_state(state)
-                if state is JobState.DONE:
-                    return timeline
-            if now >= deadline:
-                raise JobTimeout(job, deadline, timeline.points, last_error)
-            sleep(min(backoff.delay(attempt), max(0.0, deadline - now)))
-            attempt += 1
+        start = self.clock()
+        self.submit(job, files, python_version=python_version, stage=stage, deadline=deadline)
+        left = max(0.0, deadline - (self.clock() - start))
+        timeline = self.wait_until_done(job, deadline=left, watch=watch)
+        if timeline.outcome is not None:
+            return timeline.outcome
+        if not self.offers(OUTCOME):
+            return JobState.DONE
+        left = max(0.05, deadline - (self.clock() - start))
+        try:
+            return self._retrying("asking the outcome", lambda t, r: self.outcome(job, timeout=t, ready=r), left)
+        except NotOffered:
+            self.forget(OUTCOME)
+            return JobState.DONE

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import grpc
 
-from protos import validation
+from protos import errors as errors_module
+from protos import extensions, validation
 from protos.errors import ProtocolError
 
 class AgentCallError(Exception):
@@ -94,6 +95,18 @@ class NotAuthorized(AgentCallError):
     """UNAUTHENTICATED or PERMISSION_DENIED: a token or certificate the agent does not accept."""
 
 
+class NotOffered(AgentCallError):
+    """UNIMPLEMENTED from an AgentExtensions method: the agent does not offer that extension (or the
+    service at all: a v1 agent). `capabilities()` tells beforehand (AGT-EXT-2)."""
+
+    requirement_id = "AGT-EXT-2"
+
+
+class ProtocolViolation(AgentCallError):
+    """An answer that breaks the contract (an outcome or a watch stream against AGT-EXT-3/7/8):
+    `requirement` names the rule. The agent is at fault; report it to its operator."""
+
+
 class JobTimeout(AgentCallError):
     """wait_until_done ran past its overall deadline; `timeline` holds what was observed and
     `last_error` the transient failure of the last poll, if it failed."""
@@ -123,8 +136,20 @@ _BY_CODE = {
 }
 
 
+EXT_METHODS = ("GetCapabilities", "GetOutcome", "CancelJob", "WatchJobs")
+
+
 def _job_of(request) -> str | None:
-    return request.job.uuid if request is not None and request.HasField("job") else None
+    if request is None:
+        return None
+    fields = request.DESCRIPTOR.fields_by_name
+    if "job" in fields:
+        return request.job.uuid if request.HasField("job") else None
+    if "uuid" in fields:   # a JobId: GetOutcome, CancelJob
+        return request.uuid if request.HasField("uuid") else None
+    if "jobs" in fields and len(request.jobs) == 1:   # a WatchRequest for one job
+        return request.jobs[0].uuid
+    return None
 
 
 def classify(method: str, code: grpc.StatusCode | None, details: str, request=None) -> AgentCallError:
@@ -139,6 +164,8 @@ def classify(method: str, code: grpc.StatusCode | None, details: str, request=No
     details = details or ""
     job = _job_of(request)
     kwargs = {"job": job}
+    if method in EXT_METHODS:
+        return _extension(method, code, details, request, kwargs)
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         return _invalid(method, code, details, request, kwargs)
     if code is grpc.StatusCode.FAILED_PRECONDITION:
@@ -165,3 +192,26 @@ def _invalid(method, code, details, request, kwargs) -> AgentCallError:
     if method == "RunJob" and not checked.files:
         return UnknownJob(method, code, details, **kwargs)
     return InvalidRequest(method, code, details, **kwargs)
+
+
+def _extension(method, code, details, request, kwargs) -> AgentCallError:
+    """AgentExtensions: NOT_FOUND names an unknown job (AGT-EXT-3/7), UNIMPLEMENTED an extension not
+    offered (AGT-EXT-2), INVALID_ARGUMENT a malformed id by the client's own checks."""
+    if code is grpc.StatusCode.NOT_FOUND:
+        return UnknownJob(method, code, details, requirement="AGT-EXT-7" if method == "WatchJobs" else "AGT-EXT-3",
+                          **kwargs)
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return NotOffered(method, code, details, **kwargs)
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        requirement = None
+        try:
+            if request is not None and "jobs" in request.DESCRIPTOR.fields_by_name:
+                extensions.watch_jobs(request.jobs)
+            elif request is not None and "uuid" in request.DESCRIPTOR.fields_by_name:
+                if not request.HasField("uuid"):
+                    raise errors_module.missing_field("uuid")
+                validation.parse_uuid(request.uuid)
+        except ProtocolError as exc:
+            requirement = exc.requirement
+        return InvalidRequest(method, code, details, requirement=requirement, **kwargs)
+    return _BY_CODE.get(code, AgentCallError)(method, code, details, **kwargs)

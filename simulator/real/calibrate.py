@@ -281,7 +281,7 @@ def measure(address: str, source: Path, settings: Settings | None = None, work: 
             (source / entry).write_text("pass\n")
             client.stage_in(job, [entry])
             client.run(job, [entry])
-            client.wait_until_done(job, 0.01, 60)
+            client.wait_until_done(job, poll_interval=0.01, deadline=60)
             _, lat = bench.polls(address, job, settings.poll_calls, 1)
             # one start per call: the bench reports medians, the model needs the mean (the slot's hold)
             singles = [bench.bench_start(client, source, tmp, 1) for _ in range(settings.starts)]

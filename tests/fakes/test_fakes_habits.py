@@ -18,6 +18,7 @@ def served():
     made = []
 
     def make(**config):
+        config.setdefault("extensions", None)   # habits are v1 polling habits: a client that watches polls not
         clock = ManualClock()
         agent = FakeAgent(clock=clock, **config)
         ctx = agent.serve()

@@ -28,6 +28,7 @@ def fake():
     made = []
 
     def make(**config):
+        config.setdefault("extensions", None)   # a v1 fake: these tests are about polling
         clock = ManualClock()
         sleeps: list[float] = []
         agent = FakeAgent(clock=clock, **config)
@@ -206,7 +207,9 @@ def test_poll_interval_alone_keeps_the_old_fixed_interval(fake):
     agent, client, _, sleeps = fake(progression=Scripted(["WAIT"] * 4 + ["DONE"]))
     f, job = agent.source.add(b"pass\n"), new_id()
     client.submit(job, [f])
-    client.wait_until_done(job, 0.25, 60)
+    with pytest.raises(TypeError, match="positional"):   # issue 22.8: 0.25 was read as poll_interval
+        client.wait_until_done(job, 0.25, 60)
+    client.wait_until_done(job, poll_interval=0.25, deadline=60)
     assert sleeps == [0.25] * 3
 
 

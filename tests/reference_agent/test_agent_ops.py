@@ -191,12 +191,12 @@ def test_mutual_tls(make_agent, tmp_path):
     pem = _certificates(tmp_path)
     h = make_agent(tls_cert=str(tmp_path / "server.pem"), tls_key=str(tmp_path / "server_key.pem"),
                    tls_client_ca=str(tmp_path / "ca.pem"))
-    channel = secure_channel(h.address, pem["ca"], pem["client"], pem["client_key"])
+    channel = secure_channel(h.address, ca=pem["ca"], cert=pem["client"], key=pem["client_key"])
     try:
         assert AgentClient(channel, timeout=10).stage_in(new_id(), []) == []
     finally:
         channel.close()
-    anonymous = secure_channel(h.address, pem["ca"])
+    anonymous = secure_channel(h.address, ca=pem["ca"])
     try:
         with pytest.raises(Exception) as info:
             AgentClient(anonymous, timeout=5).stage_in(new_id(), [])

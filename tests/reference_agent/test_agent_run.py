@@ -93,7 +93,7 @@ def test_run_4_unsatisfiable_is_failed_precondition_no_job(pythons_agent, requir
     h.client.stage_in(job, [entry])
     assert code_of(h.client.run, job, [entry], requirement) == "FAILED_PRECONDITION"
     assert h.core.job(job) is None
-    h.client.run(job, [entry], "3.9")  # not created: a correct RunJob still submits
+    h.client.run(job, [entry], python_version="3.9")  # not created: a correct RunJob still submits
     assert posed(h, job) == "3.9.18"
 
 

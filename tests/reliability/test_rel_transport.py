@@ -20,7 +20,7 @@ TOKENS = "# operators\nalpha-123\n\n  beta_456  \n"
 
 def _tls_channel(address, pki, ca="ca", cert=None):
     read = lambda label: pki[label].read_bytes() if label else None  # noqa: E731
-    return secure_channel(address, read(ca), read(cert), read(cert and f"{cert}_key"))
+    return secure_channel(address, ca=read(ca), cert=read(cert), key=read(cert and f"{cert}_key"))
 
 
 def _works(channel) -> bool:
