@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from simulator import warmup
 from simulator.engine import Simulation
 from simulator.metrics import JobRecord
 from simulator.scenario import Scenario
 from simulator.stats import confidence_interval, is_positive_metric
+from simulator.workload import expected_span
 
 STATE_COLUMNS = ("time", "staging", "client_queue", "wait", "run", "done")
 
@@ -30,6 +32,7 @@ class Replication:
     wait_cdf: tuple[list[float], list[float]]
     records: list[JobRecord] | None = None
     links: list[tuple] = field(default_factory=list)   # (agent, group, bytes, utilisation) per agent link
+    series: dict | None = None      # the wait by submit time (warmup.WaitSeries.frozen()), warm-up included
 
 
 @dataclass
@@ -84,6 +87,7 @@ def run_replication(scenario: Scenario, index: int, out: str | Path | None = Non
     sink = sinks[0] if len(sinks) == 1 else ((lambda r: [s(r) for s in sinks]) if sinks else None)
     try:
         sim = Simulation(scenario, index, sink=sink, progress=progress)
+        sim.collector.series = warmup.WaitSeries(expected_span(scenario))
         metrics = sim.run()
     finally:
         if fh is not None:
@@ -94,9 +98,32 @@ def run_replication(scenario: Scenario, index: int, out: str | Path | None = Non
     width = max(b.width for b in sim.rpc_bins)
     for b in sim.rpc_bins:
         b.coarsen_to(width)
+    series = sim.collector.series.frozen()
+    metrics.update(warmup.steady_metrics(series, (sim.window_start, sim.window_end), scenario.run.warmup))
+    metrics.update(per_day(scenario, metrics))
     return Replication(index, metrics, sim.samples, columns,
                        {g: sim.rpc_bins[i].bins for i, g in enumerate(sim.group_names)}, width,
-                       (values.tolist(), cum.tolist()), records, sim.staging.link_rows)
+                       (values.tolist(), cum.tolist()), records, sim.staging.link_rows, series)
+
+
+def per_day(scenario: Scenario, m: dict[str, float]) -> dict[str, float]:
+    """Agent-hours and cost per day and per job at the statistics window's rate (no warm-up, no
+    drain): a fixed group pays its count, an autoscaled one its mean agents serving in the window."""
+    out: dict[str, float] = {}
+    hours = cost = 0.0
+    priced = False
+    for g in scenario.agents:
+        agents = m.get(f"agents_mean.{g.name}", g.count) if g.autoscale else g.count
+        hours += agents * 24.0
+        if g.price_per_hour is not None:
+            cost += agents * 24.0 * g.price_per_hour
+            priced = True
+    out["agent_hours_per_day"] = hours
+    jobs_per_day = m.get("throughput", math.nan) * 86400.0
+    if priced:
+        out["cost_per_day"] = cost
+        out["cost_per_job"] = cost / jobs_per_day if jobs_per_day > 0 else math.nan
+    return out
 
 
 def _worker(args: tuple) -> Replication:

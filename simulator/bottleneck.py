@@ -121,3 +121,19 @@ def table(m: dict[str, float]) -> list[str]:
         parts = ", ".join(f"{dict(PARTS)[p]} {v:.3g} s ({_pct(v / wait) if wait > 0 else 'n/a'})" for p, v in split.items())
         lines.append(f"  wait split: {parts}")
     return lines
+
+
+def split_text(replications) -> str:
+    """Replications grouped by their own verdict's binding resource, e.g. '2 of 4 replications: the
+    file source is 100 % busy ...; 2 of 4: no resource is saturated ...' (never averaged)."""
+    groups: dict[str, list[str]] = {}
+    for r in replications:
+        v = verdict(r.metrics)
+        name = v.binding.label if v.binding is not None else "none"
+        groups.setdefault(name, []).append(v.text)
+    n = len(replications)
+    if len(groups) < 2:
+        return ""
+    parts = [f"{len(texts)} of {n} replications: {texts[0]}" for _, texts in
+             sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+    return "replications disagree: " + "; ".join(parts)

@@ -143,10 +143,13 @@ class Collector:
         self.split_client = self.split_staging = self.split_agent = 0.0
         self.bins: "TimeBins | None" = None   # per time-of-day statistics, when asked
         self.by_class: "ClassStats | None" = None   # per job class, with several classes
+        self.series = None   # a warmup.WaitSeries: every started job's wait by submit time, warm-up included
         self._n = 0
 
     def record(self, job, outcome: str, final: bool) -> None:
         """Count one finished attempt (an engine Job: submit, start, end, seen, polls, bytes, ...)."""
+        if self.series is not None and job.start == job.start:
+            self.series.add(job.submit, job.start - job.submit)
         if not job.warm:
             return
         if outcome == "rejected":

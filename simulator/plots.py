@@ -23,18 +23,24 @@ def states(results: Results, out: Path) -> Path:
     """Jobs by state over time: replication 0 bold, every other replication thin in the same colour."""
     fig, ax = plt.subplots(figsize=(8, 4))
     colours = {}
+    last = max((rep.samples[-1][0] for rep in results.replications if rep.samples), default=0.0)
+    scale, tunit = (3600.0, "h") if last > 3 * 3600 else (1.0, "s")
     for rep in results.replications:
         if not rep.samples:
             continue
         cols = list(zip(*rep.samples))
-        t = cols[0]
+        t = [x / scale for x in cols[0]]
         for name in ("staging", "client_queue", "wait", "run"):
             first = rep is results.replications[0]
             label = (name.upper() if name in ("wait", "run") else name) if first else None
             line, = ax.plot(t, cols[rep.sample_columns.index(name)], label=label, color=colours.get(name),
                             linewidth=1.5 if first else 0.6, alpha=1.0 if first else 0.5)
             colours.setdefault(name, line.get_color())
-    ax.set_xlabel("simulated time (s)")
+    fixed = [g for g in results.scenario.agents if not g.autoscale]
+    if fixed and len(fixed) == len(results.scenario.agents):
+        ax.axhline(sum(g.count * g.slots for g in fixed), color="black", linestyle="--", linewidth=0.8,
+                   label="slots (capacity)")
+    ax.set_xlabel(f"simulated time ({tunit})")
     ax.set_ylabel("jobs (count)")
     ax.set_title(f"Jobs by state over time ({len(results.replications)} replications; bold: replication 0)")
     ax.legend(loc="upper left")
@@ -44,7 +50,8 @@ def states(results: Results, out: Path) -> Path:
         ax2 = ax.twinx()
         cols = list(zip(*rep.samples))
         for c in scaled:
-            ax2.plot(cols[0], cols[rep.sample_columns.index(c)], color="black", linestyle=":", label=f"{c} serving")
+            ax2.plot([x / scale for x in cols[0]], cols[rep.sample_columns.index(c)], color="black", linestyle=":",
+                     label=f"{c} serving")
         ax2.set_ylabel("agents serving (count)")
         ax2.legend(loc="upper right")
     return _save(fig, out / "states.png")
@@ -98,10 +105,13 @@ def agent_load(results: Results, out: Path) -> Path:
     return _save(fig, out / "agent-load.png")
 
 
-def draw_all(results: Results, out: str | Path) -> list[Path]:
+def draw_all(results: Results, out: str | Path, target=None) -> list[Path]:
     out = Path(out)
-    drawn = [states(results, out), wait_cdf(results, out), utilisation(results, out), agent_load(results, out)]
-    extra = hourly(results, out)
+    drawn = [states(results, out), wait_cdf(results, out), utilisation(results, out)]
+    c = results.scenario.clients
+    if c.rpc_cost_poll or c.rpc_cost_stage or c.rpc_cost_run:   # no empty plot
+        drawn.append(agent_load(results, out))
+    extra = hourly(results, out, target=target)
     return drawn + ([extra] if extra else [])
 
 
@@ -136,7 +146,7 @@ def sweep_plot(rows: list[dict], key: str, metric: str, out: Path, target=None, 
     seen = []
     for others, rs in groups.items():
         rs = sorted(rs, key=lambda r: (r.get("values") or {key: r["value"]})[key])
-        xs = [(r.get("values") or {key: r["value"]})[key] for r in rs]
+        xs = [_x(key, (r.get("values") or {key: r["value"]})[key]) for r in rs]
         ms = [r["metrics"][metric]["mean"] for r in rs]
         lo = [r["metrics"][metric].get("low") for r in rs]
         hi = [r["metrics"][metric].get("high") for r in rs]
@@ -156,7 +166,7 @@ def sweep_plot(rows: list[dict], key: str, metric: str, out: Path, target=None, 
         ax.axhline(target.value, color="red", linestyle="--", label=f"target {target}")
         seen.append(target.value)
     _log_if_wide(ax, seen)
-    ax.set_xlabel(key)
+    ax.set_xlabel(x_label(key))
     unit = unit_of(metric)
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
     ax.set_title(f"{metric} against {key} (dots: replications)")
@@ -164,8 +174,9 @@ def sweep_plot(rows: list[dict], key: str, metric: str, out: Path, target=None, 
     return _save(fig, out / f"{prefix}-{metric}.png")
 
 
-def hourly(results: Results, out: Path, metric: str = "wait_p95") -> Path | None:
-    """A time-binned metric (run.bin; by hour of day for a daily profile): mean and replications."""
+def hourly(results: Results, out: Path, metric: str = "wait_p95", target=None) -> Path | None:
+    """A time-binned metric (run.bin; by hour of day for a daily profile): mean with its 95 %
+    interval, the replications as dots, the target (when it is on this metric) as a line."""
     m = results.metrics
     keys = sorted(k for k in m if k.startswith("bin.") and k.endswith("." + metric))
     if not keys:
@@ -173,7 +184,14 @@ def hourly(results: Results, out: Path, metric: str = "wait_p95") -> Path | None
     width = results.scenario.run.bin or 1.0
     xs = [int(k.split(".")[1]) * width / 3600 for k in keys]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(xs, [m[k]["mean"] for k in keys], marker="o", label="mean over replications")
+    ms = [m[k]["mean"] for k in keys]
+    err = [[max(0.0, mu - m[k]["low"]) if m[k].get("low") == m[k].get("low") and m[k].get("low") is not None else 0.0
+            for mu, k in zip(ms, keys)],
+           [max(0.0, m[k]["high"] - mu) if m[k].get("high") == m[k].get("high") and m[k].get("high") is not None
+            and math.isfinite(m[k]["high"]) else 0.0 for mu, k in zip(ms, keys)]]
+    ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label="mean, 95 % interval")
+    if target is not None and target.metric in (metric, f"{metric}_worst_bin"):
+        ax.axhline(target.value, color="red", linestyle="--", label=f"target {target}")
     for k, x in zip(keys, xs):
         vals = m[k]["values"]
         ax.plot([x] * len(vals), vals, linestyle="none", marker=".", color="grey", alpha=0.6)
@@ -184,3 +202,58 @@ def hourly(results: Results, out: Path, metric: str = "wait_p95") -> Path | None
     ax.set_title(f"{metric} by time (dots: replications)")
     ax.legend()
     return _save(fig, out / f"hourly-{metric}.png")
+
+
+def _x(key: str, v):
+    """A varied value on the x axis: bandwidths in Gbit/s (their axis says so), others as they are."""
+    return v * 8 / 1e9 if "bandwidth" in key and isinstance(v, (int, float)) else v
+
+
+def x_label(key: str) -> str:
+    if "bandwidth" in key:
+        return f"{key} (Gbit/s)"
+    if key.endswith(("count", ".max", ".min")):
+        return f"{key} (agents)"
+    if key.endswith("slots"):
+        return f"{key} (slots per agent)"
+    if key.endswith("rate"):
+        return f"{key} (jobs/s)"
+    return key
+
+
+def plan_plot(rows: list[dict], key: str, target, out: Path, answer=None, cost: str | None = None) -> Path:
+    """The plan: the target metric against the value (95 % intervals, replications as dots), the
+    target as a line, the answer marked; with `cost`, the cost of each value on a second axis."""
+    path = out / f"plan-{target.metric}.png"
+    fig = plt.figure(figsize=(7, 4.2))
+    ax = fig.gca()
+    pts = sorted(rows, key=lambda r: r["value"])
+    xs = [_x(key, r["value"]) for r in pts]
+    ms = [r["metrics"][target.metric]["mean"] for r in pts]
+    lo = [r["metrics"][target.metric].get("low") for r in pts]
+    hi = [r["metrics"][target.metric].get("high") for r in pts]
+    err = [[max(0.0, m - l) if l is not None and l == l else 0.0 for m, l in zip(ms, lo)],
+           [max(0.0, h - m) if h is not None and h == h and math.isfinite(h) else 0.0 for m, h in zip(ms, hi)]]
+    ax.errorbar(xs, ms, yerr=err, marker="o", linestyle="none", capsize=3, label="mean, 95 % interval")
+    for x, r in zip(xs, pts):
+        vals = [v for v in r["metrics"][target.metric].get("values", []) if v is not None]
+        ax.plot([x] * len(vals), vals, linestyle="none", marker=".", color="grey", alpha=0.5)
+    ax.axhline(target.value, color="red", linestyle="--", label=f"target {target}")
+    if answer is not None:
+        ax.axvline(_x(key, answer), color="green", linestyle=":", label=f"answer {key} = {answer:g}")
+    _log_if_wide(ax, ms + [target.value])
+    ax.set_xlabel(x_label(key))
+    unit = unit_of(target.metric)
+    ax.set_ylabel(f"{target.metric} ({unit})" if unit else target.metric)
+    if cost:
+        ax2 = ax.twinx()
+        cs = [(x, r.get("cost")) for x, r in zip(xs, pts) if r.get("cost") is not None]
+        ax2.plot([x for x, _ in cs], [c for _, c in cs], color="purple", marker="s", linestyle="-", label=cost)
+        ax2.set_ylabel(f"{cost} ({unit_of(cost) or 'units'})")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"plan: {target.metric} against {key}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -99,6 +99,15 @@ def parse_target(text: str) -> Target:
     return Target(name, op, value)
 
 
+def unknown_metric(flag: str, name: str, known) -> SweepError:
+    """An unknown metric name, with the closest known names."""
+    import difflib
+    names = sorted(k for k in known if not k.startswith(("bin.", "class.")))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return SweepError(f"{flag}: unknown metric {name!r}{hint}; known: {', '.join(names)}")
+
+
 def run_points(scenario: Scenario, key: str, values: list, *, replications: int | None = None, workers: int = 1,
                executor=None, progress: Callable[[int, int], None] | None = None) -> list[tuple[object, Results]]:
     """Every (value, replication) pair as one task, in processes or on a Dask cluster."""
@@ -165,6 +174,7 @@ class Plan:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
     costs: dict = field(default_factory=dict)
+    points: dict = field(default_factory=dict)      # value -> search.Point (status, analysis, notes)
 
     @property
     def headroom(self) -> float | None:
@@ -200,24 +210,30 @@ def non_monotone(target: Target, evaluated: list[tuple[int, dict, bool]]) -> lis
 def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: int = 100_000,
          criterion: str = "ci", replications: int | None = None, workers: int = 1, executor=None,
          progress: Callable[[int, int], None] | None = None, precision=None, minimise: str | None = None,
-         values: list | None = None) -> Plan:
-    """Smallest integer value of `key` in [low, high] whose metric meets the target.
-
-    Doubling from `low` until the target is met, then bisection. The search does not assume the
-    metric improves with the value: when two doublings in a row do not improve on the best value
-    seen, it stops and says so, and every pair of evaluated values where the larger is clearly
-    worse is reported. With criterion 'ci' a value meets the target only if the whole 95 % CI
-    does (the upper bound for <=, the lower bound for >=); with 'mean' the mean suffices. Every
-    value uses the same seeds (common random numbers). With `minimise` (a metric such as cost)
-    every value of `values` is evaluated and the cheapest meeting the target is the answer.
+         values: list | None = None, resolution: float | None = None, max_replications: int = 12) -> Plan:
+    """Smallest value of `key` in [low, high] whose metric meets the target (integers, or steps of
+    `resolution` for a continuous key): the search of simulator/search.py (stability first, an
+    analytic first pass, replications added until each decision is significant, up to
+    `max_replications`). With criterion 'ci' a value meets the target only if the whole 95 % CI
+    does; with 'mean' the mean suffices. Every value uses the same seeds (common random numbers).
+    With `minimise` (a metric such as cost) every value of `values` is evaluated and the cheapest
+    stable value meeting the target is the answer.
     """
+    from simulator.search import check_metric
+    check_metric(scenario, "--target", target.metric)
     cache: dict[int, tuple[dict, bool]] = {}
     verdicts: dict = {}
     costs: dict = {}
-    busiest: dict = {}
 
     def evaluate(v: int) -> bool:
         if v not in cache:
+            from simulator import stability
+            from simulator.search import scenario_at
+            a = stability.analyse(scenario_at(scenario, key, v))
+            if a.unstable:      # never simulated, never an answer
+                cache[v] = ({"mean": math.nan, "low": math.nan, "high": math.nan, "half_width": math.nan}, False)
+                verdicts[v] = a.verdict()
+                return False
             sc = scenario.with_value(key, v) if precision is not None else scenario
             if precision is not None:
                 from simulator.sequential import run_until
@@ -229,8 +245,7 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
                 [(_, res)] = run_points(scenario, key, [v], replications=replications, workers=workers,
                                         executor=executor)
             if target.metric not in res.metrics:
-                known = ", ".join(sorted(res.metrics))
-                raise SweepError(f"--target: unknown metric {target.metric!r}; known: {known}")
+                raise unknown_metric("--target", target.metric, res.metrics)
             m = res.metrics[target.metric]
             x = m["mean"]
             if criterion == "ci" and m["half_width"] == m["half_width"]:
@@ -238,10 +253,9 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
             cache[v] = (m, target.met_by(x))
             flat = bottleneck.means(res.metrics)
             verdicts[v] = bottleneck.verdict(flat).text
-            busiest[v] = max((r.utilisation for r in bottleneck.resources(flat) if r.kind == "slots"), default=0.0)
             if minimise is not None:
                 if minimise not in flat:
-                    raise SweepError(f"--minimise: unknown metric {minimise!r}; known: {', '.join(sorted(flat))}")
+                    raise unknown_metric("--minimise", minimise, flat)
                 costs[v] = flat[minimise]
             if progress:
                 progress(len(cache), 0)
@@ -250,9 +264,6 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
     def result(value, reason, notes=()):
         ev = sorted((v, m, ok) for v, (m, ok) in cache.items())
         extra = list(notes) + [n for n in non_monotone(target, ev) if n not in notes]
-        if value is not None and busiest.get(value, 0.0) >= 0.95:
-            extra.append(f"at {value} the slots are {100 * busiest[value]:.0f} % busy: a queue this loaded does not "
-                         f"settle, so the wait grows with run.duration; confirm with a longer run or take a larger value")
         return Plan(target, key, value, cache[value][0] if value is not None else None, ev, verdicts, reason,
                     extra, costs)
 
@@ -265,27 +276,24 @@ def plan(scenario: Scenario, key: str, target: Target, *, low: int = 1, high: in
         best = min(met, key=lambda v: (costs[v], v))
         return result(best, f"the lowest {minimise} among the {len(met)} values meeting {target}")
 
-    lo, hi = low, low
-    best_v, stale = None, 0
-    while not evaluate(hi):
-        mean = cache[hi][0]["mean"]
-        if best_v is None or _better(target, mean, cache[best_v][0]["mean"]):
-            best_v, stale = hi, 0
-        else:
-            stale += 1
-        if stale >= 2:
-            tried = sorted(cache)
-            return result(None, f"{target.metric} stopped improving with {key}: best {cache[best_v][0]['mean']:.4g} "
-                                f"at {best_v}, no better at {', '.join(str(v) for v in tried if v > best_v)}",
-                          [f"more {key} does not help: at {best_v}: {verdicts[best_v]}"])
-        if hi >= high:
-            return result(None, f"no value of {key} in {low}..{high} meets {target} (best {cache[best_v][0]['mean']:.4g} "
-                                f"at {best_v}: {verdicts[best_v]})")
-        lo, hi = hi + 1, min(high, hi * 2)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if evaluate(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return result(hi, f"the smallest value meeting {target} (doubling, then bisection)")
+    return _search(scenario, key, target, low, high, criterion=criterion, replications=replications,
+                   workers=workers, executor=executor, progress=progress, precision=precision,
+                   resolution=resolution, max_replications=max_replications)
+
+
+def _search(scenario, key, target, low, high, *, criterion, replications, workers, executor, progress, precision,
+            resolution, max_replications) -> Plan:
+    """The search of simulator/search.py; the Plan with every point's status, verdict and notes."""
+    from simulator.planner import Planner
+    cap = precision.cap if precision is not None else max_replications
+    pl = Planner(scenario, key, target, criterion=criterion, replications=replications, max_replications=cap,
+                 workers=workers, executor=executor, resolution=resolution, progress=progress)
+    try:
+        value, reason, notes = pl.search(low, high)
+    finally:
+        pl.close()
+    pts = pl.points
+    ev = sorted((v, p.metric, p.met) for v, p in pts.items() if p.metric is not None)
+    extra = list(notes) + [n for n in non_monotone(target, ev) if n not in notes]
+    return Plan(target, key, value, pts[value].metric if value is not None else None, ev,
+                {v: p.verdict for v, p in pts.items()}, reason, extra, points=pts)

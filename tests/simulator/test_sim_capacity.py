@@ -78,7 +78,8 @@ def test_wait_split_adds_up_to_the_wait():
 def test_plan_reports_a_non_monotone_response():
     """Each agent caches the files it fetched: more agents, more misses, the 20 MB/s source
     saturates and the wait grows. The plan stops after two values without improvement (not at
-    the range's end), flags the step where the metric got worse and names the file source."""
+    the range's end), flags the step where the metric got worse and names the file source. The
+    search starts at the first pass (Erlang C: 2 agents), not at the range's low end."""
     data = {
         "agents": [{"name": "w", "count": 1, "slots": 4}],
         "network": {"source_bandwidth": "20MB/s", "link_bandwidth": "1GB/s", "cache": True},
@@ -90,8 +91,9 @@ def test_plan_reports_a_non_monotone_response():
     result = plan(Scenario.from_dict(data), "agents.count", parse_target("p95_wait<=0.5s"), low=1, high=1024,
                   criterion="mean", replications=2)
     assert result.value is None
-    assert "stopped improving" in result.reason and [v for v, _, _ in result.evaluated] == [1, 2, 4]
-    assert any(n.startswith("wait_p95 got worse from 1 ") for n in result.notes)
+    assert "stopped improving" in result.reason and [v for v, _, _ in result.evaluated] == [2, 3, 4]
+    assert any(n.startswith("wait_p95 got worse from ") for n in result.notes), result.notes
+    assert any(n.startswith("first pass: ") for n in result.notes)
     assert result.verdicts[4].startswith("the file source is ")
 
 
