@@ -46,12 +46,15 @@ def layer(cls: type) -> str:
 def build_server(cls: type, config: AgentConfig, telemetry: Telemetry | None = None) -> AgentServer:
     """An AgentServer (not started) that is the reference agent with `cls`'s one defect."""
     telemetry = telemetry if telemetry is not None else Telemetry(stream=None)
+    # A v1 defect makes a v1-only agent (no AgentExtensions: its defect would leak into the
+    # extension's checks); an extension defect serves the extension, with that one defect.
+    offered = {} if any(rid in EXT_REQUIREMENTS for rid in cls.violates) else {"extensions": ()}
     if issubclass(cls, AgentServer):
-        return cls(config, telemetry=telemetry)
+        return cls(config, telemetry=telemetry, **offered)
     if issubclass(cls, AgentServicer):
-        return AgentServer(config, servicer_factory=cls, telemetry=telemetry)
+        return AgentServer(config, servicer_factory=cls, telemetry=telemetry, **offered)
     if issubclass(cls, AgentCore):
-        return AgentServer(config, core_factory=cls, telemetry=telemetry)
+        return AgentServer(config, core_factory=cls, telemetry=telemetry, **offered)
     raise TypeError(f"not a broken agent: {cls!r}")
 
 
