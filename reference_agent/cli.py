@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-request-bytes", type=_size, default=DEFAULT_MAX_REQUEST_BYTES, metavar="SIZE",
                        help="larger requests get RESOURCE_EXHAUSTED (default 4MiB)")
     serve.add_argument("--quiet", action="store_true", help="no JSON log lines on stderr")
+    _add_server_options(serve)
     serve.add_argument("--core", metavar="MODULE:CLASS", type=_core_class,
                        help="serve a subclass of reference_agent.domain.AgentCore (e.g. a broken agent)")
     for name, helptext in (("jobs", "table of the journal's jobs"), ("job", "one job in detail")):
@@ -179,6 +180,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# (flag, AgentConfig field, type, help): the server's defences (docs/AGENT.md "Serving")
+_SERVER_OPTIONS = (
+    ("--work-threads", "work_threads", positive_int, "threads for the domain's blocking work (journal, copies, "
+     "process starts); default: CPUs + 4, from 8 to 32"),
+    ("--max-queued-calls", "max_queued_calls", int, "calls waiting for a work thread; more get RESOURCE_EXHAUSTED "
+     "(default 256)"),
+    ("--request-timeout", "request_timeout", _duration, "time for a call's request message to come after its "
+     "headers; a call past it is ended with DEADLINE_EXCEEDED (default 10s)"),
+    ("--max-connections", "max_connections", positive_int, "connections at once (default 4096, lowered to leave "
+     "file descriptors for jobs; RLIMIT_NOFILE is raised to its hard limit at start)"),
+    ("--max-streams-per-connection", "max_streams_per_connection", positive_int, "concurrent calls on one "
+     "connection (HTTP/2 max_concurrent_streams, default 100)"),
+    ("--max-calls", "max_calls", positive_int, "concurrent calls in all; more get RESOURCE_EXHAUSTED (default 4096)"),
+    ("--max-open-streams", "max_open_streams", positive_int, "open streaming calls of one method (health Watch, "
+     "reflection); more get RESOURCE_EXHAUSTED (default 128)"),
+    ("--keepalive-time", "keepalive_time", _duration, "ping a connection with calls after this long without "
+     "traffic (default 60s)"),
+    ("--keepalive-timeout", "keepalive_timeout", _duration, "close it when the ping is not answered (default 20s)"),
+    ("--min-client-ping-interval", "min_client_ping_interval", _duration, "client pings closer than this are "
+     "strikes; two strikes close the connection (default 10s)"),
+    ("--max-connection-idle", "max_connection_idle", _duration, "close connections without calls after this "
+     "long (default 5min)"),
+    ("--max-connection-age", "max_connection_age", _duration, "ask clients to reconnect after this long "
+     "(default 1h); open streams end UNAVAILABLE after --max-connection-age-grace more (default 5min)"),
+    ("--max-connection-age-grace", "max_connection_age_grace", _duration, argparse.SUPPRESS),
+)
+
+
+def _add_server_options(serve: argparse.ArgumentParser) -> None:
+    for flag, _field, kind, helptext in _SERVER_OPTIONS:
+        serve.add_argument(flag, type=kind, metavar="N" if kind in (int, positive_int) else "DURATION",
+                           help=helptext)
+
+
+def _server_settings(args: argparse.Namespace) -> dict:
+    """The AgentConfig fields of the server options given on the command line (others: defaults)."""
+    return {name: getattr(args, name) for _flag, name, _kind, _help in _SERVER_OPTIONS
+            if getattr(args, name) is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     return AgentConfig(
         listen=args.listen, source=args.source, state_dir=args.state_dir, slots=args.slots,
@@ -190,7 +231,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         stop_jobs_on_exit=args.stop_jobs_on_exit, accept_lost_journal=args.accept_lost_journal,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_tokens=args.auth_tokens, metrics_port=args.metrics_port,
-        max_request_bytes=args.max_request_bytes, log_rpcs=not args.quiet,
+        max_request_bytes=args.max_request_bytes, log_rpcs=not args.quiet, **_server_settings(args),
     ).validate()
 
 

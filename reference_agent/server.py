@@ -233,6 +233,7 @@ class AgentServer:
             await asyncio.sleep(0.02)  # Watch streams send NOT_SERVING before they end
         self.stopping.set()  # open streams end with UNAVAILABLE
         await self._server.stop(grace)
+        self.counts.stop()
 
     def stop(self, grace: float | None = 2.0, stop_jobs: bool | None = None) -> None:
         """Stop accepting, let in-flight RPCs finish (grace seconds), end open streams with
