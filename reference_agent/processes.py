@@ -52,8 +52,12 @@ LAUNCHER_FD = (
 # its last process ends. `--kill-child`: the namespace's processes die with the launcher.
 UNSHARE = "/usr/bin/unshare"
 UNSHARE_ARGS = ("--pid", "--mount-proc", "--kill-child=SIGKILL", "--propagation", "private", "--")
+# A work directory under /tmp (a state directory there) is bound back into the new /tmp: the
+# shell's working directory still reaches the covered original.
 PRIVATE_MOUNTS = (
+    'w=$(pwd -P)\n'
     'mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || exit 125\n'
+    'case "$w" in /tmp/*) (umask 022 && mkdir -p "$w") && mount --no-canonicalize --bind /proc/self/cwd "$w" || exit 125;; esac\n'
     'if [ -d /dev/shm ]; then mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || exit 125; fi\n'
     'exec "$@"\n'
 )
