@@ -18,6 +18,7 @@ from protos import launcher  # noqa: E402
 from protos.client import AgentClient  # noqa: E402
 from simulator.real.measure import (BARE_SERVER, bench_many_files, bench_polls, bench_staging,  # noqa: E402
                                     bench_start)
+from _ext_bench import bench_watch_vs_poll, summary as watch_summary  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, epilog=textwrap.dedent("""\
@@ -32,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starts", type=int, default=15, help="jobs started per contender")
     parser.add_argument("--size-mb", type=int, default=200, help="staged file size")
     parser.add_argument("--many-files", type=int, default=10000, help="files of 100 bytes in one StageInFiles")
+    parser.add_argument("--watch-jobs", type=int, default=1000, help="jobs waited on by watch, by polling, by nobody")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        args.calls, args.rounds, args.starts, args.size_mb, args.many_files = 200, 2, 2, 4, 300
-    for name in ("calls", "rounds", "threads", "starts", "size_mb", "many_files"):
+        args.calls, args.rounds, args.starts, args.size_mb, args.many_files, args.watch_jobs = 200, 2, 2, 4, 300, 20
+    for name in ("calls", "rounds", "threads", "starts", "size_mb", "many_files", "watch_jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp_name:
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                     "start": bench_start(client, source, tmp, args.starts),
                     "staging": bench_staging(client, source, tmp, args.size_mb, args.rounds),
                     "many_files": bench_many_files(client, source, tmp, args.many_files, 100, min(args.rounds, 3)),
+                    "watch_vs_poll": bench_watch_vs_poll(agent_addr, agent.pid, source, tmp,
+                                                         tmp / "state" / "journal.sqlite3", 2, args.watch_jobs),
                 }
         finally:
             agent.stop(30)
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
           f"ratio {g['ratio']:.2f} (target >= 0.7), second job's own copy {g['cached_stage_s'] * 1e3:.1f} ms "
           f"= {g['per_job_copy_ratio'] * 100:.0f} % of the first staging; "
           f"{m['files']} files of 100 B in one call {m['stage_s']:.2f} s vs shutil {m['copy_s']:.2f} s "
-          f"= x{m['ratio']:.2f} (target <= 5); "
+          f"= x{m['ratio']:.2f} (target <= 5); {watch_summary(results['watch_vs_poll'])}; "
           f"load {results['load_average_after']:.1f} on {os.cpu_count()} CPUs")
     return 0
 
