@@ -18,16 +18,28 @@ from protos.requirements import REQUIREMENTS
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    """One full --level should run against the reference agent (JUnit and JSON written). It is
-    started as the embedded default is, plus --no-path-pythons: probing PATH for interpreters costs
-    seconds at every (re)start on a loaded machine and adds nothing here (one Python on PATH)."""
-    from conformance.launcher import REFERENCE_CMD
+    """One full run against the reference agent with the GitHub Actions command line of
+    docs/CONFORMANCE.md as written (its console commands run from this checkout), with --level should
+    added (the last --level wins), its Markdown summary in a file for $GITHUB_STEP_SUMMARY."""
+    from _ci_docs import github_args, local
 
     tmp = tmp_path_factory.mktemp("reference")
-    junit = tmp / "junit.xml"
-    run = run_inprocess(["--agent-cmd", REFERENCE_CMD + " --no-path-pythons", "--max-request-bytes", "4194304",
-                         "--level", "should", "--junitxml", str(junit)], tmp)
+    junit, summary = tmp / "junit.xml", tmp / "step-summary.md"
+    args = [local(a).replace("$GITHUB_STEP_SUMMARY", str(summary)) for a in github_args()]
+    args = [str(tmp / a) if a in ("conformance.xml", "conformance.json") else a for a in args]
+    run = run_inprocess(args + ["--level", "should", "--junitxml", str(junit)], tmp)
     return run, junit
+
+
+def test_the_documented_ci_line_reaches_full_conformance(reference_run):
+    """The GitHub Actions line of docs/CONFORMANCE.md gives 27/27 MUST, conformant, exit 0."""
+    from _ci_docs import github_args
+
+    args = github_args()
+    assert "--max-request-bytes" in args and args[args.index("--max-request-bytes") + 1] == "4MiB"
+    run, _ = reference_run
+    assert run.code == 0 and run.report["summary"][0] == "MUST: 27/27 pass, conformant", run.report["summary"]
+    assert run.report["verdict"] == "conformant" and run.report["conformant"] is True
 
 
 def test_suite_passes_the_reference_agent(reference_run):
