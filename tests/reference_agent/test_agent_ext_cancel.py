@@ -9,11 +9,17 @@ from pathlib import Path
 import grpc
 
 from agent_ext_helpers import Ext, events_of, gate_script, wait_until
+from agent_harness import InProcessAgent
 from agent_helpers import new_id
 from protos import launcher
 from protos.client import AgentClient
 from protos.extensions import EndKind
 from protos.states import JobState
+from reference_agent.config import AgentConfig
+from reference_agent.domain import AgentCore
+from reference_agent.journal import StorageError
+from reference_agent.server import AgentServer
+from reference_agent.telemetry import Telemetry
 
 MARK = "open('started', 'w').write('yes')\n"   # in the job's work directory: proof that it ran
 
@@ -161,3 +167,38 @@ def test_cancelled_waiting_job_never_starts_after_sigkill(tmp_path):
         if channel is not None:
             channel.close()
         agent.stop()  # the agent and every process group it had
+
+
+class _FullDiskAtCancel(AgentCore):
+    """The journal cannot record a cancel (a full disk)."""
+
+    def record_cancel(self, job, columns):
+        raise StorageError(OSError(28, "No space left on device"), f"the cancel of job {job.job}")
+
+
+def test_a_cancel_the_journal_cannot_record_changes_nothing(tmp_path):
+    """AGT-EXT-5: not durable, not done: RESOURCE_EXHAUSTED naming the job, and the job still
+    WAIT, then runs when its turn comes."""
+    source, gate = tmp_path / "source", tmp_path / "gate"
+    source.mkdir()
+    config = AgentConfig(listen="127.0.0.1:0", source=str(source), state_dir=str(tmp_path / "state"), slots=1,
+                         discover_path=False, log_rpcs=False)
+    server = AgentServer(config, core_factory=_FullDiskAtCancel, telemetry=Telemetry(stream=None))
+    server.start()
+    agent = InProcessAgent(server, source, tmp_path / "state", tmp_path)
+    try:
+        blocker = agent.submit(gate_script(gate))
+        wait_until(lambda: agent.client.run(blocker) is JobState.RUN, "blocker RUN")
+        waiting = agent.submit(MARK)
+        try:
+            Ext(agent.channel).cancel(waiting)
+        except grpc.RpcError as exc:
+            assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and waiting in exc.details()
+        else:
+            raise AssertionError("a cancel that was not journalled answered OK")
+        assert agent.client.run(waiting) is JobState.WAIT and agent.row(waiting).cancelled is None
+        gate.touch()
+        agent.wait_done(waiting)
+        assert (agent.workdir(waiting) / "started").exists()
+    finally:
+        agent.close()
