@@ -11,6 +11,7 @@ with a default) is all a new column needs.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
@@ -40,13 +41,30 @@ def _uuid(name: str, value):
 
 
 def _json_strings(name: str, value) -> tuple[str, ...]:
+    """A JSON list whose items are strings, or [string, count] for a run of one string (the
+    compact form written since journal schema version 1: 838,820 copies of "3" are one item)."""
     try:
         items = json.loads(value)
     except (TypeError, ValueError):
         raise BadRow(f"{name} {_cut(value)} is not a JSON list") from None
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+    if not isinstance(items, list):
         raise BadRow(f"{name} {_cut(value)} is not a JSON list of strings")
-    return tuple(items)
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+              and type(item[1]) is int and item[1] > 1):
+            out.extend([item[0]] * item[1])
+        else:
+            raise BadRow(f"{name} {_cut(value)} is not a JSON list of strings")
+    return tuple(out)
+
+
+def runs(values) -> list:
+    """values with each run of one string written once: [string, count] (see _json_strings)."""
+    counted = ((value, sum(1 for _ in run)) for value, run in itertools.groupby(values))
+    return [value if count == 1 else [value, count] for value, count in counted]
 
 
 def _state(name: str, value):
@@ -112,7 +130,7 @@ class Column:
         return f"ALTER TABLE {table} ADD COLUMN {self.name} {self.sql}"
 
     def encode(self, value):
-        return json.dumps(list(value)) if self.json else value
+        return json.dumps(runs(value)) if self.json else value
 
 
 JOB_COLUMNS: tuple[Column, ...] = (

@@ -27,9 +27,25 @@ CREATE INDEX IF NOT EXISTS staged_order ON staged (job, seq);  -- MAX(seq) per j
 CREATE TABLE IF NOT EXISTS cache (
     file TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT                     -- of the content when fetched (NULL: an entry of version 0)
 );
 """
+
+# PRAGMA user_version of the journal this agent writes. 0: every journal before versioning (the
+# release of 9106253 and earlier). MIGRATIONS[n] takes a journal from version n to n + 1 in one
+# transaction; a journal of a newer version than this agent knows is refused (JournalError).
+SCHEMA_VERSION = 1
+
+
+def _v0_to_v1(db: sqlite3.Connection) -> None:
+    """Cache entries gain the content's sha256 (NULL for the old ones: re-fetched before reuse
+    after a restart); requirement and file lists may be stored run-length encoded (read both)."""
+    if "sha256" not in {r[1] for r in db.execute("PRAGMA table_info(cache)")}:
+        db.execute("ALTER TABLE cache ADD COLUMN sha256 TEXT")
+
+
+MIGRATIONS = (_v0_to_v1,)
 
 
 SQLITE_FULL = 13
@@ -64,8 +80,8 @@ class JournalError(StateError):
 class Journal:
     """SQLite in WAL mode; every method is one transaction, safe from any thread.
 
-    A committed transaction survives SIGKILL of the agent (the OS has the pages);
-    `synchronous=NORMAL` trades only power-loss durability for speed. A write that fails
+    A committed transaction is on disk before the method returns (`synchronous=FULL`: it
+    survives SIGKILL and power loss). A write that fails
     (disk full, I/O error) is rolled back and raises StorageError; `on_error(op, exc)` logs the
     cause. A journal that does not open, or whose rows the agent cannot read, raises JournalError.
     """
@@ -84,15 +100,38 @@ class Journal:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                # FULL: each commit's WAL is on disk before the answer (power loss, not only
+                # SIGKILL: issue 18.7); its cost is in docs/PERFORMANCE.md (bench/_durability.py).
+                self._db.execute("PRAGMA synchronous=FULL")
                 # After a checkpoint the WAL file is cut back, so that space freed is really
                 # free and a full disk shows as an error at the write, not later.
                 self._db.execute("PRAGMA journal_size_limit=0")
                 self._db.executescript(SCHEMA)
+                self._migrate()
                 self._add_missing_columns()
             self._db.row_factory = sqlite3.Row
         except sqlite3.Error as exc:
             raise self._unreadable(exc) from None
+
+    def _migrate(self) -> None:
+        """Bring a journal written by an earlier release to SCHEMA_VERSION, step by step."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {str(self.path)!r} has schema version {version}, newer than this agent's "
+                f"({SCHEMA_VERSION}): run the release that wrote it (or a newer one)")
+        for step in range(version, SCHEMA_VERSION):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[step](self._db)
+                self._db.execute(f"PRAGMA user_version={step + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        return int(self._read("PRAGMA user_version")[0][0])
 
     def _add_missing_columns(self) -> None:
         """A journal made before a column of JOB_COLUMNS existed gets it (NULL, or its default)."""
@@ -206,7 +245,7 @@ class Journal:
             return
         with self._transaction("stage") as db:
             if cache:
-                db.executemany("INSERT OR REPLACE INTO cache (file, size, mtime_ns) VALUES (?,?,?)", cache)
+                db.executemany("INSERT OR REPLACE INTO cache (file, size, mtime_ns, sha256) VALUES (?,?,?,?)", cache)
             if files:
                 (base,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM staged WHERE job=?", (job,)).fetchone()
                 db.executemany("INSERT OR IGNORE INTO staged (job, file, seq) VALUES (?,?,?)",
@@ -220,17 +259,18 @@ class Journal:
         return [r["file"] for r in self._read("SELECT file FROM staged WHERE job=? ORDER BY seq", (job,))]
 
     # --- content cache ----------------------------------------------------------------------
-    def cache_entry(self, file: str) -> tuple[int, int] | None:
-        rows = self._read("SELECT size, mtime_ns FROM cache WHERE file=?", (file,))
-        return (rows[0]["size"], rows[0]["mtime_ns"]) if rows else None
+    def cache_entry(self, file: str) -> tuple[int, int, str | None] | None:
+        """(size, mtime_ns, sha256 of the content or None) of a cache entry, or None."""
+        rows = self._read("SELECT size, mtime_ns, sha256 FROM cache WHERE file=?", (file,))
+        return (rows[0]["size"], rows[0]["mtime_ns"], rows[0]["sha256"]) if rows else None
 
-    def set_cache_entry(self, file: str, size: int, mtime_ns: int) -> None:
+    def set_cache_entry(self, file: str, size: int, mtime_ns: int, sha256: str | None = None) -> None:
         deferred = getattr(self._local, "cache", None)
         if deferred is not None:  # written with this thread's next add_staged_many
-            deferred.append((file, size, mtime_ns))
+            deferred.append((file, size, mtime_ns, sha256))
             return
-        self._write("INSERT OR REPLACE INTO cache (file, size, mtime_ns) VALUES (?,?,?)",
-                    (file, size, mtime_ns), op="cache entry")
+        self._write("INSERT OR REPLACE INTO cache (file, size, mtime_ns, sha256) VALUES (?,?,?,?)",
+                    (file, size, mtime_ns, sha256), op="cache entry")
 
     @contextmanager
     def deferring(self):
@@ -243,7 +283,7 @@ class Journal:
         finally:
             self._local.cache = None
 
-    def _take_deferred(self) -> list[tuple[str, int, int]]:
+    def _take_deferred(self) -> list[tuple[str, int, int, str | None]]:
         deferred = getattr(self._local, "cache", None)
         if not deferred:
             return []

@@ -59,6 +59,9 @@ class StageIn:
         """Journal placed files as staged (one transaction), then make them visible."""
         if not files:
             return  # and no entry for the job: refused or empty requests leave nothing behind
+        store = getattr(self.hooks, "store", None)
+        if store is not None:
+            store.sync()  # the placed files' directory entries on disk before the journal says staged
         self.journal.add_staged_many(job_id, files)  # StorageError: none of these is staged
         self.tables.add_staged(job_id, files)
         self.telemetry.staged_files.inc(len(files))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import threading
@@ -188,6 +189,12 @@ class ContentStore:
         self.on_fetch = on_fetch or (lambda n: None)
         self._locks = [threading.Lock() for _ in range(256)]  # striped: bounded memory
         self._given: dict[str, tuple[int, int]] = {}  # file -> (inode, ctime) handed to a job
+        self._verified: dict[str, tuple[int, int]] = {}  # file -> (inode, ctime) whose sha256 matched
+        # --job-user (inputs 0444, owned by the agent's user): a job cannot change them, so every
+        # job gets the cache's own inode (a hard link), never a copy.
+        self.link_always = bool(input_mode & 0o044)
+        self._unsynced: set[Path] = set()  # directories with new entries not yet fsynced
+        self._unsynced_lock = threading.Lock()
         private_dir(cache_dir)
         private_dir(tmp_dir)
         for leftover in tmp_dir.glob(".tmp-*"):  # from a crash mid-copy: never counted as staged
@@ -212,14 +219,34 @@ class ContentStore:
             st = os.lstat(path)
         except FileNotFoundError:
             return None
-        if entry is None or not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != entry:
+        if entry is None or not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != entry[:2]:
             return None
         given = self._given.get(file)
-        if given is not None and given != (st.st_ino, st.st_ctime_ns):
-            return None  # the job it was given to changed it (or its mode): fetch afresh
-        if given is None and st.st_nlink > 1:
+        if given is not None:
+            if self.link_always:
+                return path if given[0] == st.st_ino else None
+            return path if given == (st.st_ino, st.st_ctime_ns) else None  # else changed by its job
+        if st.st_nlink > 1 and not self.link_always:
             return None  # given to a job before a restart: nothing vouches for its bytes
+        if self._verified.get(file) != (st.st_ino, st.st_ctime_ns):
+            # Not fetched nor given in this run (a restart): its bytes must still be those
+            # fetched (a job may have rewritten them in place and set the mtime back).
+            if entry[2] is None or _sha256(path) != entry[2]:
+                return None
+            self._verified[file] = (st.st_ino, st.st_ctime_ns)
         return path
+
+    def sync(self) -> None:
+        """fsync the directories that gained entries (cache, job directories) since the last
+        call: called before the journal records them as staged, once per chunk of files."""
+        with self._unsynced_lock:
+            directories, self._unsynced = self._unsynced, set()
+        for directory in directories:
+            _fsync_dir(directory)
+
+    def _dirty(self, directory: Path) -> None:
+        with self._unsynced_lock:
+            self._unsynced.add(directory)
 
     def forget(self, file: str) -> None:
         """Drop what is known of an entry that retention removed."""
@@ -235,10 +262,12 @@ class ContentStore:
         if path is not None:
             return path
         tmp = self._tmp_path()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, self.input_mode)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, self.input_mode)  # read back: sha256
         try:
             os.fchmod(fd, self.input_mode)  # whatever the umask
             size = self.source.copy_to(file, fd, active)
+            digest = _sha256_fd(fd)
+            os.fsync(fd)  # the bytes are on disk before the entry is recorded
             st = os.fstat(fd)
         except BaseException:
             os.close(fd)
@@ -247,8 +276,10 @@ class ContentStore:
         os.close(fd)
         path = self.cache_dir / checked_name(file)
         os.replace(tmp, path)
+        self._dirty(self.cache_dir)
         self._given.pop(file, None)
-        self.journal.set_cache_entry(file, st.st_size, st.st_mtime_ns)
+        self._verified[file] = (st.st_ino, os.lstat(path).st_ctime_ns)
+        self.journal.set_cache_entry(file, st.st_size, st.st_mtime_ns, digest)
         self.fetches += 1
         self.on_fetch(size)
         return path
@@ -261,8 +292,10 @@ class ContentStore:
                 private_dir(job_dir)
             dest = job_dir / checked_name(file)
             tmp = self._tmp_path()  # on the same file system; the job directory never holds temporaries
-            if file not in self._given and os.lstat(cached).st_nlink == 1 and self._link(cached, tmp):
+            shareable = self.link_always or (file not in self._given and os.lstat(cached).st_nlink == 1)
+            if shareable and self._link(cached, tmp):
                 os.replace(tmp, dest)  # replaces, never follows, whatever is at dest
+                self._dirty(job_dir)
                 if stat.S_IMODE(os.lstat(dest).st_mode) != self.input_mode:  # an older entry
                     os.chmod(dest, self.input_mode, follow_symlinks=False)
                 st = os.lstat(dest)    # after the rename and chmod, which change the ctime too
@@ -271,6 +304,7 @@ class ContentStore:
                 return dest
             self._copy(file, cached, tmp, active)
             os.replace(tmp, dest)
+            self._dirty(job_dir)
             return dest
 
     @staticmethod
@@ -291,6 +325,7 @@ class ContentStore:
             try:
                 os.fchmod(dfd, self.input_mode)
                 how = clone_or_copy(sfd, dfd, before.st_size, active)
+                os.fsync(dfd)
                 changed = _version(os.fstat(sfd)) != _version(before)
             except BaseException:
                 os.close(dfd)
@@ -306,3 +341,35 @@ class ContentStore:
             self._given[file] = (-1, -1)  # never trusted again: the next staging fetches afresh
             raise SourceError(f"{file}: the cached copy changed while it was copied: not staged")
         self.copies[how] += 1
+
+
+def _sha256_fd(fd: int) -> str:
+    """sha256 of a file's whole content, read through fd from offset 0."""
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        return _sha256_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # removed meanwhile (retention): nothing of it to keep
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
