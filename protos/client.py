@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import grpc
 
 from protos import (AgentExtensions_pb2, AgentExtensions_pb2_grpc, AgentService_pb2_grpc, Common_pb2, RunJob_pb2,
                     StageInFile_pb2, extensions, validation)
+from protos import client_wait
 from protos.client_errors import (
     AgentCallError, AgentUnavailable, AlreadySubmitted, InvalidRequest, JobTimeout, NoInterpreter, NotAuthorized,
     NotOffered, PreconditionFailed, ProtocolViolation, ResourceExhausted, StageAfterSubmit, UnknownJob, Unstaged,
     classify,
 )
+from protos.client_wait import Timeline
 from protos.extensions import CANCEL, OUTCOME, WATCH, EndKind, Outcome, OutcomeError
 from protos.retry import Backoff
 from protos.states import JobState
@@ -36,23 +37,6 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 5000),
 )
-
-
-@dataclass
-class Timeline:
-    """The states seen for one job, as (seconds since the first poll, state), and the transient
-    failures survived on the way, as (seconds, status code name)."""
-
-    job: str
-    points: list[tuple[float, JobState]] = field(default_factory=list)
-    retries: list[tuple[float, str]] = field(default_factory=list)
-    polls: int = 0
-    watches: int = 0                  # WatchJobs streams opened (0 when the wait polled)
-    outcome: Outcome | None = None    # the DONE event's outcome, when the agent offers "outcome"
-
-    @property
-    def final(self) -> JobState | None:
-        return self.points[-1][1] if self.points else None
 
 
 def secure_channel(target: str, *, ca: bytes | None = None, cert: bytes | None = None,
@@ -295,8 +279,6 @@ class AgentClient:
         off with `backoff` (default: the client's), restarting from its first delay whenever the
         state changes; `poll_interval` alone means a fixed interval. Transient failures are retried
         until the deadline unless retry=False; UnknownJob and other errors are raised at once."""
-        from protos import client_wait
-
         return client_wait.wait(self, job, deadline=_deadline("deadline", deadline), watch=watch,
                                 poll_interval=poll_interval, backoff=backoff, on_state=on_state,
                                 clock=clock or self.clock, sleep=sleep or self.sleep, retry=retry)

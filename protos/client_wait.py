@@ -1,7 +1,7 @@
 """How AgentClient.wait_until_done waits: a WatchJobs stream where the agent offers it, polls otherwise."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import grpc
@@ -14,7 +14,24 @@ from protos.retry import Backoff
 from protos.states import JobState
 
 if TYPE_CHECKING:  # pragma: no cover
-    from protos.client import AgentClient, Timeline
+    from protos.client import AgentClient
+
+
+@dataclass
+class Timeline:
+    """The states seen for one job, as (seconds since the first poll, state), and the transient
+    failures survived on the way, as (seconds, status code name)."""
+
+    job: str
+    points: list[tuple[float, JobState]] = field(default_factory=list)
+    retries: list[tuple[float, str]] = field(default_factory=list)
+    polls: int = 0
+    watches: int = 0                  # WatchJobs streams opened (0 when the wait polled)
+    outcome: Outcome | None = None    # the DONE event's outcome, when the agent offers "outcome"
+
+    @property
+    def final(self) -> JobState | None:
+        return self.points[-1][1] if self.points else None
 
 
 @dataclass
@@ -22,7 +39,7 @@ class _Wait:
     """One wait_until_done: its clock, deadline, backoff and what it has seen so far."""
 
     client: "AgentClient"
-    timeline: "Timeline"
+    timeline: Timeline
     deadline: float
     backoff: Backoff
     clock: Callable[[], float]
@@ -61,9 +78,7 @@ class _Wait:
 
 
 def wait(client: "AgentClient", job: str, *, deadline: float, watch: bool | None, poll_interval: float | None,
-         backoff: Backoff | None, on_state, clock, sleep, retry: bool) -> "Timeline":
-    from protos.client import Timeline
-
+         backoff: Backoff | None, on_state, clock, sleep, retry: bool) -> Timeline:
     if backoff is None:
         backoff = Backoff.fixed(poll_interval) if poll_interval is not None else client.backoff
     ctx = _Wait(client, Timeline(job), deadline, backoff, clock, sleep, on_state, retry, start=clock())
@@ -88,7 +103,7 @@ def _should_watch(client: "AgentClient", watch: bool | None) -> bool:
         raise
 
 
-def _poll(ctx: _Wait) -> "Timeline":
+def _poll(ctx: _Wait) -> Timeline:
     """Status queries until DONE (the v1 way)."""
     attempt = 0
     while True:
