@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 
-from reference_agent.cli import positive_int  # the same check as reference-agent --slots
+from protos.extras import extra_hint
 
 EPILOG = """\
 examples:
@@ -38,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help="the broken agent's name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the broken agents and exit")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the catalogue as docs/FAKES.md's table and exit")
     parser.add_argument("--listen", type=_listen, default="127.0.0.1:0", metavar="HOST:PORT",
                         help="address to serve on (default 127.0.0.1:0, a free port)")
     parser.add_argument("--source", metavar="DIR", help="file source: a directory (or an fsspec URL)")
     parser.add_argument("--state-dir", metavar="DIR", help="journal, cache and job directories (default: temporary)")
-    parser.add_argument("--slots", type=positive_int, default=2, metavar="N", help="job slots (default 2)")
+    parser.add_argument("--slots", type=_positive_int, default=2, metavar="N", help="job slots (default 2)")
     parser.add_argument("--python", action="append", default=[], metavar="PATH",
                         help="an extra interpreter (repeatable), as for reference-agent serve")
     parser.add_argument("--no-path-pythons", action="store_true", help="do not look for pythons on PATH")
@@ -55,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the class attributes in which a broken agent keeps the seconds its defect talks of
 DELAY_ATTRIBUTES = ("DELAY", "AFTER", "RACE_WINDOW")
+
+
+def _positive_int(text: str) -> int:
+    from reference_agent.cli import positive_int  # the same check as reference-agent --slots
+
+    return positive_int(text)
 
 
 def _seconds(text: str) -> float:
@@ -89,12 +97,20 @@ def listing() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with extra_hint("python -m fakes.broken", "agent"):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from fakes.broken import CATALOGUE, build_server
+    from fakes.broken import CATALOGUE, build_server, markdown_table
 
     if args.list:
         print(listing())
+        return 0
+    if args.markdown:
+        print(markdown_table(), end="")
         return 0
     if not args.name:
         parser.error("give a broken agent's NAME (see --list)")

@@ -14,7 +14,12 @@ CATALOGUE: dict[str, type] = {}
 
 
 def register(cls: type) -> type:
-    """Class decorator: check `violates` and the docstring, then add the class to CATALOGUE."""
+    """Class decorator: check the declaration, then add the class to CATALOGUE.
+
+    A broken agent declares `violates = ("AGT-...",)` (the requirement IDs it breaks), a docstring
+    whose first line says its defect, and, when its defect shows only in a longer scenario of the
+    conformance suite than the quickest tests of its IDs (a restart, a large request),
+    `shows_in = ("test_...",)`: the suite's tests that expose it."""
     violates = getattr(cls, "violates", None)
     if not isinstance(violates, tuple) or not violates:
         raise TypeError(f"{cls.__name__} must declare violates = ('AGT-...',)")
@@ -23,6 +28,10 @@ def register(cls: type) -> type:
         raise ValueError(f"{cls.__name__}: unknown requirement IDs {unknown}")
     if not issubclass(cls, (AgentCore, AgentServicer, AgentServer)):
         raise TypeError(f"{cls.__name__} must subclass AgentCore, AgentServicer or AgentServer")
+    shows_in = getattr(cls, "shows_in", ())
+    if not isinstance(shows_in, tuple) or not all(isinstance(t, str) and t.startswith("test_") for t in shows_in):
+        raise TypeError(f"{cls.__name__}.shows_in must be a tuple of suite test names, got {shows_in!r}")
+    cls.shows_in = shows_in
     if not (cls.__doc__ or "").strip():
         raise TypeError(f"{cls.__name__} needs a docstring saying its defect")
     if cls.__name__ in CATALOGUE:
@@ -41,6 +50,14 @@ def layer(cls: type) -> str:
     if issubclass(cls, AgentServer):
         return "server"
     return "servicer" if issubclass(cls, AgentServicer) else "core"
+
+
+def markdown_table() -> str:
+    """docs/FAKES.md's table of the catalogue, made from the declarations (`python -m fakes.broken --markdown`)."""
+    rows = ["| agent | violates | layer | defect |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{name}` | {', '.join(cls.violates)} | {layer(cls)} | {describe(cls).replace('|', '/')} |"
+             for name, cls in sorted(CATALOGUE.items())]
+    return "\n".join(rows) + "\n"
 
 
 def build_server(cls: type, config: AgentConfig, telemetry: Telemetry | None = None) -> AgentServer:

@@ -32,6 +32,7 @@ class ForgetsSlotsAfterRestart(AgentCore):
     """At recovery starts every job that was WAIT at once, ignoring the slots that adopted jobs still hold."""
 
     violates = ("AGT-SCHED-1",)
+    shows_in = ("test_restart_clean",)
 
     def __init__(self, config, telemetry=None):
         super().__init__(config, telemetry)
@@ -73,6 +74,7 @@ class RestagesFromSourceAfterRestart(AgentCore):
     """At recovery copies the staged files of jobs not yet submitted again from the source (its current bytes)."""
 
     violates = ("AGT-STAGE-3",)
+    shows_in = ("test_restart_clean",)
 
     def on_recovered(self):
         for job_id, files in self.unsubmitted_staging().items():
@@ -95,6 +97,7 @@ class StopsStagingAfterAChunk(AgentCore):
     """A StageInFiles of more than CHUNK files stages and lists only the first CHUNK (then returns)."""
 
     violates = ("AGT-STAGE-1",)
+    shows_in = ("test_large_stage_request_lists_every_file",)
     CHUNK = 1000
 
     def stage_in(self, req):
@@ -116,6 +119,7 @@ class TrustsCacheAfterJobWrites(AgentCore):
     """Hands out its cached copy of a file even after a job wrote to it (the job's copy shares the cache's inode)."""
 
     violates = ("AGT-STAGE-3",)
+    shows_in = ("test_a_job_writing_its_input_does_not_change_another_jobs_copy",)
 
     def __init__(self, config, telemetry=None):
         super().__init__(config, telemetry)

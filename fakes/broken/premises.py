@@ -17,6 +17,7 @@ class PicksInterpreterAtRandom(AgentCore):
     own tests give it the base interpreter of the running virtual environment)."""
 
     violates = ("AGT-RUN-5",)
+    shows_in = ("test_interpreter_choice_satisfies_and_is_deterministic",)
 
     def choose_interpreter(self, req):
         chosen = super().choose_interpreter(req)   # the reference's refusals when none satisfies

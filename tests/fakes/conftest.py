@@ -85,11 +85,11 @@ class Running:
 
 @pytest.fixture
 def start_agent(tmp_path):
-    """start_agent(name_or_None, slots=2, state_dir=None) -> Running: a broken agent from
+    """start_agent(name_or_None, slots=2, state_dir=None, pythons=()) -> Running: a broken agent from
     fakes.broken.CATALOGUE, or the reference agent for None, on a loopback port."""
     started = []
 
-    def _start(name=None, slots=2, state_dir=None):
+    def _start(name=None, slots=2, state_dir=None, pythons=()):
         from fakes.broken import CATALOGUE, build_server
         from reference_agent.config import AgentConfig
         from reference_agent.server import AgentServer
@@ -98,6 +98,7 @@ def start_agent(tmp_path):
         source = tmp_path / "source"
         source.mkdir(exist_ok=True)
         config = AgentConfig(listen="127.0.0.1:0", source=str(source), slots=slots, discover_path=False,
+                             pythons=tuple(pythons),
                              state_dir=str(state_dir or tmp_path / f"state-{len(started)}"), log_rpcs=False)
         server = (AgentServer(config, telemetry=Telemetry(stream=None)) if name is None
                   else build_server(CATALOGUE[name], config))
