@@ -7,14 +7,13 @@ import time
 from typing import Callable
 
 import grpc
-from google.protobuf.message import DecodeError
-
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 
 from protos import AgentExtensions_pb2, Common_pb2, errors, extensions, validation
 from protos.errors import ProtocolError, ResourceExhausted
-from reference_agent.calls import Busy
 from protos.states import JobState
+from reference_agent.calls import Busy
 from reference_agent.watch import HubClosed
 
 SERVICE = AgentExtensions_pb2.DESCRIPTOR.services_by_name["AgentExtensions"]
@@ -42,8 +41,8 @@ def _job_id(message: Common_pb2.JobId, field: str) -> str:
 
 class ExtensionServicer:
     """The four methods of AgentExtensions over a core (AgentCore or a subclass). Blocking core
-    calls run on the default executor, never on the event loop; a watch stream awaits its
-    subscription, which the core's state changes fill (no polling)."""
+    calls run on the server's work pool (`work`), never on the event loop; a watch stream awaits
+    its subscription, which the core's state changes fill (no polling)."""
 
     name = SERVICE.full_name
 
@@ -162,15 +161,16 @@ class ExtensionServicer:
 
 
 def _parser(method):
-    request_class = message_factory.GetMessageClass(method.input_type)
-    return request_class.FromString
+    """The request message class of a method (its FromString parses the raw bytes)."""
+    return message_factory.GetMessageClass(method.input_type)
 
 
-async def _parsed(parse: Callable, data: bytes, context):
+async def _parsed(request_class, data: bytes, context):
     try:
-        return parse(data)
+        return request_class.FromString(data)
     except DecodeError as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request bytes do not parse: {exc}")
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"request bytes do not parse as {request_class.DESCRIPTOR.name}: {exc}")
 
 
 def _logged_job(request) -> str | None:
