@@ -6,7 +6,8 @@ import pytest
 MARKER = "fake_agent"
 MARKER_HELP = (
     "fake_agent(**config): configure the fake_agent fixture; keywords go to fakes.FakeBackend "
-    "(python_versions, progression, clock, source, sleep, habits)"
+    "(python_versions, progression, clock, source, sleep, habits, extensions, watch_tick); "
+    "extensions=None serves no AgentExtensions service (a v1 agent, to test a client's fallback)"
 )
 
 
@@ -19,7 +20,8 @@ def fake_agent(request):
     """A fakes.FakeAgent serving on a free loopback port; `fake_agent.address` is 'host:port'.
 
     Function scope: a fresh agent (and port) for every test. Configure it with
-    @pytest.mark.fake_agent(python_versions=[...], progression=...)."""
+    @pytest.mark.fake_agent(python_versions=[...], progression=...); it offers the extension
+    (outcome, cancel, watch) unless @pytest.mark.fake_agent(extensions=None) or a subset."""
     from fakes.agent import FakeAgent  # imported here so that loading the plugin costs nothing
 
     marker = request.node.get_closest_marker(MARKER)
