@@ -12,7 +12,10 @@ from pathlib import Path
 
 from protos import launcher
 
-KINDS = ("kill", "disk-stage", "disk-submit", "disk-end", "second-agent", "journal-removed")
+import _attacks
+
+KINDS = ("kill", "disk-stage", "disk-submit", "disk-end", "second-agent", "journal-removed",
+         "half-open", "conn-flood", "emfile", "pids-limit")
 DISK_KINDS = frozenset({"disk-stage", "disk-submit", "disk-end"})
 JOURNAL_FILES = ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm")
 
@@ -139,6 +142,20 @@ class Faults:
             self._violation(f"{kind}: wrong status", code)
 
     # --- the kinds ----------------------------------------------------------------------
+    def half_open(self) -> None:
+        with _attacks.HalfOpen(self.address, calls=200, connections=10) as attack:
+            _attacks.hold_and_submit(self, "half-open", _Nothing(), self.hold)
+            del attack
+
+    def conn_flood(self) -> None:
+        _attacks.hold_and_submit(self, "conn-flood", _attacks.ConnectionFlood(self.address, 300), self.hold)
+
+    def emfile(self) -> None:
+        _attacks.hold_and_submit(self, "emfile", _attacks.NoDescriptors(self.agent.pid), self.hold)
+
+    def pids_limit(self) -> None:
+        _attacks.hold_and_submit(self, "pids-limit", _attacks.PidsLimit(self.agent.pid, headroom=24), self.hold)
+
     def kill(self) -> None:
         self.agent.kill()
         down = time.monotonic()
@@ -283,3 +300,8 @@ def ends_recorded_late(log: Path) -> int:
         return sum('"end recorded late"' in line for line in log.read_text(errors="replace").splitlines())
     except OSError:
         return 0
+
+
+class _Nothing:
+    def close(self) -> None:
+        pass

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _attacks import done_without_running, remove_pids_cgroups  # noqa: E402
 from _faults import DISK_KINDS, Faults, SmallDisk, ends_recorded_late, parse_kinds, scrape  # noqa: E402
 from _load import (DISK_FULL_CODES, AgentProcess, LoadConfig, cleanup, executions, machine, prepare,  # noqa: E402
                    publish, run_load, start_rate)
@@ -33,6 +34,11 @@ RESOURCE_EXHAUSTED or OK, never UNKNOWN, and lose nothing); second-agent (anothe
 the same state directory must exit 2 naming the holder's pid); journal-removed (SIGKILL, the
 journal moved away: the agent must refuse to start, exit 2; --accept-lost-journal must start
 it on a copy of the state; then the journal comes back). Disk kinds need root for the mount.
+Issue 18's kinds, each held while a job is submitted (the job must end DONE having run):
+half-open (200 calls over 10 connections that never send their request message), conn-flood
+(300 idle TCP connections), emfile (the agent's RLIMIT_NOFILE lowered to what it holds),
+pids-limit (the agent's process moved into a pids cgroup leaving it 24 tasks; root).
+"DONE without running" counts jobs the agent ended with "could not start".
 
 Clients retry UNAVAILABLE and DEADLINE_EXCEEDED while the agent is down (counted as outages).
 AGT-DUR-1 violations counted: a job seen DONE and later anything else (re-checks by the
@@ -182,6 +188,8 @@ def main(argv=None) -> int:
         figures["violations"]["staged file lost (parked)"] = parked_lost
         figures["violations"]["run twice"] = figures["run_twice"]
         figures["violations"]["fault jobs not DONE"] = fault_lost
+        figures["violations"]["DONE without running"] = len(done_without_running(agent.state / "journal.sqlite3"))
+        remove_pids_cgroups()
         figures["violations"].update(faults.violations)
         busy, running = gauges.get("agent_slots_busy", 0), gauges.get('agent_jobs{state="RUN"}', 0)
         figures["slots_lost"] = int(max(0, busy - running))

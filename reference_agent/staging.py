@@ -19,6 +19,11 @@ __all__ = ["SourceError", "checked_name", "FileSource", "LocalSource", "FsspecSo
            "ContentStore", "copy_fd"]
 
 
+# Errors opening a source file that are the agent's, not the source's: the file is not "absent",
+# the call fails UNAVAILABLE and the client retries (issue 18.2).
+AGENT_FAULTS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
 class SourceError(Exception):
     """A file could not be read from the source (absent, not a regular file, read error)."""
 
@@ -64,6 +69,8 @@ class LocalSource(FileSource):
         try:
             dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:  # the source, not the agent's state directory (AGT-STAGE-1)
+            if exc.errno in AGENT_FAULTS:
+                raise  # the agent's own trouble (no descriptor left): UNAVAILABLE, retried
             raise SourceError(f"{file}: the source directory {str(self.directory)!r} cannot be opened: "
                               f"{exc.strerror}") from None
         try:
@@ -71,6 +78,8 @@ class LocalSource(FileSource):
             try:
                 fd = os.open(checked_name(file), flags, dir_fd=dir_fd)
             except OSError as exc:
+                if exc.errno in AGENT_FAULTS:
+                    raise
                 if exc.errno == errno.ELOOP:
                     raise SourceError(f"{file} is a symlink in the source: refused") from None
                 raise SourceError(f"{file}: {exc.strerror}") from None
