@@ -141,9 +141,8 @@ class AgentClient:
         response = self._call("StageInFiles", self._stub.StageInFiles, request, timeout, ready=ready)
         return [sf.file.uuid for sf in response.success_files]
 
-    def run(self, job: str, files: Iterable[str] = (), *,
-            python_version: str | Sequence[str | None] | None = None, timeout: float | None = None,
-            ready: bool = False) -> JobState:
+    def run(self, job: str, files: Iterable[str] = (), python_version: str | Sequence[str | None] | None = None,
+            *, timeout: float | None = None, ready: bool = False) -> JobState:
         """One RunJob: submit a job (or query it when already submitted); return its state.
 
         `python_version` is one string, a list of strings (each one JobRequirement; None leaves
@@ -246,7 +245,7 @@ class AgentClient:
                            "its file source and stage again", files=missing, requirement="AGT-STAGE-1", job=job)
         return staged
 
-    def submit(self, job: str, files: Sequence[str], *, python_version: str | Sequence[str | None] | None = None,
+    def submit(self, job: str, files: Sequence[str], python_version: str | Sequence[str | None] | None = None, *,
                stage: bool = True, deadline: float = 60.0) -> JobState:
         """Stage `files` (unless stage=False) and send the first RunJob, both retried on transient
         failures within `deadline` seconds; return the job's first state. A retried submission,
@@ -283,9 +282,8 @@ class AgentClient:
                                 poll_interval=poll_interval, backoff=backoff, on_state=on_state,
                                 clock=clock or self.clock, sleep=sleep or self.sleep, retry=retry)
 
-    def run_and_wait(self, job: str, files: Sequence[str], *,
-                     python_version: str | Sequence[str | None] | None = None, stage: bool = True,
-                     deadline: float = 600.0, watch: bool | None = None) -> Outcome | JobState:
+    def run_and_wait(self, job: str, files: Sequence[str], python_version: str | Sequence[str | None] | None = None,
+                     *, stage: bool = True, deadline: float = 600.0, watch: bool | None = None) -> Outcome | JobState:
         """submit(), then wait_until_done(), both within `deadline` seconds; return the job's
         Outcome when the agent offers "outcome" (from the DONE event, or GetOutcome after the
         last poll), else the v1 answer, JobState.DONE."""

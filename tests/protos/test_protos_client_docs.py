@@ -90,8 +90,10 @@ def test_the_status_table_matches_the_client():
 
 # --- signatures: generated from the code, keyword-only options (issue 22.8) ----------------------------
 
-# The data a call sends stays positional; every other parameter with a default is keyword-only.
-POSITIONAL_OPTIONAL = {("run", "files")}
+# What the call puts in the request (job, files, python_version) may be positional; every other
+# parameter with a default (deadlines, intervals, timeouts, switches) is keyword-only.
+POSITIONAL_OPTIONAL = {("run", "files"), ("run", "python_version"), ("submit", "python_version"),
+                       ("run_and_wait", "python_version")}
 
 
 def _public_api():
