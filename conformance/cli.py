@@ -124,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agent-conformance-ini-") as tmp:
         ini = os.path.join(tmp, "pytest.ini")
         Path(ini).write_text("[pytest]\n", "utf-8")
-        code = int(pytest.main(_pytest_args(args, ini), plugins=[ConformancePlugin(settings, header=not args.quiet)]))
-    # pytest: 0 ok, 1 tests failed, 2 interrupted (or the suite's own exit 2), 3 internal, 4 usage, 5 none ran
+        plugin = ConformancePlugin(settings, header=not args.quiet)
+        plugin.headline_last = True
+        code = int(pytest.main(_pytest_args(args, ini), plugins=[plugin]))
+    if plugin.run is not None:   # the run's verdict, the last line on stdout, as in every report
+        print(plugin.run.headline(), flush=True)
+        return plugin.run.exit_code
+    # pytest stopped before the suite decided: 2 interrupted, 3 internal error, 4 usage error
     return {0: 0, 1: 1}.get(code, 2)
 
 

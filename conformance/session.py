@@ -68,6 +68,7 @@ class ConformancePlugin:
         self.notes: list[str] = []                         # e.g. the agent not serving after a restart test
         self.deselected: dict[str, tuple[str, ...]] = {}   # test name -> IDs, left out by -k or --only
         self.config = None
+        self.headline_last = False   # True: the caller prints the headline as the very last line
 
     def pytest_configure(self, config) -> None:
         self.config = config
@@ -303,9 +304,7 @@ class ConformancePlugin:
         tr = terminalreporter
         if self.run is None:
             return
-        if self.fatal is not None:
-            tr.write_line(f"agent-conformance: error: {self.fatal}", red=True, bold=True)
-        else:
+        if self.fatal is None:   # else the headline alone says it (once)
             tr.write_sep("=", f"agent-conformance {SUITE_VERSION}: {self.describe()}")
             for v in self.result.values():
                 note = " (expected)" if v.expected else ""
@@ -314,7 +313,8 @@ class ConformancePlugin:
                 tr.write_line(line, bold=True)
         for note in self.run.notes:
             tr.write_line(note)
-        tr.write_line(self.run.headline(), bold=True, red=self.run.exit_code != 0, green=self.run.exit_code == 0)
+        if not self.headline_last:   # the CLI prints it itself, after pytest's own last line
+            tr.write_line(self.run.headline(), bold=True, red=self.run.exit_code != 0, green=self.run.exit_code == 0)
 
 
 def _disruptive(item) -> bool:
