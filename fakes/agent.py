@@ -227,9 +227,13 @@ def serve(agent: FakeAgent, host: str = "127.0.0.1", port: int = 0, *, max_worke
 
 
 def testing_server(agent: FakeAgent, time=None):
-    """A grpc_testing server over `agent` (strict real time unless a grpc_testing time is given).
+    """A grpc_testing server over `agent` and its AgentExtensions (strict real time unless a
+    grpc_testing time is given).
 
     Invoke with server.invoke_unary_unary(METHODS['RunJob'], (), request, None).termination()."""
     import grpc_testing
 
-    return grpc_testing.server_from_dictionary({SERVICE: agent}, time or grpc_testing.strict_real_time())
+    from fakes.ext import EXT_SERVICE, FakeExtensions
+
+    return grpc_testing.server_from_dictionary({SERVICE: agent, EXT_SERVICE: FakeExtensions(agent)},
+                                               time or grpc_testing.strict_real_time())

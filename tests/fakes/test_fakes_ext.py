@@ -216,3 +216,16 @@ def retried(call, attempts: int = 20):
             if not getattr(exc, "transient", False) or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def test_grpc_testing_server_serves_the_extension_too():
+    from fakes import EXT_SERVICE, testing_server
+
+    agent = FakeAgent(progression=Manual())
+    server = testing_server(agent)
+    methods = {m.name: m for m in EXT_SERVICE.methods}
+    rpc = server.invoke_unary_unary(methods["GetCapabilities"], (), AgentExtensions_pb2.CapabilitiesRequest(), None)
+    response, _, code, _ = rpc.termination()
+    assert code is grpc.StatusCode.OK and list(response.extensions) == ["outcome", "cancel", "watch"]
+    rpc = server.invoke_unary_unary(methods["GetOutcome"], (), jid(new_id()), None)
+    assert rpc.termination()[2] is grpc.StatusCode.NOT_FOUND
