@@ -140,7 +140,7 @@ def validate_run_request(request) -> RunRequest:
     """Check a RunJobRequest on its own (UUIDs, required fields, python_version syntax)."""
     job = _job_uuid(request)
     files = _file_uuids(request.files)
-    texts = tuple(r.python_version if r.HasField("python_version") else "" for r in request.requirements)
+    texts = tuple(r.python_version for r in request.requirements)  # unset reads "" (AGT-RUN-8)
     return RunRequest(job, files, texts, tuple(parse_requirements(texts)))
 
 
