@@ -154,6 +154,10 @@ class Faults:
         _attacks.hold_and_submit(self, "emfile", _attacks.NoDescriptors(self.agent.pid), self.hold)
 
     def pids_limit(self) -> None:
+        why = _attacks.PidsLimit.usable() if os.geteuid() == 0 else "not root"
+        if why:
+            self.examples.append(f"pids-limit not injected: {why}")
+            return
         _attacks.hold_and_submit(self, "pids-limit", _attacks.PidsLimit(self.agent.pid, headroom=24), self.hold)
 
     def kill(self) -> None:
