@@ -80,7 +80,7 @@ def test_a_stream_broken_at_any_event_is_resumed(served, waits, runs, cut, code)
     job = submitted(agent, client)
     agent.backend.faults.break_stream(after=cut, code=code)
     if code == "INTERNAL":   # not transient: raised, not resumed
-        expected = len({s for s in (["WAIT"] * max(waits, 1) + ["RUN"] * runs + ["DONE"])})
+        expected = 3 if waits else 2 if runs else 1   # events the stream sends: RUN is never skipped
         if cut >= expected:
             assert client.wait_until_done(job, deadline=10).final is DONE
         else:
