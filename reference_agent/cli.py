@@ -75,7 +75,7 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 
 def _core_class(text: str):
-    import importlib
+    import pkgutil
 
     from reference_agent.domain import AgentCore
 
@@ -83,8 +83,8 @@ def _core_class(text: str):
     if not sep or not module_name or not class_name:
         raise argparse.ArgumentTypeError(f"{text!r} is not MODULE:CLASS")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
+        cls = pkgutil.resolve_name(text)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, AgentCore)):
         raise argparse.ArgumentTypeError(f"{text!r} is not a subclass of reference_agent.domain.AgentCore")
