@@ -25,7 +25,8 @@ def agent(tmp_path):
         process.stop()
 
 
-def test_wait_until_done_survives_sigkill_and_restart(agent):
+@pytest.mark.parametrize("watch", [None, False], ids=["watch-where-offered", "poll"])
+def test_wait_until_done_survives_sigkill_and_restart(agent, watch):
     process, source = agent
     script, job = str(uuid.uuid4()), str(uuid.uuid4())
     (source / script).write_text("import time\ntime.sleep(2)\n")
@@ -35,7 +36,7 @@ def test_wait_until_done_survives_sigkill_and_restart(agent):
         assert client.submit(job, [script]) in (JobState.WAIT, JobState.RUN)
         result: dict = {}
         waiter = threading.Thread(target=lambda: result.update(
-            timeline=_catching(result, client.wait_until_done, job, deadline=60)))
+            timeline=_catching(result, client.wait_until_done, job, deadline=60, watch=watch)))
         waiter.start()
         time.sleep(0.3)
         process.kill(hard=True)
@@ -47,6 +48,10 @@ def test_wait_until_done_survives_sigkill_and_restart(agent):
         assert timeline.final is JobState.DONE
         assert timeline.retries and {code for _, code in timeline.retries} <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
         assert client.status(job) is JobState.DONE   # and it stays DONE, never started again (AGT-RUN-7)
+        if watch is None and "watch" in client.capabilities():   # the stream ended at the kill, was watched again
+            assert timeline.watches >= 2 and timeline.polls == 0 and timeline.outcome is not None
+        else:
+            assert timeline.watches == 0 and timeline.polls >= 2
 
 
 def _catching(result, fn, *args, **kwargs):
