@@ -8,7 +8,7 @@ from collections.abc import Iterator
 # import name -> the extra that brings it (pyproject.toml [project.optional-dependencies])
 PROVIDED_BY = {
     "grpc_health": "agent", "grpc_reflection": "agent", "fsspec": "agent", "prometheus_client": "agent",
-    "simpy": "sim", "numpy": "sim", "matplotlib": "sim", "rich": "sim",
+    "simpy": "sim", "numpy": "sim", "matplotlib": "sim",
     "dask": "dask", "distributed": "dask",
 }
 

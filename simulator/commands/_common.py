@@ -131,15 +131,46 @@ def progress_bar(args, description: str, total: float | None, every: float | Non
         finally:
             line.stop()
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.console import Console
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
+    bar = _TerminalBar(description, total)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
-        def update(done, new_total=None):
-            bar.update(task, completed=done, total=new_total or total)
-        yield update
+
+class _TerminalBar:
+    """A one-line progress bar on a terminal's stderr, redrawn in place at most ten times a second
+    (stdlib only: the one bar did not justify a dependency)."""
+
+    WIDTH = 30
+
+    def __init__(self, description: str, total):
+        import time
+        self.clock = time.monotonic
+        self.description, self.total = description, total
+        self.t0 = self.drawn = self.clock()
+
+    def __call__(self, done, new_total=None) -> None:
+        if new_total:
+            self.total = new_total
+        now = self.clock()
+        if now - self.drawn >= 0.1 or (self.total and done >= self.total):
+            self.drawn = now
+            sys.stderr.write("\r" + self.line(done, now - self.t0))
+            sys.stderr.flush()
+
+    def line(self, done, elapsed: float) -> str:
+        if not self.total:
+            return f"{self.description} {done:g} done, {elapsed:.0f} s elapsed"
+        share = min(1.0, done / self.total)
+        filled = round(share * self.WIDTH)
+        left = f", ~{elapsed * (1 - share) / share:.0f} s left" if 0 < share < 1 else ""
+        return (f"{self.description} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {100 * share:5.1f}% "
+                f"{elapsed:.0f} s elapsed{left}")
+
+    def close(self) -> None:
+        sys.stderr.write("\r\x1b[2K")  # the bar leaves no line behind, as before
+        sys.stderr.flush()
 
 
 LINE_EVERY = 5.0    # seconds between progress lines off a terminal

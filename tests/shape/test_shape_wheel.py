@@ -146,7 +146,7 @@ def test_conformance_extra_checks_the_embedded_agent(wheel, tmp_path):
 
 def test_sim_extra_simulates_and_calibrates(wheel, tmp_path):
     bin_dir = venv_with(wheel, "sim", tmp_path / "venv")
-    assert {"simpy", "numpy", "matplotlib", "rich"} <= installed(bin_dir, tmp_path)
+    assert {"simpy", "numpy", "matplotlib"} <= installed(bin_dir, tmp_path)
     sim = str(bin_dir / "agent-sim")
     help_text = _run([sim, "--help"], cwd=tmp_path).stdout
     commands = [c for c in ("run", "sweep", "plan", "validate", "calibrate", "replay") if c in help_text]
