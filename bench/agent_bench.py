@@ -20,6 +20,29 @@ from simulator.real.measure import (BARE_SERVER, bench_many_files, bench_polls, 
                                     bench_start)
 from _ext_bench import bench_watch_vs_poll, summary as watch_summary  # noqa: E402
 
+# The asyncio baseline: grpc.aio's server with an async servicer answering a constant (the
+# reference agent serves on grpc.aio too, its work on threads; see docs/PERFORMANCE.md).
+BARE_AIO_SERVER = """
+import asyncio
+import grpc
+from protos import AgentService_pb2_grpc, RunJob_pb2
+
+class Constant(AgentService_pb2_grpc.AgentServicer):
+    async def RunJob(self, request, context):
+        return RunJob_pb2.RunJobResponse(code=RunJob_pb2.DONE)
+
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    AgentService_pb2_grpc.add_AgentServicer_to_server(Constant(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, epilog=textwrap.dedent("""\
         example: python bench/agent_bench.py            (full run, a few minutes)
@@ -48,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         source.mkdir()
         agent = launcher.reference_agent(source, tmp / "state", 2, ["--no-path-pythons"], cwd=tmp, startup_timeout=60)
         bare = launcher.AgentProcess(lambda listen: [sys.executable, "-c", BARE_SERVER], startup_timeout=60)
-        agent_addr, bare_addr = agent.start(), bare.start()
+        bare_aio = launcher.AgentProcess(lambda listen: [sys.executable, "-c", BARE_AIO_SERVER], startup_timeout=60)
+        agent_addr, bare_addr, aio_addr = agent.start(), bare.start(), bare_aio.start()
         try:
             with grpc.insecure_channel(agent_addr) as channel:
                 client = AgentClient(channel, timeout=120)
@@ -60,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 results = {
                     "poll_1_thread": bench_polls(agent_addr, bare_addr, job, args.calls // 2, args.rounds, 1),
                     "poll": bench_polls(agent_addr, bare_addr, job, args.calls, args.rounds, args.threads),
+                    "poll_vs_aio": bench_polls(agent_addr, aio_addr, job, args.calls, args.rounds, args.threads),
+                    "aio_vs_sync": bench_polls(aio_addr, bare_addr, job, args.calls, args.rounds, args.threads),
                     "start": bench_start(client, source, tmp, args.starts),
                     "staging": bench_staging(client, source, tmp, args.size_mb, args.rounds),
                     "many_files": bench_many_files(client, source, tmp, args.many_files, 100, min(args.rounds, 3)),
@@ -69,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             agent.stop(30)
             bare.stop(30)
+            bare_aio.stop(30)
     results["load_average_after"] = os.getloadavg()[0]
     p1, p, s, g, m = (results["poll_1_thread"], results["poll"], results["start"], results["staging"],
                       results["many_files"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print(f"agent_bench: poll {p['threads']} threads {p['agent_per_s']:.0f}/s vs bare {p['bare_per_s']:.0f}/s "
-          f"ratio {p['ratio']:.2f} (target >= 0.8); 1 thread ratio {p1['ratio']:.2f}, p50 {p1['agent_p50_ms']:.2f} "
+          f"ratio {p['ratio']:.2f} (target >= 0.8), vs bare aio {results['poll_vs_aio']['ratio']:.2f}, "
+          f"bare aio / bare sync {results['aio_vs_sync']['ratio']:.2f}; 1 thread ratio {p1['ratio']:.2f}, p50 {p1['agent_p50_ms']:.2f} "
           f"vs {p1['bare_p50_ms']:.2f} ms, p99 {p1['agent_p99_ms']:.2f} vs {p1['bare_p99_ms']:.2f} ms; "
           f"start {s['agent_ms']:.1f} vs bare spawn {s['bare_ms']:.1f} ms = +{s['overhead_ms']:.1f} ms (target < 20); "
           f"staging {g['size_mb']} MB {g['stage_mb_s']:.0f} MB/s vs copy {g['copy_mb_s']:.0f} MB/s "

@@ -45,6 +45,7 @@ class Telemetry:
         self._writer_lock = threading.Lock()
         self._rpc_counters: dict[tuple[str, str], object] = {}
         self.dropped = 0  # lines lost because the stream did not keep up
+        self.answered = 0  # calls counted by rpc()
         self.registry = CollectorRegistry(auto_describe=True)
         self.rpcs = Counter("agent_rpcs", "RPCs answered, by method and status code",
                             ["method", "code"], registry=self.registry)
@@ -105,6 +106,7 @@ class Telemetry:
 
     def rpc(self, method: str, code: str, seconds: float, log: bool = True, **fields) -> None:
         """Count the RPC by method and code; also log a line unless `log` is False."""
+        self.answered += 1  # not atomic across threads: an estimate, for the memory janitor
         counter = self._rpc_counters.get((method, code))
         if counter is None:  # labels() takes a lock and builds keys: once per pair, not per call
             counter = self._rpc_counters.setdefault((method, code), self.rpcs.labels(method, code))
