@@ -32,6 +32,7 @@ def test_documented_client_copes_with_every_legal_behaviour(legal_agent, behavio
         job, first, timeline = run_documented_client(legal_agent, play)
     for kind in play.exercised:   # what was exercised, for --hypothesis-show-statistics
         event(kind)
+    event("client watched" if timeline.watches else "client polled")
     states = [first, *(s for _, s in timeline.points)]
     assert timeline.final is JobState.DONE
     assert all(is_forward(a, b) for a, b in zip(states, states[1:])), states
