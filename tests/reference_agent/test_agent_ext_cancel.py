@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from agent_ext_helpers import Ext, events_of, gate_script, wait_until
 from agent_harness import InProcessAgent
@@ -55,13 +56,16 @@ def test_cancel_a_waiting_job_it_never_starts(make_agent, tmp_path):
     assert agent.core.counts()["busy"] == 0
 
 
-def test_cancel_a_running_job_ends_its_whole_tree(make_agent):
-    """AGT-EXT-5: a RUN job and a child that left its session are gone, the job DONE (cancelled),
-    its slot freed. (The time to DONE is printed, not asserted: bench and docs carry figures.)"""
-    agent = make_agent(slots=1)
+@pytest.mark.parametrize("cgroups, escape", [(True, "start_new_session=True"), (False, "process_group=0")],
+                         ids=["cgroup, child in its own session", "no cgroups, child in its own process group"])
+def test_cancel_a_running_job_ends_its_whole_tree(make_agent, cgroups, escape):
+    """AGT-EXT-5: a RUN job and a child that left its process group (with cgroups: its session)
+    are gone, the job DONE (cancelled), its slot freed. Without cgroups the agent kills the job's
+    session. (The time to DONE is printed, not asserted: the docs carry figures.)"""
+    agent = make_agent(slots=1, use_cgroups=cgroups)
     ext = Ext(agent.channel)
     job = agent.submit("import subprocess, time\n"
-                       "child = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+                       f"child = subprocess.Popen(['sleep', '300'], {escape})\n"
                        "open('child', 'w').write(str(child.pid))\n"
                        "time.sleep(300)\n")
     child_file = agent.workdir(job) / "child"
@@ -79,7 +83,8 @@ def test_cancel_a_running_job_ends_its_whole_tree(make_agent):
     after = agent.submit("print('slot free')")
     agent.wait_done(after)
     assert ext.outcome(after).stdout == b"slot free\n"
-    print(f"cancel of a RUN job with an escaped child: answered {answer.name}, DONE after {took * 1000:.0f} ms")
+    print(f"cancel of a RUN job ({agent.core.containment.name}), child {escape}: answered {answer.name}, "
+          f"DONE after {took * 1000:.0f} ms")
 
 
 def test_cancel_racing_the_natural_end_yields_one_outcome(make_agent, tmp_path):
