@@ -63,6 +63,8 @@ def test_cancel_a_running_job_ends_its_whole_tree(make_agent, cgroups, escape):
     are gone, the job DONE (cancelled), its slot freed. Without cgroups the agent kills the job's
     session. (The time to DONE is printed, not asserted: the docs carry figures.)"""
     agent = make_agent(slots=1, use_cgroups=cgroups)
+    if cgroups and agent.core.containment.name != "cgroup":
+        pytest.skip(f"no usable cgroups here ({agent.core.containment.describe()}): a setsid child escapes a session kill")
     ext = Ext(agent.channel)
     job = agent.submit("import subprocess, time\n"
                        f"child = subprocess.Popen(['sleep', '300'], {escape})\n"
