@@ -43,18 +43,90 @@ def _in_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
+DYNAMIC = {"import_module", "resolve_name", "__import__"}  # importlib.import_module, pkgutil.resolve_name
+
+
+def _aliases(tree: ast.AST, known: set[str]) -> dict[str, str]:
+    """Local name -> the project module it is bound to by an import statement."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                names[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                names[a.asname or a.name] = full if full in known else node.module
+    return names
+
+
+def _literal_strings(tree: ast.AST) -> dict[str, list[str]]:
+    """Module-level names bound to a dict, list or tuple literal of strings -> those strings."""
+    out: dict[str, list[str]] = {}
+    for node in getattr(tree, "body", []):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            value = node.value
+            items = value.values if isinstance(value, ast.Dict) else getattr(value, "elts", [])
+            strings = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                if isinstance(target, ast.Name) and strings:
+                    out[target.id] = strings
+    return out
+
+
+def dynamic_targets(call: ast.Call, name: str, known: set[str], aliases: dict[str, str],
+                    literals: dict[str, list[str]]) -> list[str]:
+    """What an import_module / resolve_name call imports, where its argument says: a literal, an
+    f-string whose head is literal or a module's `__name__` (a prefix ending in "." reaches every
+    module of that package: the package's modules are iterated), or a name of a literal table."""
+    func = call.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if called not in DYNAMIC or not call.args:
+        return []
+    arg = call.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value.split(":")[0]]
+    if isinstance(arg, ast.Subscript) and isinstance(arg.value, ast.Name):
+        return [v.split(":")[0] for v in literals.get(arg.value.id, [])]
+    if not isinstance(arg, ast.JoinedStr):
+        return []
+    prefix = ""
+    for part in arg.values:
+        if isinstance(part, ast.Constant):
+            prefix += str(part.value)
+            continue
+        expr = part.value
+        if isinstance(expr, ast.Name) and expr.id == "__name__":
+            prefix += name
+        elif (isinstance(expr, ast.Attribute) and expr.attr == "__name__" and isinstance(expr.value, ast.Name)
+              and expr.value.id in aliases):
+            prefix += aliases[expr.value.id]
+        else:
+            break
+    else:
+        return [prefix.split(":")[0]]
+    if prefix.endswith("."):  # pytest loads a package's conftest itself; no import_module does
+        return [m for m in known if m.startswith(prefix) and "." not in m[len(prefix):]
+                and not m.endswith(".conftest")]
+    return []
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """Project modules that `name` imports anywhere in its body (function-level imports too:
-    an import moved into a function to dodge a cycle is still a cycle of design)."""
+    an import moved into a function to dodge a cycle is still a cycle of design), also through
+    importlib.import_module and pkgutil.resolve_name (see `dynamic_targets`)."""
     tree = ast.parse(path.read_text(), str(path))
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    aliases, literals = _aliases(tree, known), _literal_strings(tree)
     found: set[str] = set()
     for node in ast.walk(tree):
         if _in_type_checking(node, parents):
             continue
         targets: list[str] = []
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call):
+            targets = dynamic_targets(node, name, known, aliases, literals)
+        elif isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -120,6 +192,32 @@ def test_arrows_between_packages_point_one_way():
             if theirs not in ALLOWED[mine] and top not in ALLOWED[mine]:
                 bad.append(f"{module} imports {target}")
     assert not bad, "imports against docs/ARCHITECTURE.md:\n" + "\n".join(sorted(bad))
+
+
+def test_dynamic_imports_are_followed(tmp_path):
+    """A cycle through import_module is a cycle: a package whose modules import its loader, which
+    loads them by an f-string over the package (as agent-sim's discover() did), is seen."""
+    known = {"simulator.cli", "simulator.commands", "simulator.commands.run", "simulator.scenario"}
+    loader = tmp_path / "cli.py"
+    loader.write_text("import importlib\nimport pkgutil\nimport simulator.commands as pkg\n"
+                      "TABLE = {'a': 'simulator.scenario'}\n"
+                      "def discover():\n"
+                      "    for info in pkgutil.iter_modules(pkg.__path__):\n"
+                      "        importlib.import_module(f'{pkg.__name__}.{info.name}')\n"
+                      "    importlib.import_module(TABLE['a'])\n"
+                      "    pkgutil.resolve_name('simulator.scenario:Scenario')\n")
+    assert imports_of("simulator.cli", loader, known) == {"simulator.commands", "simulator.commands.run",
+                                                          "simulator.scenario"}
+    g = {"simulator.cli": {"simulator.commands.run"}, "simulator.commands.run": {"simulator.cli"}}
+    import sys
+    module = sys.modules[__name__]
+    real_graph = module.graph
+    module.graph = lambda: g
+    try:
+        with pytest.raises(AssertionError, match="simulator.cli -> simulator.commands.run -> simulator.cli"):
+            test_no_import_cycles()
+    finally:
+        module.graph = real_graph
 
 
 def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
