@@ -89,8 +89,12 @@ def cut_tail(data: bytes, limit: int = TAIL_LIMIT) -> tuple[bytes, bool]:
     return bytes(data[len(data) - limit:]), True
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_ms(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+    if value is not None and (not _whole(value) or value < 0):
         raise OutcomeError(f"{name} must be Unix time in ms (an integer >= 0), got {value!r}")
 
 
@@ -143,12 +147,12 @@ class Outcome:
         if exited != (self.exit_status is not None):
             raise OutcomeError(f"exit_status must be set exactly when end is EXITED: end "
                                f"{self.end.name if self.end is not None else 'absent'}, exit_status {self.exit_status!r}")
-        if exited and not (isinstance(self.exit_status, int) and 0 <= self.exit_status <= 255):
+        if exited and not (_whole(self.exit_status) and 0 <= self.exit_status <= 255):
             raise OutcomeError(f"exit_status must be 0-255, got {self.exit_status!r}")
         if signalled != (self.signal is not None):
             raise OutcomeError(f"signal must be set exactly when end is SIGNALLED: end "
                                f"{self.end.name if self.end is not None else 'absent'}, signal {self.signal!r}")
-        if signalled and not (isinstance(self.signal, int) and self.signal > 0):
+        if signalled and not (_whole(self.signal) and self.signal > 0):
             raise OutcomeError(f"signal must be a positive number, got {self.signal!r}")
 
     @property

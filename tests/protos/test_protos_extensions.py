@@ -58,6 +58,7 @@ def test_outcome_round_trips_through_the_wire(outcome):
     (dict(state=DONE, end=EndKind.EXITED), "exit_status must be set exactly when end is EXITED"),
     (dict(state=DONE, end=EndKind.EXITED, exit_status=256), "0-255, got 256"),
     (dict(state=DONE, end=EndKind.EXITED, exit_status=-1), "0-255, got -1"),
+    (dict(state=DONE, end=EndKind.EXITED, exit_status=True), "0-255, got True"),
     (dict(state=DONE, end=EndKind.CANCELLED, exit_status=0), "exit_status must be set exactly"),
     (dict(state=DONE, end=EndKind.SIGNALLED), "signal must be set exactly when end is SIGNALLED"),
     (dict(state=DONE, end=EndKind.SIGNALLED, signal=0), "positive number, got 0"),
