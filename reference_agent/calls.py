@@ -99,10 +99,14 @@ class CallContext:
         self._metadata = tuple(context.invocation_metadata() or ())
         self._peer = context.peer()
         self._deadline = deadline  # time.monotonic() value, or None
-        self.cancelled = threading.Event()
+        self._cancelled = False  # set once by the loop thread, read by the work thread
         self._code: grpc.StatusCode | None = None
         self._details: str | None = None
         self.job: str | None = None  # for the log line, once the request parsed
+
+    def cancel(self) -> None:
+        """The client stopped waiting (called on the event loop)."""
+        self._cancelled = True
 
     def abort(self, code: grpc.StatusCode, details: str = ""):
         raise Aborted(code, details)
@@ -123,7 +127,7 @@ class CallContext:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def is_active(self) -> bool:
-        return not self.cancelled.is_set() and (self._deadline is None or time.monotonic() < self._deadline)
+        return not self._cancelled and (self._deadline is None or time.monotonic() < self._deadline)
 
     def invocation_metadata(self):
         return self._metadata

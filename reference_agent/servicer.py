@@ -148,7 +148,7 @@ class RawAgentHandler(grpc.GenericRpcHandler):
             except asyncio.CancelledError:
                 code = "CANCELLED"
                 if calling is not None:
-                    calling.cancelled.set()  # long staging stops between files (AgentCore.serving)
+                    calling.cancel()  # long staging stops between files (AgentCore.serving)
                 raise
             except BaseException:
                 if size is None and code == "UNKNOWN":
