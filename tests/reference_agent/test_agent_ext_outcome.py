@@ -7,11 +7,16 @@ import grpc
 import pytest
 
 from agent_ext_helpers import Ext, gate_script, wait_until
+from agent_harness import InProcessAgent
 from agent_helpers import new_id, running_version
 from protos import Common_pb2
 from protos.extensions import TAIL_LIMIT, EndKind
 from protos.states import JobState
 from reference_agent import cli
+from reference_agent.config import AgentConfig
+from reference_agent.domain import AgentCore
+from reference_agent.server import AgentServer
+from reference_agent.telemetry import Telemetry
 
 
 def done(agent, job: str):
@@ -115,3 +120,34 @@ def test_unknown_and_malformed_ids(agent, method):
             ext.raw(method, data)
         assert info.value.code().name == "INVALID_ARGUMENT" and needle in info.value.details()
     assert agent.core.counts().get("WAIT", 0) == 0 and agent.core.job(unknown) is None
+
+
+class _OutcomeOnly(AgentCore):
+    """Offers only the outcome extension."""
+
+    def capabilities(self):
+        return ("outcome",)
+
+
+def test_methods_of_extensions_not_listed_answer_unimplemented(tmp_path):
+    """AGT-EXT-2: an agent listing only "outcome" answers CancelJob and WatchJobs UNIMPLEMENTED,
+    naming the extension, and changes nothing; GetOutcome works."""
+    source = tmp_path / "source"
+    source.mkdir()
+    config = AgentConfig(listen="127.0.0.1:0", source=str(source), state_dir=str(tmp_path / "state"), slots=1,
+                         discover_path=False, log_rpcs=False)
+    server = AgentServer(config, core_factory=_OutcomeOnly, telemetry=Telemetry(stream=None))
+    server.start()
+    agent = InProcessAgent(server, source, tmp_path / "state", tmp_path)
+    try:
+        ext = Ext(agent.channel)
+        job = agent.submit("print('kept')")
+        assert ext.capabilities() == ["outcome"]
+        for call, name in ((lambda: ext.cancel(job), "cancel"), (lambda: next(ext.watch([job])), "watch")):
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED and repr(name) in info.value.details()
+        agent.wait_done(job, poll_interval=0.02)
+        assert ext.outcome(job).stdout == b"kept\n"
+    finally:
+        agent.close()
