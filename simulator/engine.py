@@ -11,6 +11,7 @@ from protos import validation
 from protos.states import Event, JobStateMachine
 from simulator import policies
 from simulator.autoscale import Scaler, agent_hours
+from simulator.clients import ClientModel
 from simulator.clock import P_AGENT, P_ARRIVAL, P_END, P_SAMPLE, P_SEEN, Clock
 from simulator.entities import Agent, Job, Streams
 from simulator.failures import Failures
@@ -78,6 +79,7 @@ class Simulation:
         self.scalers = {gi: Scaler(self, gi, g.autoscale, g.count) for gi, g in enumerate(sc.agents) if g.autoscale}
         c = sc.clients
         self.polls = PollSchedule(c.poll_interval, c.poll_backoff, c.poll_max_interval)
+        self.clients = ClientModel(self, sc, self.streams)    # poll or watch, cancel (clients.py)
         self.cost_run, self.cost_stage, self.cost_poll = c.rpc_cost_run, c.rpc_cost_stage, c.rpc_cost_poll
         self.span = expected_span(sc)
         self.sample_dt = sc.run.sample_interval or max(self.span / self.SAMPLES, 1e-9)
@@ -235,6 +237,7 @@ class Simulation:
         job = Job(self, jid, logical, attempt, first_submit, now, runtime, files, python, pool, self.warm)
         job.fails = fails
         job.cls = cls
+        self.clients.assign(job)
         if attempt == 0:
             self.outstanding += 1
         if pool is None:
@@ -282,6 +285,7 @@ class Simulation:
             self._start(job)
         else:
             agent.queue.append(job)
+        self.clients.arm(job)
 
     def _start(self, job: Job) -> None:
         agent = job.agent
@@ -305,11 +309,12 @@ class Simulation:
         self._ended(job, "failed" if failed else "succeeded")
         self._refill(job.agent)
 
-    def _ended(self, job: Job, outcome: str) -> None:
+    def _ended(self, job: Job, outcome: str, ran: bool = True) -> None:
         agent = job.agent
         now = self.env._now
-        self.integ.busy_step(agent.gi, now, -1)
-        agent.running -= 1
+        if ran:                           # not a WAIT job cancelled (clients.py)
+            self.integ.busy_step(agent.gi, now, -1)
+            agent.running -= 1
         agent.load -= 1
         if self.track_pools:
             self._touch(agent)
@@ -321,8 +326,9 @@ class Simulation:
         job.end_ev = None   # break the job <-> event cycle: a done job is freed at once, not by the GC
         if self.tracer:
             self.tracer(now, "end", job)
-        # the client sees DONE at its first poll at or after the end (computed, not simulated)
-        seen, polls = self.polls.first_at_or_after(job.run_submit, now)
+        # the client sees DONE at its first poll at or after the end (computed, not simulated),
+        # one rpc_latency after it when it watches or cancelled the job
+        seen, polls = self.clients.seen(job, now)
         job.polls = polls
         job.seen = seen
         if self.has_failures:
@@ -354,6 +360,7 @@ class Simulation:
             if cost:
                 agent.rpc += cost * job.polls
                 self.rpc_bins[agent.gi].spread(job.run_submit, job.seen, cost * job.polls)
+        self.clients.finish(job)
         if self.sink is not None:
             self.sink(JobRecord(job.id, job.logical, job.attempt, agent.group if agent else "",
                                 agent.index if agent else -1, job.python, job.submit, job.first_submit,
@@ -393,6 +400,7 @@ class Simulation:
         for extra in (self.collector.bins, self.collector.by_class):
             if extra is not None:
                 out.update(extra.metrics())
+        out.update(self.clients.metrics(span))
         out["trace_skipped"] = self.arrivals.trace_stats.skipped_unknown_runtime
         out["little_identity_error"] = self.integ.identity_error(self.env._now)
         return out

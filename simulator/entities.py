@@ -78,7 +78,8 @@ class Job:
 
     __slots__ = ("id", "logical", "attempt", "first_submit", "submit", "runtime", "files", "python", "pool",
                  "agent", "stage_start", "stage_end", "run_submit", "start", "end", "seen", "polls", "bytes",
-                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim", "fails", "cls")
+                 "hits", "misses", "missed", "pending", "sm", "end_ev", "warm", "sim", "fails", "cls",
+                 "watch", "cancel_at", "cancel_sent", "saved", "reopen")
 
     def __init__(self, sim, jid, logical, attempt, first_submit, now, runtime, files, python, pool, warm):
         self.id, self.logical, self.attempt = jid, logical, attempt
@@ -93,3 +94,8 @@ class Job:
         self.end_ev = None
         self.fails = False
         self.cls = 0           # job class index
+        self.watch = False     # its client watches (WatchJobs) instead of polling
+        self.cancel_at = NAN   # when its client cancels it if not DONE (clients.ClientModel)
+        self.cancel_sent = False
+        self.saved = 0.0       # slot-seconds its cancel freed
+        self.reopen = 0        # watch streams opened again after an agent failure

@@ -14,6 +14,7 @@ class Host(Protocol):
     env: object
     at: Callable[..., Call]
     polls: object
+    clients: object
     finished: object
     def _finalize(self, job, outcome: str, final: bool = True) -> None: ...
     def _submit(self, *args) -> None: ...
@@ -50,7 +51,7 @@ class Failures:
         agent = job.agent
         host = self.host
         if not agent.up:   # polls fail while the agent is down; DONE is seen at the first after repair
-            job.seen, job.polls = host.polls.first_at_or_after(job.run_submit, agent.repair_at)
+            job.seen, job.polls = host.clients.seen_after(job, agent.repair_at)
             self.at(job.seen - host.env._now, P_SEEN, self.seen, arg)
             return
         c = self.clients

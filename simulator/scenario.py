@@ -13,7 +13,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -23,11 +23,12 @@ from simulator import profiles, schema
 from simulator.arrivals import ARRIVALS
 from simulator.autoscale import Autoscale
 from simulator.checks import ScenarioError, Table
+from simulator.clients import Clients
 from simulator.distributions import Dist
 from simulator.keys import set_key as _set_key
 from simulator.policies import BUILTIN
 from simulator.profiles import Burst, RateProfile
-from simulator.schema import REQUIRED, Derived, key
+from simulator.schema import Derived, key
 
 POLICIES = tuple(BUILTIN)
 ARRIVAL_NAMES = tuple(ARRIVALS)
@@ -248,40 +249,6 @@ def _check_workload(v: dict, t: Table, ctx: dict) -> None:
 CLASSES = schema.Key("custom", None, "several workloads merged in time order: each a workload table (`name`, "
                      "`rate` or `profile`, `bursts`, `runtime`, `python`, `files`, `fail_probability`), "
                      "arriving by a rate-driven process", toml="classes", shown="one class")
-
-
-def _policy(t: Table, name: str, values: dict) -> str | Callable:
-    policy = t.raw(name, "least_loaded")
-    if not BUILTIN.is_spec(policy):
-        raise t.fail(name, f"must be one of {', '.join(BUILTIN)} or 'module:function' of your own")
-    return policy
-
-
-@dataclass(frozen=True)
-class Clients:
-    """How clients choose agents, poll, resubmit, and what their RPCs cost the agent."""
-
-    policy: str | Callable = key("custom", doc="how a client picks an agent", read=_policy, choices=BUILTIN,
-                                 shown="`least_loaded`")
-    dispatch: str = key("choice", "on_arrival", "hand a job to an agent at once, or keep a client-side FIFO and "
-                        "hand out when a slot frees", choices=("on_arrival", "when_free"))
-    poll_interval: float = key("duration", 1.0, "the first poll's delay after RunJob; 0 = no polling")
-    poll_backoff: float = key("number", 1.0, "each interval is the previous one times this", minimum=1.0)
-    poll_max_interval: float = key("duration", Derived(lambda v: max(v["poll_interval"], 30.0)
-                                                       if v["poll_interval"] > 0 else 0.0, "max(30s, interval)"),
-                                   "the intervals' cap")
-    rpc_latency: float = key("duration", 0.0, "per RPC (StageInFiles, RunJob)")
-    rpc_cost_poll: float = key("duration", 0.0, "agent CPU seconds per poll")
-    rpc_cost_stage: float = key("duration", 0.0, "agent CPU seconds per StageInFiles")
-    rpc_cost_run: float = key("duration", 0.0, "agent CPU seconds per RunJob")
-    resubmit_interrupted: bool = key("bool", False, "resubmit jobs interrupted by a failure")
-    max_resubmits: int = key("int", 3, "at most this many times", minimum=0)
-
-
-@schema.check(Clients)
-def _check_clients(v: dict, t: Table, ctx: dict) -> None:
-    if v["poll_interval"] > 0 and v["poll_max_interval"] < v["poll_interval"]:
-        raise t.fail("poll_max_interval", "must be >= poll_interval")
 
 
 def _default_bin(v: dict) -> float | None:
