@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import threading
 import time
 
 from fakes.broken._registry import register
@@ -109,6 +111,43 @@ class ListsWatchWithoutServingIt(AgentCore):
 
     def watch_jobs(self, job_ids, caller):
         raise not_offered("watch")
+
+
+@register
+class CancelKeepsTheSlot(AgentCore):
+    """A cancelled RUN job ends DONE (cancelled) but keeps its slot: with every slot so lost, later jobs wait for ever."""
+
+    violates = ("AGT-EXT-6",)
+
+    def __init__(self, config, telemetry=None):
+        super().__init__(config, telemetry)
+        self._lost_slots = 0
+        self._lost_lock = threading.Lock()
+
+    def cancel_job(self, job_id):
+        job = self.job(job_id)
+        state = super().cancel_job(job_id)
+        if job is not None and job.started is not None and getattr(job, "cancelled", None) is not None:
+            with self._lost_lock:
+                self._lost_slots += 1
+        return state
+
+    def free_slots(self):
+        with self._lost_lock:
+            return super().free_slots() - self._lost_slots
+
+
+@register
+class WatchBoundedOnlyInAll(AgentCore):
+    """Bounds open watch streams in all but not per caller: one caller can hold every stream of the agent."""
+
+    violates = ("AGT-EXT-9",)
+
+    def watch_jobs(self, job_ids, caller):
+        return super().watch_jobs(job_ids, f"{caller} stream {next(_STREAMS)}")  # every stream its own caller
+
+
+_STREAMS = itertools.count(1)
 
 
 class _Endless:

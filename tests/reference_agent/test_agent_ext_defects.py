@@ -13,6 +13,7 @@ from protos.extensions import EndKind
 from protos.requirements import EXT_REQUIREMENTS
 from protos.states import JobState
 from reference_agent.config import AgentConfig
+from reference_agent.watch import WatchLimits
 
 W, R, D = JobState.WAIT, JobState.RUN, JobState.DONE
 
@@ -47,7 +48,7 @@ def blocked(agent, tmp_path, name="gate"):
 
 def test_every_extension_defect_names_extension_ids_only():
     ext = {n: c for n, c in CATALOGUE.items() if any(r in EXT_REQUIREMENTS for r in c.violates)}
-    assert len(ext) >= 9 and all(set(c.violates) <= set(EXT_REQUIREMENTS) for c in ext.values())
+    assert len(ext) >= 11 and all(set(c.violates) <= set(EXT_REQUIREMENTS) for c in ext.values())
 
 
 def test_outcome_changes_after_done(broken):
@@ -131,3 +132,22 @@ def test_lists_watch_without_serving_it(broken):
     with pytest.raises(grpc.RpcError) as info:
         next(ext.watch([job]))
     assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_cancel_keeps_the_slot(broken, tmp_path):
+    agent = broken("CancelKeepsTheSlot")
+    job, _ = blocked(agent, tmp_path)
+    assert Ext(agent.channel).cancel(job) in (R, D)
+    wait_until(lambda: agent.client.run(job) is D, "the cancelled job DONE")
+    later = agent.submit("pass")
+    assert agent.client.run(later) is W and agent.core.counts()["busy"] == 0  # the slot never came back
+
+
+def test_watch_bounded_only_in_all(broken, tmp_path):
+    agent = broken("WatchBoundedOnlyInAll")
+    agent.core.events.limits = WatchLimits(per_caller=2, total=10)
+    job, gate = blocked(agent, tmp_path)
+    ext = Ext(agent.channel)
+    calls = [ext.watch([job]) for _ in range(3)]
+    assert [next(c).code for c in calls] == [R, R, R]  # the reference refuses the third (per caller 2)
+    gate.touch()
