@@ -157,16 +157,28 @@ class _nothing:
 
 
 class Retention:
-    """The agent's background enforcement: one pass every `interval` seconds, logged."""
+    """The agent's background enforcement: one pass every `interval` seconds, logged.
 
-    def __init__(self, root: Path, journal, store, policy: RetentionPolicy, interval: float, log):
+    `clock()` is the wall-clock time ages are measured against (time.time; a test sets it ahead
+    instead of sleeping); `passes` counts the passes made, `wait_passes(n)` waits for n more."""
+
+    def __init__(self, root: Path, journal, store, policy: RetentionPolicy, interval: float, log,
+                 clock: Callable[[], float] = time.time):
         self.root, self.journal, self.store = root, journal, store
-        self.policy, self.interval, self.log = policy, interval, log
+        self.policy, self.interval, self.log, self.clock = policy, interval, log, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._passed = threading.Condition()
+        self.passes = 0
+
+    def wait_passes(self, count: int, timeout: float) -> bool:
+        """Wait until `count` more background passes have ended (True), or `timeout` seconds (False)."""
+        with self._passed:
+            target = self.passes + count
+            return self._passed.wait_for(lambda: self.passes >= target, timeout)
 
     def run_once(self, dry_run: bool = False) -> GcReport:
-        report = plan(self.root, self.journal.jobs(), list(self.journal.staged()), self.policy)
+        report = plan(self.root, self.journal.jobs(), list(self.journal.staged()), self.policy, now=self.clock())
         report.dry_run = dry_run
         if not dry_run:
             apply(self.root, report, self.store.lock, self.store.forget)
@@ -187,6 +199,9 @@ class Retention:
                 self.run_once()
             except Exception as exc:  # noqa: BLE001 - the next pass tries again
                 self.log("error", where="retention", error=repr(exc)[:300])
+            with self._passed:
+                self.passes += 1
+                self._passed.notify_all()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

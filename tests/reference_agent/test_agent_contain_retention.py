@@ -47,7 +47,9 @@ def test_background_retention_keeps_what_waiting_running_and_unsubmitted_jobs_us
     assert agent.client.stage_in(unsubmitted, [unsubmitted_data]) == [unsubmitted_data]
     assert agent.client.run(waiting).name == "WAIT"
     assert _wait_for(lambda: not (jobs / done).exists() and not (cache / old_data).exists())
-    time.sleep(1.0)  # several more passes, everything now older than the policy's age
+    retention = agent.core.retention  # everything now older than the policy's age, for two more passes
+    retention.clock = lambda: time.time() + 3600
+    assert retention.wait_passes(2, timeout=30)
     for job in (running, waiting, unsubmitted):
         assert (jobs / job).is_dir(), job
     for file in (waiting_data, unsubmitted_data):
@@ -71,7 +73,7 @@ def test_gc_command_dry_run_then_removal_then_restart(make_agent, tmp_path):
     # while the agent runs: job directories only, the cache is the agent's
     dry = _gc(state, "--max-age", "1s", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
-    time.sleep(1.2)
+    agent.core.journal.update_job(done, ended=time.time() - 60)  # it ended a minute ago, not a sleep
     live = _gc(state, "--max-age", "1s", "--json")
     report = json.loads(live.stdout)
     assert [r["kind"] for r in report["removed"]] == ["job"] and "running agent" in report["skipped"]

@@ -81,12 +81,16 @@ def test_stragglers_of_a_finished_job_are_killed(agent, tmp_path):
     assert gone(int(pid_file.read_text()), within=1.0), "a background process of a DONE job is alive"
 
 
-def test_interpreter_gone_before_start_is_done_failed(make_agent, fake_python):
+def test_interpreter_gone_before_start_is_done_failed(make_agent, fake_python, tmp_path):
     path = fake_python("3.8.1")
     h = make_agent(pythons=(path,), slots=1)
-    blocker = h.submit("import time; time.sleep(1)\n")
+    gate = tmp_path / "gate"  # the blocker holds the one slot until the interpreter is gone
+    blocker = h.submit(f"import os, time\nend = time.monotonic() + 60\n"
+                       f"while not os.path.exists({str(gate)!r}) and time.monotonic() < end:\n"
+                       f"    time.sleep(0.01)\n")
     job = h.submit("print(1)\n", "3.8")
     os.unlink(path)
+    gate.touch()
     h.wait_done(job)
     h.wait_done(blocker)
     assert h.row(job).reason == "failed"
