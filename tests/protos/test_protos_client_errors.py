@@ -5,7 +5,7 @@ import uuid
 
 import grpc
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakes import FakeAgent, Scripted
@@ -140,6 +140,7 @@ def _run_request(job: str, files=(), versions=()):
                                     requirements=[RunJob_pb2.JobRequirement(python_version=v) for v in versions])
 
 
+@settings(deadline=None)   # two test workers on two shared cores: no per-example time limit
 @given(details=st.text(max_size=200), job=st.uuids().map(str))
 def test_classification_does_not_read_the_wording(details, job):
     """Only the status code, the request and (for AGT-RUN-3) the UUIDs named decide the class."""
