@@ -45,6 +45,7 @@ outcomes = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(outcomes)
 def test_outcome_round_trips_through_the_wire(outcome):
     data = outcome.to_proto().SerializeToString()
@@ -94,6 +95,7 @@ def test_succeeded_only_for_exit_status_zero():
     assert not Outcome(A, DONE, EndKind.CANCELLED).succeeded and not Outcome(A, RUN).succeeded
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=300), st.integers(0, 200))
 def test_cut_tail_keeps_the_last_bytes(data, limit):
     tail, cut = ext.cut_tail(data, limit)
@@ -158,6 +160,7 @@ def _outcome(job, state, ran):
     return Outcome(job, DONE, EndKind.EXITED, 0, started_ms=1) if ran else Outcome(job, DONE, EndKind.CANCELLED)
 
 
+@settings(deadline=None)
 @given(legal_streams(), st.booleans())
 def test_checker_accepts_every_legal_stream(stream, offered):
     jobs, paths, events = stream
@@ -171,7 +174,7 @@ def test_checker_accepts_every_legal_stream(stream, offered):
         checker.event(jobs[0], DONE)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(legal_streams(), st.data())
 def test_checker_resumes_a_stream_broken_at_any_event(stream, data):
     jobs, paths, events = stream
