@@ -40,7 +40,7 @@ bench: $(STAMP)
 
 # mutation testing of reference_agent/ with the conformance suite as the only test (a sample; see docs/CONFORMANCE.md)
 mutation: $(STAMP)
-	$(PY) -m conformance.mutation --sample 60 --budget 3000 --out out/mutation.json
+	$(PY) scripts/mutation.py --sample 60 --budget 3000 --out out/mutation.json
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py

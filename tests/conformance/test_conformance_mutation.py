@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
+from pathlib import Path
 
-from conformance import mutation
+# the driver is a script of the checkout (scripts/mutation.py), not a module of the wheel
+_SPEC = importlib.util.spec_from_file_location("mutation", Path(__file__).resolve().parents[2] / "scripts" / "mutation.py")
+mutation = sys.modules.setdefault("mutation", importlib.util.module_from_spec(_SPEC))
+_SPEC.loader.exec_module(mutation)
 
 SOURCE = '''
 def f(a, b):

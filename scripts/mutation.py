@@ -1,5 +1,6 @@
-"""`python -m conformance.mutation`: mutation testing of the reference agent with the conformance suite as
-the only test. Each mutant is one AST operator swap in a copy of reference_agent/ put first on PYTHONPATH
+"""`python scripts/mutation.py` (`make mutation`): mutation testing of the reference agent with the
+conformance suite as the only test. A developer's tool on a git checkout (it takes the agent as
+committed, by `git archive`), so it lives in scripts/, outside the wheel. Each mutant is one AST operator swap in a copy of reference_agent/ put first on PYTHONPATH
 (the suite starts the agent as a subprocess, so mutants live on disk, never in the working tree)."""
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("domain.py", "staging.py", "journal.py", "servicer.py", "supervision.py")
+FILES = ("domain.py", "stagein.py", "scheduling.py", "transitions.py", "recovery.py", "tables.py", "staging.py",
+         "journal.py", "jobrecord.py", "servicer.py", "supervision.py")
 SWAPS = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE,
          ast.GtE: ast.Gt, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
          ast.And: ast.Or, ast.Or: ast.And, ast.Add: ast.Sub, ast.Sub: ast.Add}
@@ -129,7 +131,7 @@ def run_suite(pythonpath: Path, workdir: Path, timeout: float, level: str) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m conformance.mutation", description=__doc__)
+    p = argparse.ArgumentParser(prog="python scripts/mutation.py", description=__doc__)
     p.add_argument("--sample", type=int, default=40, help="mutants to run, drawn at random (default 40)")
     p.add_argument("--seed", type=int, default=12, help="seed of the sample (default 12)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant (default 180)")
