@@ -18,8 +18,8 @@ def test_agent_bench_quick(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("agent_bench: ")
     assert re.search(r"ratio \d+\.\d\d \(target >= 0\.8\)", lines[0])
     figures = json.loads((tmp_path / "r.json").read_text())
-    assert set(figures) == {"poll_1_thread", "poll", "start", "staging", "many_files", "watch_vs_poll",
-                            "load_average_after"}
+    assert set(figures) == {"poll_1_thread", "poll", "poll_vs_aio", "aio_vs_sync", "start", "staging", "many_files",
+                            "watch_vs_poll", "load_average_after"}
     assert figures["watch_vs_poll"]["watch"]["jobs"] == 20 and re.search(r"waiting on 20 jobs: agent CPU", lines[0])
     assert figures["poll"]["agent_per_s"] > 0 and figures["staging"]["size_mb"] == 4
     assert figures["many_files"]["files"] == 300 and re.search(r"300 files of 100 B in one call .* \(target <= 5\)",
