@@ -9,7 +9,7 @@ import pytest
 from agent_ext_helpers import Ext, gate_script, wait_until
 from agent_harness import InProcessAgent
 from agent_helpers import new_id, running_version
-from protos import Common_pb2
+from protos import AgentExtensions_pb2, Common_pb2
 from protos.extensions import TAIL_LIMIT, EndKind
 from protos.states import JobState
 from reference_agent import cli
@@ -151,3 +151,23 @@ def test_methods_of_extensions_not_listed_answer_unimplemented(tmp_path):
         assert ext.outcome(job).stdout == b"kept\n"
     finally:
         agent.close()
+
+
+def test_the_extension_is_behind_the_v1_token(make_agent, tmp_path):
+    """AGT-EXT-1: the same port and token as v1: no token, UNAUTHENTICATED; with it, served."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret-token-for-ext\n")
+    agent = make_agent(auth_tokens=str(tokens))
+    ext = Ext(agent.channel)
+    with pytest.raises(grpc.RpcError) as info:
+        ext.capabilities()
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as info:
+        ext.outcome(new_id())
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    token = (("authorization", "Bearer s3cret-token-for-ext"),)
+    request = AgentExtensions_pb2.CapabilitiesRequest()
+    assert list(ext.stub.GetCapabilities(request, timeout=20, metadata=token).extensions) == ["outcome", "cancel", "watch"]
+    with pytest.raises(grpc.RpcError) as info:
+        ext.stub.GetOutcome(Common_pb2.JobId(uuid=new_id()), timeout=20, metadata=token)
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
