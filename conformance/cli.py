@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _pytest_args(args: argparse.Namespace, ini: str) -> list[str]:
     """pytest's own flags only: the suite's settings travel in the plugin object."""
     here = Path(__file__).resolve().parent
-    out = [str(here / "suite"), "-c", ini, "--rootdir", str(here), "-p", "conformance.plugin",
+    out = [str(here / "suite"), str(here / "suite_ext"), "-c", ini, "--rootdir", str(here), "-p", "conformance.plugin",
            "-p", "no:cacheprovider", "--no-header",
            "-o", "console_output_style=classic", "-rfE" if not args.quiet else "-q",
            # the CLI imported the suite's modules before pytest could rewrite them: nothing to tell the user

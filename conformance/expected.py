@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from protos.requirements import REQUIREMENTS
+from protos.requirements import ALL_REQUIREMENTS as REQUIREMENTS  # v1 and ext IDs
 
 HEADER = ("# agent-conformance expected failures: one 'ID  # message prefix' per line.\n"
           "# A listed failure does not fail the run; a listed ID that passes, or fails with\n"
@@ -25,7 +25,7 @@ def parse(text: str, name: str = "<expected>") -> dict[str, list[str]]:
         rid, _, prefix = body.partition("#")
         rid = rid.strip()
         if rid not in REQUIREMENTS:
-            raise ExpectedError(f"{name}:{number}: {rid!r} is not a requirement ID of PROTOCOL-V1 "
+            raise ExpectedError(f"{name}:{number}: {rid!r} is not a requirement ID of PROTOCOL-V1 or PROTOCOL-EXT "
                                 f"(line {line!r})")
         out.setdefault(rid, []).append(prefix.strip())
     return out

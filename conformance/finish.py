@@ -37,17 +37,18 @@ def write_json(path: str, run: RunVerdict, result: dict[str, report.Verdict], re
     report.write_json(path, result=result, records=records, meta=data)
 
 
-def write_markdown(path: str, run: RunVerdict, result: dict[str, report.Verdict], level: str, title: str) -> None:
-    text = report.markdown(result, level, title, headline=run.headline(), notes=run.notes)
+def write_markdown(path: str, run: RunVerdict, result: dict[str, report.Verdict], level: str, title: str,
+                   ext: dict | None = None) -> None:
+    text = report.markdown(result, level, title, headline=run.headline(), notes=run.notes, ext=ext)
     Path(path).write_text(text, "utf-8")
 
 
-def write_all(settings, run: RunVerdict, result, records, meta: dict, title: str) -> None:
-    """JSON and Markdown, when asked for (paths from validated settings)."""
+def write_all(settings, run: RunVerdict, result, records, meta: dict, title: str, ext: dict | None = None) -> None:
+    """JSON and Markdown, when asked for (paths from validated settings); `ext` the extension's table."""
     if settings.report_json:
         write_json(settings.report_json, run, result, records, meta)
     if settings.report_md:
-        write_markdown(settings.report_md, run, result, settings.level, title)
+        write_markdown(settings.report_md, run, result, settings.level, title, ext)
 
 
 def write_raw(raw: dict, junit_path: str | None, run: RunVerdict) -> None:

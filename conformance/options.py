@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protos import units, validation
-from protos.requirements import REQUIREMENTS, Level
+from protos.requirements import ALL_REQUIREMENTS, REQUIREMENTS, Level
 
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})$")
 CLI, PYTEST = "cli", "pytest"
@@ -67,6 +67,9 @@ OPTIONS = (
            "write a Markdown summary (for a pull-request comment or $GITHUB_STEP_SUMMARY)"),
     Option("expected", "--expected-failures", "FILE", "known failures, lines 'ID  # message prefix'"),
     Option("update_expected", "--update-expected", None, "rewrite --expected-failures from this run", flag=True),
+    Option("ext_profile", "--profile", "auto|v1|ext",
+           "the extension profile (PROTOCOL-EXT): auto (default) checks it when the agent lists it in "
+           "GetCapabilities, v1 never, ext requires it (not offered is then a failure)", default="auto"),
     Option("profile", "--hypothesis-profile", "ci|deep",
            "depth of the stateful test (ci: derandomized, short; deep: random, longer)", default="ci"),
     Option("max_request_bytes", "--max-request-bytes", "SIZE",
@@ -103,7 +106,8 @@ class Settings:
     update_expected: bool = False
     profile: str = "ci"
     max_request_bytes: int | None = None
-    selected: frozenset = field(default_factory=lambda: frozenset(REQUIREMENTS))
+    selected: frozenset = field(default_factory=lambda: frozenset(ALL_REQUIREMENTS))
+    ext_profile: str = "auto"
 
     @property
     def owned(self) -> bool:
@@ -155,10 +159,10 @@ def _patterns(option: str, text: str) -> set[str]:
     for part in parts:
         if not part:
             continue
-        hits = {rid for rid in REQUIREMENTS if fnmatch.fnmatchcase(rid, part)}
+        hits = {rid for rid in ALL_REQUIREMENTS if fnmatch.fnmatchcase(rid, part)}
         if not hits:
-            raise OptionError(f"{option} {part!r} matches no requirement ID of PROTOCOL-V1 "
-                              f"(known: {', '.join(REQUIREMENTS)})")
+            raise OptionError(f"{option} {part!r} matches no requirement ID of PROTOCOL-V1 or "
+                              f"PROTOCOL-EXT (known: {', '.join(ALL_REQUIREMENTS)})")
         out |= hits
     return out
 
@@ -166,12 +170,12 @@ def _patterns(option: str, text: str) -> set[str]:
 def select(only: str | None, skip: str | None, level: str, front: str = CLI) -> frozenset:
     """The requirement IDs to check; selecting nothing (at this level) is an OptionError."""
     o, s = BY_FIELD["only"].name(front), BY_FIELD["skip"].name(front)
-    chosen = _patterns(o, only) if only else set(REQUIREMENTS)
+    chosen = _patterns(o, only) if only else set(ALL_REQUIREMENTS)
     if skip:
         chosen -= _patterns(s, skip)
     if not chosen:
         raise OptionError(f"{o} {only!r} with {s} {skip!r} selects no requirement: nothing to check")
-    if level == "must" and all(REQUIREMENTS[r].level is Level.SHOULD for r in chosen):
+    if level == "must" and all(ALL_REQUIREMENTS[r].level is Level.SHOULD for r in chosen):
         raise OptionError(f"the selection ({', '.join(sorted(chosen))}) holds only SHOULD requirements, "
                           f"which --level must does not check: add {BY_FIELD['level'].name(front)} should")
     return frozenset(chosen)
@@ -277,6 +281,10 @@ def validate(raw: dict, source_from_hook: bool = False, front: str = CLI) -> Set
             raise OptionError(f"{n['max_request_bytes']} {text!r}: expected a size from 1KiB (1024) "
                               f"to 64MiB (67108864), like 4MiB")
         s.max_request_bytes = limit
+    ext = str(raw.get("ext_profile") or "auto").lower()
+    if ext not in ("auto", "v1", "ext"):
+        raise OptionError(f"{n['ext_profile']} {raw.get('ext_profile')!r}: expected auto, v1 or ext")
+    s.ext_profile = ext
     profile = raw.get("profile") or "ci"
     if profile not in ("ci", "deep"):
         raise OptionError(f"{n['profile']} {profile!r}: expected ci or deep")

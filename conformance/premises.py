@@ -53,30 +53,31 @@ def _check(env: Env, target) -> list[str]:
         started = [j for j in jobs if witness.started(j)]
         if len(started) == count:
             break
-        if not started and all(s is JobState.DONE for s in _states(env, jobs).values()):
-            # every job ended and none left a witness: one more second for a slow shared file system
-            limit = min(limit, time.monotonic() + timing(1.0))
+        # no early end when the jobs are DONE without a witness: an agent that reports DONE too early
+        # (an AGT-STATE defect, for the tests to judge) may start them within the deadline
         time.sleep(timing.poll * 5)
+    states = _states(env, [j for j in jobs if j not in started])
     if not started:
-        states = _states(env, jobs)
-        ran = [j for j, s in states.items() if s in (JobState.RUN, JobState.DONE)]
-        if ran:
-            shown = ", ".join(sorted({states[j].name for j in ran}))
+        ended = [j for j, s in states.items() if s is JobState.DONE]
+        if ended:   # the job ran and ended without writing its witness (a job still RUN may just be slow)
             raise PremiseError("--witness-dir", (
-                f"--witness-dir {witness.dir}: {len(ran)} job(s) the agent reports {shown} left no witness there "
+                f"--witness-dir {witness.dir}: {len(ended)} job(s) the agent reports DONE left no witness there "
                 f"within {timing(WAIT):.0f} s. The agent's jobs must be able to write this folder at the same path "
                 f"(shared with the agent's machine or container, writable by the user its jobs run as); if the "
                 f"agent is only slow, raise --time-scale"))
-        return [f"--witness-dir: not confirmed (no premise job started within {timing(WAIT):.0f} s)"]
+        return [f"--witness-dir: not confirmed (no premise job left its witness within {timing(WAIT):.0f} s)"]
     done = [f"--witness-dir {witness.dir}: confirmed (a job's witness appeared)"]
     if slots is None:
         return done
-    if len(started) < count:
+    # a job the agent reports RUN holds a slot even if its witness is not there yet (a slow start); one
+    # wrongly reported RUN is AGT-STATE-2's business, judged by the tests
+    holding = len(started) + sum(1 for s in states.values() if s is JobState.RUN)
+    if holding < count:
         raise PremiseError("--slots", (
-            f"--slots {slots}: only {len(started)} of {slots} jobs ran at once within {timing(WAIT):.0f} s (each "
-            f"waits for its gate file, so none could end and free a slot). Give the agent's real slot count "
-            f"(--slots {len(started)}?), or stop the jobs of an earlier run that still hold slots; if the agent is "
-            f"only slow to start jobs, raise --time-scale"))
+            f"--slots {slots}: only {holding} of {slots} jobs ran at once within {timing(WAIT):.0f} s (each "
+            f"waits for its gate file, so none could end and free a slot; the others stayed WAIT). Give the agent's "
+            f"real slot count (--slots {holding}?), or stop the jobs of an earlier run that still hold slots; if the "
+            f"agent is only slow to start jobs, raise --time-scale"))
     done.append(f"--slots {slots}: confirmed ({slots} jobs ran at once)")
     return done
 

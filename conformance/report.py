@@ -9,7 +9,9 @@ from pathlib import Path
 from protos.requirements import REQUIREMENTS, Level
 
 PASS, PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED = "PASS", "PARTIAL", "FAIL", "ERROR", "SKIP", "NOT SELECTED"
-OUTCOMES = (PASS, PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED)
+NOT_OFFERED = "NOT OFFERED"   # an optional extension the agent does not offer: no gap, no failure
+OUTCOMES = (PASS, PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED, NOT_OFFERED)
+NOT_OFFERED_PREFIX = "not offered:"   # the skip reason of a test of an extension the agent does not offer
 NOT_APPLICABLE = "not applicable:"   # a skip reason that is no gap (e.g. no optional server reflection)
 
 
@@ -45,12 +47,14 @@ def _name(nodeid: str) -> str:
     return nodeid.rsplit("::", 1)[-1]
 
 
-def verdicts(records: list[TestRecord], level: str, selected=None, deselected: dict | None = None) -> dict[str, Verdict]:
-    """One verdict per requirement. `deselected` (test name -> IDs, the tests that -k left out) makes a
-    requirement whose tests did not all run PARTIAL rather than PASS."""
-    selected = set(REQUIREMENTS) if selected is None else set(selected)
+def verdicts(records: list[TestRecord], level: str, selected=None, deselected: dict | None = None,
+             table: dict | None = None) -> dict[str, Verdict]:
+    """One verdict per requirement of `table` (default: v1's). `deselected` (test name -> IDs, the tests
+    that -k left out) makes a requirement whose tests did not all run PARTIAL rather than PASS."""
+    table = REQUIREMENTS if table is None else table
+    selected = set(table) if selected is None else set(selected)
     out = {}
-    for rid, req in REQUIREMENTS.items():
+    for rid, req in table.items():
         v = Verdict(rid, req.level.value, req.text, SKIP)
         covering = [r for r in records if rid in r.ids]
         v.tests = [r.nodeid for r in covering]
@@ -69,8 +73,11 @@ def verdicts(records: list[TestRecord], level: str, selected=None, deselected: d
             v.outcome, v.reason = ERROR, f"{first.message.splitlines()[0] if first.message else 'error'} ({first.nodeid})"
         else:
             gaps = _gaps(rid, records, covering, deselected)
+            not_offered = [r for r in covering if r.outcome == "skipped" and r.skip_reason.startswith(NOT_OFFERED_PREFIX)]
             if [r for r in covering if r.outcome == "passed"]:
                 v.outcome, v.reason = (PARTIAL, "; ".join(gaps)) if gaps else (PASS, "")
+            elif not_offered and len(not_offered) == len(covering):
+                v.outcome, v.reason = NOT_OFFERED, not_offered[0].skip_reason
             else:
                 v.reason = "; ".join(gaps) or "no selected test checks it"
         out[rid] = v
@@ -85,7 +92,7 @@ def _gaps(rid: str, records: list[TestRecord], covering: list[TestRecord], desel
         if text and text not in gaps:
             gaps.append(text)
     for r in covering:
-        if r.outcome == "skipped" and r.skip_reason.startswith(NOT_APPLICABLE):
+        if r.outcome == "skipped" and r.skip_reason.startswith((NOT_APPLICABLE, NOT_OFFERED_PREFIX)):
             continue  # an optional feature the agent does not offer: nothing of the requirement left out
         if r.outcome == "skipped":
             add(f"{_name(r.nodeid)} skipped: {r.skip_reason}")
@@ -121,18 +128,23 @@ def counts(result: dict[str, Verdict], lvl: str) -> dict[str, list[str]]:
     return {k: [v.id for v in group if v.outcome == k] for k in OUTCOMES}
 
 
-def summary_lines(result: dict[str, Verdict], level: str) -> list[str]:
+def summary_lines(result: dict[str, Verdict], level: str, prefix: str = "") -> list[str]:
     lines = []
     for lvl in ("MUST", "SHOULD"):
         group = [v for v in result.values() if v.level == lvl]
+        if not group:
+            continue
         if lvl == "SHOULD" and level == "must":
-            lines.append(f"SHOULD: {len(group)} not checked (run with --level should)")
+            lines.append(f"{prefix}SHOULD: {len(group)} not checked (run with --level should)")
             continue
         n = counts(result, lvl)
-        text = f"{lvl}: {len(n[PASS])}/{len(group)} pass"
+        if len(n[NOT_OFFERED]) == len(group):
+            lines.append(f"{prefix}{lvl}: not offered by the agent ({len(group)} requirements not applicable)")
+            continue
+        text = f"{prefix}{lvl}: {len(n[PASS])}/{len(group)} pass"
         xfail = [i for i in n[FAIL] if result[i].expected]
         n[FAIL] = [i for i in n[FAIL] if not result[i].expected]
-        for k in (PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED):
+        for k in (PARTIAL, FAIL, ERROR, SKIP, NOT_SELECTED, NOT_OFFERED):
             if n[k]:
                 text += f", {len(n[k])} {k.lower()} ({', '.join(n[k])})"
         if xfail:
@@ -161,14 +173,14 @@ def write_json(path: str, *, result: dict[str, Verdict], records: list[TestRecor
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", "utf-8")
 
 
-_ICON = {PASS: "✅", PARTIAL: "🟡", FAIL: "❌", ERROR: "💥", SKIP: "⏭️", NOT_SELECTED: "➖"}
+_ICON = {PASS: "✅", PARTIAL: "🟡", FAIL: "❌", ERROR: "💥", SKIP: "⏭️", NOT_SELECTED: "➖", NOT_OFFERED: "⚪"}
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(result: dict[str, Verdict], level: str, title: str, headline: str = "", notes=()) -> str:
+def markdown(result: dict[str, Verdict], level: str, title: str, headline: str = "", notes=(), ext=None) -> str:
     """A Markdown summary for a pull-request comment or $GITHUB_STEP_SUMMARY: the run's headline (the
     same words as the exit code's), the summary lines, the notes, one row per requirement."""
     lines = [f"### {title}", ""]
@@ -180,4 +192,11 @@ def markdown(result: dict[str, Verdict], level: str, title: str, headline: str =
     for v in result.values():
         note = " (expected)" if v.expected else ""
         lines.append(f"| {v.id} | {v.level} | {_ICON[v.outcome]} {v.outcome}{note} | {_cell(v.reason)} |")
+    if ext:   # the extension profile's own table (PROTOCOL-EXT)
+        lines += ["", "#### Extension profile `ext` (PROTOCOL-EXT)", ""]
+        lines += [f"**{line}**  " for line in summary_lines(ext, level, "EXT ")]
+        lines += ["", "| requirement | level | verdict | reason |", "| --- | --- | --- | --- |"]
+        for v in ext.values():
+            note = " (expected)" if v.expected else ""
+            lines.append(f"| {v.id} | {v.level} | {_ICON[v.outcome]} {v.outcome}{note} | {_cell(v.reason)} |")
     return "\n".join(lines) + "\n"

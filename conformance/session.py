@@ -1,6 +1,7 @@
 """The active suite: starts or reaches the agent, gives tests their fixtures, turns outcomes into verdicts."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from conformance.options import OPTIONS, PYTEST, OptionError, Settings, validate
 from conformance.source import CommandSource, DirSource
 from conformance.target import Target, Timing, read_optional
 from conformance.violations import MARKER, REGISTRY, AgentUnavailable, checks_done
-from protos.requirements import REQUIREMENTS, Level
+from protos.requirements import ALL_REQUIREMENTS, EXT_REQUIREMENTS, REQUIREMENTS, Level
 
 DEFAULT_SLOTS = 2
 REFERENCE_MAX_REQUEST = 4 * 1024 * 1024  # the reference agent's default --max-request-bytes
@@ -29,7 +30,13 @@ NEEDS = {
     "delete": "needs --source-dir (to remove or replace a file in the agent's source)",
     "symlink": "needs --source-dir (to place a symlink in the agent's source)",
     "limit": "needs --max-request-bytes N (the agent's request size limit)",
+    # the extension profile (PROTOCOL-EXT): a reason starting "not offered:" is no gap (report.NOT_OFFERED)
+    "ext": "not offered: the agent has no AgentExtensions service (a v1 agent)",
+    "outcome": "not offered: the agent does not list 'outcome' in GetCapabilities",
+    "cancel": "not offered: the agent does not list 'cancel' in GetCapabilities",
+    "watch": "not offered: the agent does not list 'watch' in GetCapabilities",
 }
+EXT_NEEDS = ("ext", "outcome", "cancel", "watch")
 
 
 def settings_from(config) -> Settings:
@@ -63,6 +70,7 @@ class ConformancePlugin:
         self.tmp: str | None = None
         self.fatal: str | None = None
         self.result: dict[str, report.Verdict] = {}
+        self.ext_result: dict[str, report.Verdict] = {}    # the extension profile's own table
         self.run: run_verdict.RunVerdict | None = None   # the run's verdict, once decided
         self.premises: list[str] = []                      # what the premise checks confirmed
         self.notes: list[str] = []                         # e.g. the agent not serving after a restart test
@@ -133,6 +141,8 @@ class ConformancePlugin:
         self.target.max_request_bytes = s.max_request_bytes or (
             REFERENCE_MAX_REQUEST if s.owned and not s.agent_cmd else None)
         self.target.wait_reachable(timing.restart)
+        if s.ext_profile != "v1":
+            self.target.extensions = self.target.capabilities()
 
     def _keep_hypothesis_home(self, directory: Path | None) -> None:
         """Hypothesis caches data in ./.hypothesis by default; the suite must not write into the
@@ -151,8 +161,9 @@ class ConformancePlugin:
         if xml and self.run is not None:   # after pytest's junitxml wrote its file
             from conformance import junit
 
-            junit.write(xml, self.run, self.result, finish.messages(self.book.records()),
-                        report.unexpected_passes(self.result, self.expected))
+            both = {**self.result, **self.ext_result}
+            junit.write(xml, self.run, both, finish.messages(self.book.records()),
+                        report.unexpected_passes(both, self.expected))
         if self.target is not None:
             if self.target.witness is not None:
                 for gate in self.target.witness.created:   # a failed run leaves no gate files behind
@@ -167,7 +178,7 @@ class ConformancePlugin:
 
     def pytest_collection_modifyitems(self, config, items) -> None:
         chosen = self.settings.selected
-        if chosen != frozenset(REQUIREMENTS):
+        if chosen != frozenset(ALL_REQUIREMENTS):
             keep, drop = [], []
             for item in items:
                 marker = item.get_closest_marker(MARKER)
@@ -199,13 +210,17 @@ class ConformancePlugin:
             return
         for rid in marker.args:
             item.user_properties.append(("requirement", rid))
-        levels = {REQUIREMENTS[r].level for r in marker.args}
+        levels = {ALL_REQUIREMENTS[r].level for r in marker.args}
         if Level.MUST not in levels and self.settings.level == "must":
             pytest.skip("SHOULD requirement: run with --level should")
         t = self.target
         have = {"witness": t.witness is not None, "slots": t.slots is not None, "restart": t.can_restart,
                 "sigkill": t.can_sigkill, "delete": getattr(t.source, "can_delete", False),
-                "symlink": getattr(t.source, "can_symlink", False), "limit": t.max_request_bytes is not None}
+                "symlink": getattr(t.source, "can_symlink", False), "limit": t.max_request_bytes is not None,
+                "ext": t.extensions is not None}
+        have.update({cap: cap in (t.extensions or ()) for cap in EXT_NEEDS[1:]})
+        if self.settings.ext_profile == "v1" and set(marker.args) <= set(EXT_REQUIREMENTS):
+            pytest.skip("not selected: --profile v1")
         for need in marker.kwargs.get("needs", ()):
             if not have.get(need, False):
                 pytest.skip(NEEDS[need])
@@ -258,12 +273,14 @@ class ConformancePlugin:
             return
         else:
             self.result = report.verdicts(records, self.settings.level, self.settings.selected, self.deselected)
-            surprise = report.unexpected_passes(self.result, self.expected)
+            self.ext_result = self._ext_verdicts(records)
+            both = {**self.result, **self.ext_result}
+            surprise = report.unexpected_passes(both, self.expected)
             for rid in surprise:
-                v = self.result[rid]
+                v = both[rid]
                 v.reason = "; ".join(filter(None, [v.reason, f"listed in {self.settings.expected} as an expected "
                                                    f"failure but PASSED: remove the line"]))
-            self.run = run_verdict.decide(self.result, self.settings.level, surprise, self.settings.expected)
+            self.run = run_verdict.decide(both, self.settings.level, surprise, self.settings.expected)
             if exitstatus not in (0, 1) and self.run.exit_code != 2:
                 self.run = run_verdict.error(f"pytest stopped with exit status {int(exitstatus)} (interrupted, "
                                              f"an internal error, or no test collected)")
@@ -275,8 +292,32 @@ class ConformancePlugin:
             "target": self.target.address if self.target else self.settings.target, "level": self.settings.level,
             "time_scale": self.settings.time_scale, "selected": sorted(self.settings.selected),
             "premises": self.premises, "summary": report.summary_lines(self.result, self.settings.level),
+            "ext": self._ext_report(),
             "unexpected_passes": report.unexpected_passes(self.result, self.expected)},
-            f"agent-conformance {SUITE_VERSION}: {self.describe()}")
+            f"agent-conformance {SUITE_VERSION}: {self.describe()}", self.ext_result)
+
+    def _ext_verdicts(self, records) -> dict[str, report.Verdict]:
+        """The extension profile's verdicts: its own table; NOT OFFERED where the agent does not offer it
+        (never a failure, unless --profile ext requires it), NOT SELECTED under --profile v1."""
+        s, offered = self.settings, self.target.extensions
+        out = report.verdicts(records, s.level, s.selected, self.deselected, table=EXT_REQUIREMENTS)
+        for v in out.values():
+            if s.ext_profile == "v1":
+                v.outcome, v.reason = report.NOT_SELECTED, "not selected: --profile v1"
+            elif offered is None and v.outcome in (report.SKIP, report.NOT_OFFERED):
+                v.outcome, v.reason = report.NOT_OFFERED, NEEDS["ext"]
+            if s.ext_profile == "ext" and v.outcome == report.NOT_OFFERED:
+                v.outcome, v.reason = report.FAIL, f"required by --profile ext, but {v.reason}"
+        return out
+
+    def _ext_report(self) -> dict:
+        t = self.target
+        return {"profile": self.settings.ext_profile,
+                "offered": None if t is None or t.extensions is None else sorted(t.extensions),
+                "summary": report.summary_lines(self.ext_result, self.settings.level, "EXT "),
+                "counts": {lvl: {k: len(v) for k, v in report.counts(self.ext_result, lvl).items()}
+                           for lvl in ("MUST", "SHOULD")},
+                "requirements": {rid: dataclasses.asdict(v) for rid, v in self.ext_result.items()}}
 
     def _update_expected(self, records) -> None:
         if not (self.settings.update_expected and self.settings.expected) or self.fatal is not None:
@@ -309,7 +350,12 @@ class ConformancePlugin:
             for v in self.result.values():
                 note = " (expected)" if v.expected else ""
                 tr.write_line(f"{v.id:<12} {v.level:<6} {v.outcome}{note}" + (f"  {v.reason}" if v.reason else ""))
+            for v in self.ext_result.values():
+                note = " (expected)" if v.expected else ""
+                tr.write_line(f"{v.id:<12} {v.level:<6} {v.outcome}{note}" + (f"  {v.reason}" if v.reason else ""))
             for line in report.summary_lines(self.result, self.settings.level):
+                tr.write_line(line, bold=True)
+            for line in report.summary_lines(self.ext_result, self.settings.level, "EXT "):
                 tr.write_line(line, bold=True)
         for note in self.run.notes:
             tr.write_line(note)

@@ -16,6 +16,8 @@ from conformance.launcher import AgentProcess
 from conformance.ports import Tether, describe_port
 from conformance.violations import AgentUnavailable, RestartNotObserved
 
+CAPABILITIES_METHOD = "/AgentExtensions/GetCapabilities"
+
 # Codes that mean "could not talk to the agent", not "the agent answered".
 TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -89,9 +91,18 @@ class Target:
     tls: tuple[bytes | None, bytes | None, bytes | None] | None = None
     max_request_bytes: int | None = None
     stalled: bool = False   # a job was left unstarted past its deadline (see Env._progress)
+    extensions: frozenset | None = None   # what GetCapabilities lists; None: no AgentExtensions service
     _channel: grpc.Channel | None = None
 
     # --- connection -------------------------------------------------------------------------------
+
+    def new_channel(self) -> grpc.Channel:
+        """A channel of its own (a stream that must outlive the suite's channel, e.g. across a restart)."""
+        saved, self._channel = self._channel, None
+        try:
+            return self.channel()
+        finally:
+            self._channel = saved
 
     def channel(self) -> grpc.Channel:
         if self._channel is None:
@@ -143,6 +154,24 @@ class Target:
             last = f"{code.name}: {details}"
             time.sleep(self.timing.poll)
         raise AgentUnavailable(f"agent at {self.address} not reachable within {timeout:.0f} s ({last})")
+
+    def capabilities(self) -> frozenset | None:
+        """The extensions the agent lists in GetCapabilities (PROTOCOL-EXT); None when it has no
+        AgentExtensions service (UNIMPLEMENTED: a v1 agent). An answer that does not parse lists
+        nothing (the ext suite's AGT-EXT-1 check says why)."""
+        from protos import AgentExtensions_pb2
+
+        code, _, raw = self.call(CAPABILITIES_METHOD, b"")
+        if code is grpc.StatusCode.UNIMPLEMENTED:
+            return None
+        if code in TRANSPORT_CODES:
+            raise AgentUnavailable(f"GetCapabilities -> {code.name}")
+        if code is not grpc.StatusCode.OK:
+            return frozenset()
+        try:
+            return frozenset(AgentExtensions_pb2.Capabilities.FromString(raw).extensions)
+        except Exception:   # protobuf's DecodeError and friends
+            return frozenset()
 
     # --- restart ------------------------------------------------------------------------------------
 

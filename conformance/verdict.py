@@ -48,7 +48,8 @@ def decide(result: dict[str, report.Verdict], level: str, surprise: list[str], e
            ) -> RunVerdict:
     """The verdict of a run that reached its tests."""
     bad = report.failing(result, level)
-    counted = [v for v in result.values() if v.level == "MUST" or level == "should"]
+    counted = [v for v in result.values() if (v.level == "MUST" or level == "should")
+               and v.outcome != report.NOT_OFFERED]   # an extension not offered is no requirement here
     xfail = [v.id for v in counted if v.outcome == report.FAIL and v.expected]
     if bad:
         first = result[bad[0]]
