@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from shared_helpers import python_blocks
+from shared_helpers import markdown_example_tests, python_blocks
 
 pytest_plugins = ["pytester"]
 
@@ -22,19 +22,7 @@ def test_the_doc_has_examples_of_each_kind():
     assert any("testing_server" in code for _, code in found) and any(".serve()" in code for _, code in found)
 
 
-@pytest.mark.parametrize("line, code", [b for b in blocks() if "def test_" not in b[1]],
-                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
-def test_script_example_runs(line, code):
-    exec(compile(code, f"{DOC}:{line}", "exec"), {"__name__": f"fakes_md_line{line}"})
-
-
-@pytest.mark.parametrize("line, code", [b for b in blocks() if "def test_" in b[1]],
-                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
-def test_pytest_example_passes(pytester, line, code):
-    pytester.makepyfile(**{f"test_fakes_md_line{line}": code})
-    result = pytester.runpytest("-q", "-p", "no:cacheprovider")
-    tests = code.count("\ndef test_") + code.startswith("def test_")
-    result.assert_outcomes(passed=tests)
+test_script_example_runs, test_pytest_example_passes = markdown_example_tests(DOC, "fakes_md")
 
 
 def test_the_broken_agents_table_matches_the_catalogue():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from shared_helpers import python_blocks
+from shared_helpers import markdown_example_tests, python_blocks
 
 import protos.client as client_module
 from protos import AgentExtensions_pb2, Common_pb2, RunJob_pb2, StageInFile_pb2
@@ -35,19 +35,10 @@ def test_the_doc_has_a_block_for_each_recipe():
     assert any("def test_" in code and "legal_agent" in code for _, code in blocks())
 
 
-@pytest.mark.filterwarnings("ignore::fakes.habits.ClientHabitWarning")   # the errors example misuses on purpose
-@pytest.mark.parametrize("line, code", [b for b in blocks() if "def test_" not in b[1]],
-                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
-def test_script_example_runs(line, code):
-    exec(compile(code, f"{DOC}:{line}", "exec"), {"__name__": f"client_md_line{line}"})
-
-
-@pytest.mark.parametrize("line, code", [b for b in blocks() if "def test_" in b[1]],
-                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
-def test_pytest_example_passes(pytester, line, code):
-    pytester.makepyfile(**{f"test_client_md_line{line}": code})
-    result = pytester.runpytest("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=code.count("\ndef test_") + code.startswith("def test_"))
+test_script_example_runs, test_pytest_example_passes = markdown_example_tests(DOC, "client_md")
+# the errors example misuses the client on purpose
+test_script_example_runs = pytest.mark.filterwarnings("ignore::fakes.habits.ClientHabitWarning")(
+    test_script_example_runs)
 
 
 def _rows():

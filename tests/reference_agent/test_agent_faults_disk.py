@@ -1,11 +1,11 @@
 """A full disk under the agent's state directory (a small tmpfs): staging, submission, a job's end."""
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,49 +13,28 @@ from agent_helpers import code_of, new_id
 from protos.client import AgentCallError
 from protos.states import JobState
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from _faults import SmallDisk  # noqa: E402 - bench/ is a folder of scripts, not a package
+
 SIZE = "6m"
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A tmpfs of SIZE mounted for the state directory; skipped where mounting is refused."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE},mode=0700", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full tests (needs root or CAP_SYS_ADMIN): "
-                    f"{done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    disk = SmallDisk(tmp_path / "small-disk", SIZE)
+    why = disk.try_mount()
+    if why is not None:
+        pytest.skip(f"cannot mount a tmpfs for the disk-full tests (needs root or CAP_SYS_ADMIN): {why}")
+    yield disk.mount
+    disk.unmount()
 
 
-class Filler:
-    """Fills a file system to the last byte; `free()` gives the space back."""
-
-    def __init__(self, mount):
-        self.path = mount / "filler"
-
-    def fill(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for block in (1 << 20, 4096, 1):
-                try:
-                    while True:
-                        os.write(fd, b"\0" * block)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC, exc
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.path.unlink()
-
-
-def _full(h) -> Filler:
-    """The journal's WAL cut back first, so that its next write needs new space; then fill."""
+def _full(h) -> SmallDisk:
+    """The journal's WAL cut back first, so that its next write needs new space; then fill
+    (the one disk filler: bench/_faults.py's SmallDisk, which chaos uses too)."""
     h.core.journal.checkpoint()
-    filler = Filler(h.state)
+    filler = SmallDisk(h.state, SIZE)
     filler.fill()
     return filler
 

@@ -13,6 +13,30 @@ BASE = {
 }
 
 
+# The small scenario of the command-line tests (run, sweep, --set): 2 agents of 2 slots, 1 job/s.
+SMALL_TOML = """
+[[agents]]
+name = "w"
+count = 2
+slots = 2
+[workload]
+rate = 1.0
+runtime = {{ dist = "exponential", mean = 2.0 }}
+[clients]
+poll_interval = 0
+[run]
+jobs = {jobs}
+seed = 1
+replications = 2
+"""
+
+
+@pytest.fixture
+def small_toml():
+    """small_toml(jobs=400) -> the small scenario's TOML text (edit it with str.replace)."""
+    return lambda jobs=400: SMALL_TOML.format(jobs=jobs)
+
+
 def little_ok(metrics: dict, tolerance: float = 0.05) -> bool:
     """Little's law: exactly as an identity over the whole run, and L = lambda W over the
     statistics window within `tolerance` (the window's edges make that form approximate)."""

@@ -150,28 +150,11 @@ def test_minimise_cost_picks_the_cheapest_value_meeting_the_target(base_scenario
     assert res.mean("agent_hours") == pytest.approx(2 * res.replications[0].samples[-1][0] / 3600, rel=0.05)
 
 
-SMALL = """
-[[agents]]
-name = "w"
-count = 2
-slots = 2
-[workload]
-rate = 1.0
-runtime = { dist = "exponential", mean = 2.0 }
-[clients]
-poll_interval = 0
-[run]
-jobs = 300
-seed = 1
-replications = 2
-"""
-
-
-def test_grid_sweep_one_table_one_plot_per_metric(tmp_path, capsys):
+def test_grid_sweep_one_table_one_plot_per_metric(tmp_path, capsys, small_toml):
     import csv
     from simulator.cli import main
     path = tmp_path / "s.toml"
-    path.write_text(SMALL)
+    path.write_text(small_toml(jobs=300))
     out = tmp_path / "g"
     assert main(["sweep", str(path), "--vary", "agents.count=1..3", "--vary", "workload.rate=0.5,1.5",
                  "--out", str(out), "--quiet", "--workers", "1"]) == 0
@@ -197,10 +180,10 @@ def test_grid_sweep_one_table_one_plot_per_metric(tmp_path, capsys):
     (["--vary", "agents.count=1,2", "--vary", "agents.count=3"], "a key is given twice"),
     (["--vary", "agents.count=1..3", "--vary", "workload.rate"], "expected KEY=LOW..HIGH"),
 ])
-def test_grid_sweep_bad_vary(tmp_path, capsys, argv, message):
+def test_grid_sweep_bad_vary(tmp_path, capsys, argv, message, small_toml):
     from simulator.cli import main
     path = tmp_path / "s.toml"
-    path.write_text(SMALL)
+    path.write_text(small_toml(jobs=300))
     with pytest.raises(SystemExit) as exc:
         main(["sweep", str(path), "--out", str(tmp_path / "o"), "--quiet"] + argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err

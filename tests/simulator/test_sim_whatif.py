@@ -15,35 +15,19 @@ from simulator.scenario import Scenario
 from simulator.sequential import Precision, relative_error, run_until
 from simulator.stats import confidence_interval, disagree
 
-SMALL = """
-[[agents]]
-name = "w"
-count = 2
-slots = 2
-[workload]
-rate = 1.0
-runtime = { dist = "exponential", mean = 2.0 }
-[clients]
-poll_interval = 0
-[run]
-jobs = 400
-seed = 1
-replications = 2
-"""
-
 
 @pytest.fixture
-def small(tmp_path):
+def small(tmp_path, small_toml):
     path = tmp_path / "s.toml"
-    path.write_text(SMALL)
+    path.write_text(small_toml())
     return path
 
 
 # --- --set ----------------------------------------------------------------------------------------
 
-def test_set_changes_keys_like_the_file_would(small, tmp_path):
+def test_set_changes_keys_like_the_file_would(small, tmp_path, small_toml):
     edited = tmp_path / "e.toml"
-    edited.write_text(SMALL.replace("rate = 1.0", "rate = 1.5").replace("count = 2", "count = 3"))
+    edited.write_text(small_toml().replace("rate = 1.0", "rate = 1.5").replace("count = 2", "count = 3"))
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["run", str(small), "--out", str(a), "--quiet", "--no-plots", "--workers", "1",
                  "--set", "workload.rate=1.5", "--set", "agents.count=3"]) == 0
