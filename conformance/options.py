@@ -186,6 +186,14 @@ def validate(raw: dict, source_from_hook: bool = False, front: str = CLI) -> Set
     the flag as the user typed it: `front` is CLI (--target) or PYTEST (--agent-target)."""
     n = {o.field: o.name(front) for o in OPTIONS}
     s = Settings()
+    _agent_options(raw, n, s, source_from_hook)
+    _run_options(raw, n, s, front)
+    _output_options(raw, n, s)
+    return s
+
+
+def _agent_options(raw: dict, n: dict, s: Settings, source_from_hook: bool) -> None:
+    """The agent under test: target or command, source, witness, slots, restart and kill commands."""
     if raw.get("target") and raw.get("agent_cmd"):
         raise OptionError(f"give either {n['target']} (an agent that is already running) or {n['agent_cmd']}, "
                           f"not both")
@@ -225,6 +233,10 @@ def validate(raw: dict, source_from_hook: bool = False, front: str = CLI) -> Set
         if not s.restart_cmd:
             raise OptionError(f"{n['kill_cmd']} needs {n['restart_cmd']}: after the SIGKILL the suite must "
                               f"start the agent again")
+
+
+def _run_options(raw: dict, n: dict, s: Settings, front: str) -> None:
+    """What is checked and how: python_version, level, selection, time scale."""
     if raw.get("python_version") is not None:
         try:
             validation.parse_python_version(raw["python_version"])
@@ -245,6 +257,10 @@ def validate(raw: dict, source_from_hook: bool = False, front: str = CLI) -> Set
     if not math.isfinite(scale) or not 0.1 <= scale <= 100:
         raise OptionError(f"{n['time_scale']} {text!r}: expected a number from 0.1 to 100")
     s.time_scale = scale
+
+
+def _output_options(raw: dict, n: dict, s: Settings) -> None:
+    """TLS, reports, expected failures, request limit, profiles; the witness folder writable."""
     for name in ("tls_ca", "tls_cert", "tls_key"):
         if raw.get(name):
             setattr(s, name, _file(n[name], raw[name]))
@@ -291,4 +307,3 @@ def validate(raw: dict, source_from_hook: bool = False, front: str = CLI) -> Set
     s.profile = profile
     if s.witness_dir and not os.access(s.witness_dir, os.W_OK):
         raise OptionError(f"{n['witness_dir']} {s.witness_dir!r}: not writable")
-    return s
