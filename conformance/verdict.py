@@ -72,5 +72,7 @@ def decide(result: dict[str, report.Verdict], level: str, surprise: list[str], e
             gaps.append(f"{len(by[report.NOT_SELECTED])} not selected")
         return RunVerdict(0, "conformant in what was checked only", (
             f"{len(passed)} of {len(counted)} requirements PASS; not fully checked: {'; '.join(gaps)}"))
-    return RunVerdict(0, "conformant", f"{len(passed)} of {len(counted)} requirements PASS "
+    ext = [rid for rid in passed if rid.startswith("AGT-EXT-")]
+    what = f"{len(passed) - len(ext)} v1" + (f" and {len(ext)} extension (ext)" if ext else "")
+    return RunVerdict(0, "conformant", f"{what} requirements of {len(counted)} PASS "
                                        f"({'MUST and SHOULD' if level == 'should' else 'MUST'})", conformant=True)

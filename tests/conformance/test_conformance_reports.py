@@ -4,7 +4,6 @@ JUnit has one testcase per requirement ID. Each path is a real agent-conformance
 from __future__ import annotations
 
 import http.server
-import json
 import socket
 import threading
 import xml.etree.ElementTree as ET
@@ -149,8 +148,37 @@ def test_exit_2_an_http_server_on_the_port_is_named_as_such(tmp_path):
 
 
 @pytest.mark.parametrize("code", [0, 1, 2])
-def test_cli_help_explains_each_exit_code(code, capsys):
+def test_cli_help_explains_each_exit_code(code):
     from conformance import cli
 
     assert f"  {code}  " in cli.EPILOG
-    json.dumps(code)
+
+
+def test_the_run_verdict_rules():
+    """conformance.verdict.decide on made-up tables: one verdict per situation, exit code and gate in step."""
+    from conformance import report, verdict
+
+    def table(**outcomes):
+        out = {}
+        for rid, req in REQUIREMENTS.items():
+            o = outcomes.get(rid.replace("-", "_"), report.PASS)
+            out[rid] = report.Verdict(rid, req.level.value, req.text, o, "why" if o != report.PASS else "",
+                                      expected=(o == "XFAIL"))
+            if o == "XFAIL":
+                out[rid].outcome = report.FAIL
+        return out
+
+    ok = verdict.decide(table(), "must", [], None)
+    assert (ok.exit_code, ok.gate, ok.verdict, ok.conformant) == (0, "PASS", "conformant", True)
+    assert ok.reason == "27 v1 requirements of 27 PASS (MUST)"
+    bad = verdict.decide(table(AGT_RUN_3=report.FAIL, AGT_DUR_1=report.ERROR), "must", [], None)
+    assert (bad.exit_code, bad.gate, bad.verdict) == (1, "FAIL", "NOT conformant") and "and 1 more" in bad.reason
+    xf = verdict.decide(table(AGT_DUR_1="XFAIL"), "must", [], "x.txt")
+    assert xf.exit_code == 0 and not xf.conformant and "AGT-DUR-1 failed as listed in x.txt" in xf.reason
+    stale = verdict.decide(table(), "must", ["AGT-ID-1"], "x.txt")
+    assert stale.exit_code == 1 and "AGT-ID-1 listed in x.txt" in stale.reason
+    partial = verdict.decide(table(AGT_ERR_2=report.PARTIAL), "must", [], None)
+    assert partial.exit_code == 0 and partial.verdict == "conformant in what was checked only"
+    nothing = verdict.decide(table(**{rid.replace("-", "_"): report.SKIP for rid in REQUIREMENTS}), "must", [], None)
+    assert nothing.exit_code == 2 and nothing.gate == "ERROR"
+    assert verdict.error("usage error: x").headline() == "agent-conformance: exit 2 (gate ERROR): no verdict: usage error: x"
