@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from simulator import warmup
+from simulator import sanity, warmup
 from simulator.engine import Simulation
 from simulator.metrics import JobRecord
 from simulator.scenario import Scenario
-from simulator.stats import confidence_interval, is_positive_metric
+from simulator.stats import clip_interval, confidence_interval, is_fraction_metric, is_positive_metric
 from simulator.workload import expected_span
 
 STATE_COLUMNS = ("time", "staging", "client_queue", "wait", "run", "done")
@@ -42,6 +42,7 @@ class Results:
     scenario: Scenario
     replications: list[Replication]
     metrics: dict[str, dict] = field(default_factory=dict)
+    same_run: bool = False      # every replication gave the same figures (a trace): one run, not n
 
     def __post_init__(self) -> None:
         names: list[str] = []
@@ -49,6 +50,28 @@ class Results:
             names += [k for k in r.metrics if k not in names]
         self.metrics = {k: confidence_interval([r.metrics.get(k, math.nan) for r in self.replications],
                                                positive=is_positive_metric(k)) for k in names}
+        for k in names:
+            if is_fraction_metric(k):
+                self.metrics[k] = clip_interval(self.metrics[k])
+        self.same_run = len(self.replications) > 1 and _identical(self.replications)
+        if self.same_run:       # no zero-width interval: the replications are one run, said so
+            for k, ci in self.metrics.items():
+                if len(set(ci.get("values", []))) == 1:
+                    self.metrics[k] = dict(ci, low=math.nan, high=math.nan, half_width=math.nan, method="same-run")
+        if len(self.replications) == 1 or self.same_run:
+            self._batch_means()
+
+    def _batch_means(self) -> None:
+        """One run (or replications that are the same run): batch-means intervals for the waits."""
+        rep = self.replications[0]
+        if rep.series is None:
+            return
+        window = (rep.metrics.get("window_start", 0.0), rep.metrics.get("window_end", 0.0))
+        for k in ("wait_mean", "wait_p50", "wait_p95", "wait_p99"):
+            if k in self.metrics and self.metrics[k]["mean"] == self.metrics[k]["mean"]:
+                ci = warmup.batch_means(rep.series, *window, k, self.metrics[k]["mean"])
+                if ci is not None:
+                    self.metrics[k] = dict(ci, n=len(self.replications), values=self.metrics[k]["values"])
 
     def mean(self, name: str) -> float:
         return self.metrics[name]["mean"]
@@ -70,9 +93,17 @@ class Results:
         }
 
 
+def _identical(reps: list[Replication]) -> bool:
+    """Replications that drew nothing of their own (a trace without random files): the same run."""
+    keys = ("wait_mean", "wait_p95", "throughput", "jobs_completed")
+    first = reps[0].metrics
+    return all(r.metrics.get(k) == first.get(k) for r in reps[1:] for k in keys) and first.get("jobs_completed", 0) > 0
+
+
 def run_replication(scenario: Scenario, index: int, out: str | Path | None = None, keep_records: bool = False,
                     progress: Callable[[float], None] | None = None) -> Replication:
     """Run replication `index` (its own seed stream). With `out`, jobs stream to jobs-r{index}.csv."""
+    sanity.refuse_if_too_big(scenario)
     records: list[JobRecord] | None = [] if keep_records else None
     fh = writer = None
     sinks = []
@@ -142,6 +173,7 @@ def run(scenario: Scenario | str | Path, *, replications: int | None = None, out
     """
     if not isinstance(scenario, Scenario):
         scenario = Scenario.from_toml(scenario)
+    sanity.refuse_if_too_big(scenario)
     n = replications or scenario.run.replications
     jobs = [(scenario, i, out, keep_records) for i in range(n)]
     results: list[Replication] = []

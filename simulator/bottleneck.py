@@ -123,17 +123,30 @@ def table(m: dict[str, float]) -> list[str]:
     return lines
 
 
+TIPPED = 0.9       # a replication "saturated" a resource at this utilisation (or a source limiting >= 30 %)
+
+
+def saturated(m: dict[str, float]) -> frozenset[str]:
+    """The resources one replication saturated: utilisation >= TIPPED, or the source limiting
+    transfers at least 30 % of the window."""
+    out = {r.label for r in resources(m) if r.utilisation >= TIPPED}
+    if (m.get("source_saturated") or 0.0) >= 0.3:
+        out.add("the file source")
+    return frozenset(out)
+
+
 def split_text(replications) -> str:
-    """Replications grouped by their own verdict's binding resource, e.g. '2 of 4 replications: the
-    file source is 100 % busy ...; 2 of 4: no resource is saturated ...' (never averaged)."""
-    groups: dict[str, list[str]] = {}
+    """Replications that disagree beyond noise, grouped by the resources each saturated, e.g.
+    '2 of 4 replications saturated the file source (...); 2 of 4 saturated nothing (...)'; empty
+    when they agree (a resource at 68 % in one and 71 % in another is noise, not a split)."""
+    groups: dict[frozenset, list] = {}
     for r in replications:
-        v = verdict(r.metrics)
-        name = v.binding.label if v.binding is not None else "none"
-        groups.setdefault(name, []).append(v.text)
-    n = len(replications)
+        groups.setdefault(saturated(r.metrics), []).append(r)
     if len(groups) < 2:
         return ""
-    parts = [f"{len(texts)} of {n} replications: {texts[0]}" for _, texts in
-             sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+    n = len(replications)
+    parts = []
+    for sat, reps in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        what = " and ".join(sorted(sat)) if sat else "nothing"
+        parts.append(f"{len(reps)} of {n} replications saturated {what} ({verdict(reps[0].metrics).text})")
     return "replications disagree: " + "; ".join(parts)

@@ -143,6 +143,9 @@ class Simulation:
         self._iter = iter(self.arrivals)
         self._schedule_next_arrival()
         self.failures.start(self.agents)
+        if sc.run.warm_cache:   # caches as the popularity model leaves them
+            self.staging.prefill(self.agents, self.catalogs, [(c.mean_rate or 1.0) * max(1.0, c.files.count.mean)
+                                                              for c in sc.job_classes])
         for scaler in self.scalers.values():
             scaler.start()
         if sc.run.warmup > 0:

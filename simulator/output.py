@@ -24,16 +24,19 @@ def _clean(value):
 
 
 def summary_dict(results: Results) -> dict:
+    from simulator import diagnose, stability
     sc = results.scenario
     flat = bottleneck.means(results.metrics)
     verdict = bottleneck.verdict(flat)
     return _clean({
+        **diagnose.summary(results, stability.analyse(sc)),
         "scenario": sc.data,
         "replications": len(results.replications),
         "seed": sc.run.seed,
         "confidence": ("95 % interval over replications (null with one replication): Student t, but for "
                        "waits and turnarounds Cox's log-normal interval (method cox-log; never below 0), "
-                       "see docs/SIMULATOR.md"),
+                       "shares clipped to [0, 1] (-clipped), batch means over one run (batch-means) with one "
+                       "replication or replications that are the same run; see docs/SIMULATOR.md"),
         "verdict": verdict.text,
         "binding": verdict.binding.key if verdict.binding else None,
         "resources": {r.key: r.utilisation for r in bottleneck.resources(flat)},

@@ -5,7 +5,7 @@ import math
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
-from simulator import bottleneck, stability
+from simulator import bottleneck, sanity, stability
 from simulator.api import Results, _worker
 from simulator.search import (MAX_DURATION, Point, decide, first_pass, replication_split, run_length, scenario_at,
                               steady_problem)
@@ -56,6 +56,7 @@ class Planner:
         if a.unstable:
             p = self.points[v] = Point(v, "unstable", a, verdict=a.verdict())
             return p
+        sanity.refuse_if_too_big(sc)
         sc, notes = run_length(sc, a)
         reps = self._run(sc, 0, self.n0)
         res = Results(sc, reps)

@@ -199,6 +199,9 @@ def _csv_points(pt: Table, base_dir: Path) -> list[tuple[float, float]]:
             except ValueError:
                 raise ScenarioError(pt.key("file"), raw, f"{path}:{n}: rate {row[1]!r} is not a number") from None
             points.append(_point(f"{pt.key('file')}:{n}", [row[0].strip(), num]))
+            if len(points) > 1 and points[-1][0] <= points[-2][0]:   # name the file and line, not points[i]
+                raise ScenarioError(pt.key("file"), raw, f"{path}:{n}: time {row[0].strip()} does not increase "
+                                                         f"(the line before is at {points[-2][0]:g} s)")
     if not points:
         raise ScenarioError(pt.key("file"), raw, f"{path}: no points")
     return points

@@ -293,6 +293,8 @@ class RunControl:
                             init=None, shown="1h for a daily profile; else off")
     bin_period: float | None = key("custom", doc="bins of (t mod period): 24h gives hour of day",
                                    read=_optional_duration, init=None, shown="the profile's period")
+    warm_cache: bool = key("bool", False, "every agent's cache starts as the popularity model leaves it (the most "
+                           "requested files up to cache_capacity), not empty", init=False)
 
 
 @schema.check(RunControl)

@@ -10,7 +10,7 @@ How a plan decides (docs/SIMULATOR.md, "How a plan decides"):
    shared queue: a lower bound for dispatch on arrival) gives the smallest value predicted to meet
    the target; the simulated search starts there.
 3. **Run length.** A point whose relaxation time (Odoni-Roth) is long for its run gets a longer run
-   (warm-up >= 3 relaxation times, window >= 5), up to `MAX_DURATION`; MSER then checks that the
+   (warm-up >= 2 relaxation times, window >= 4), up to `MAX_DURATION`; MSER then checks that the
    warm-up covered the transient and the window has no trend; if not, the run is doubled once,
    then the point is *unsettled* (not an answer).
 4. **Significance.** A point *meets* when its 95 % interval lies on the target's side, *fails*
@@ -31,7 +31,7 @@ from simulator.api import Results
 from simulator.checks import ScenarioError
 
 MAX_DURATION = 4 * 3600.0   # a point's run is extended for its relaxation time up to this
-WARM_TAUS, WINDOW_TAUS = 3.0, 5.0
+WARM_TAUS, WINDOW_TAUS = 2.0, 4.0
 
 
 @dataclass
@@ -122,13 +122,12 @@ def replication_split(target, res: Results) -> str | None:
     if len(reps) < 2:
         return None
     by_target = [target.met_by(r.metrics.get(target.metric, math.nan)) for r in reps]
-    verdicts = [bottleneck.verdict(r.metrics) for r in reps]
-    kinds = [v.binding.label if v.binding is not None else "none" for v in verdicts]
     parts = []
     if 0 < sum(by_target) < len(reps):
         parts.append(f"{sum(by_target)} of {len(reps)} replications meet {target}")
-    if len(set(kinds)) > 1:
-        parts.append(bottleneck.split_text(reps))
+    split = bottleneck.split_text(reps)
+    if split:
+        parts.append(split)
     return "; ".join(parts) or None
 
 

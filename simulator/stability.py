@@ -34,6 +34,14 @@ class Load:
     capacity: float
     unit: str
     setting: str       # the scenario key that sets the capacity
+    cold: float | None = None   # offered at a cold start (every cache empty), when it differs
+
+    @property
+    def rho_cold(self) -> float:
+        """The offered load while the caches are empty (the same as rho for what caches do not change)."""
+        if self.cold is None:
+            return self.rho
+        return 0.0 if self.capacity == math.inf else self.cold / self.capacity if self.capacity > 0 else math.inf
 
     @property
     def rho(self) -> float:
@@ -137,9 +145,9 @@ def _classes(sc) -> list[tuple[float, float, float, float, object]]:
     """(rate, mean runtime, runtime scv, arrival scv, files) per job class; a trace's from its jobs."""
     w = sc.workload
     if w.trace is not None:
-        from simulator import traces
+        from simulator.arrivals import ARRIVALS
         subs, runs = [], []
-        for n, job in enumerate(traces.read_trace(w.arrivals, w.trace)):
+        for n, job in enumerate(ARRIVALS[w.arrivals].read(w.trace, None)):
             if sc.run.jobs is not None and n >= sc.run.jobs:
                 break
             subs.append(job.submit * w.time_scale)
@@ -208,11 +216,12 @@ def _network(sc, a: Analysis, classes, n_agents: int) -> None:
         fill = max(fill, t_fill)
     a.cold_bytes, a.steady_bytes, a.fill_time = cold, steady, fill
     a.loads.append(Load("source", "the file source", "source", steady, net.source_bandwidth, "B/s",
-                        "network.source_bandwidth"))
-    for g in sc.agents:
+                        "network.source_bandwidth", cold))
+    for i, g in enumerate(sc.agents):
         link = g.link_bandwidth or net.link_bandwidth
+        setting = f"agents[{i}].link_bandwidth" if g.link_bandwidth else "network.link_bandwidth"
         a.loads.append(Load(f"link.{g.name}", f"each agent link of {g.name}", "link", steady / n_agents, link, "B/s",
-                            "network.link_bandwidth"))
+                            setting, cold / n_agents))
     if net.source_bandwidth == math.inf:
         a.notes.append(f"the source is unlimited: it must deliver {_fmt(steady, 'B/s')} once the caches are warm "
                        f"and {_fmt(cold, 'B/s')} at a cold start")

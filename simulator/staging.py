@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Protocol
 
+import numpy as np
+
 from simulator.clock import P_RUNJOB, P_TRANSFER, Call
 from simulator.entities import Agent, Job
 from simulator.network import Transfers
@@ -128,6 +130,41 @@ class Staging:
             self.at(delay, P_RUNJOB, self.runjob, job)
         else:
             self.runjob(job)
+
+    def prefill(self, agents: list[Agent], catalogs, weights: list[float]) -> int:
+        """Warm caches (run.warm_cache): every agent starts holding what the popularity model leaves
+        in its cache, the most requested files first (weight x popularity), up to cache_capacity (a
+        steady LRU cache holds mostly these: Che's approximation), or, unbounded, the files making
+        99.9 % of the requests. The least requested go in first, so LRU evicts them first. Returns
+        the number of files per agent."""
+        if not self.enabled or not self.use_cache or not catalogs:
+            return 0
+        items = []
+        for cat, w in zip(catalogs, weights):
+            pdf = np.diff(np.concatenate(([0.0], cat.cdf)))
+            items += [(w * p, cat.offset + i) for i, p in enumerate(pdf.tolist())]
+        items.sort(reverse=True)
+        total = sum(p for p, _ in items) or 1.0
+        chosen, used, share = [], 0.0, 0.0
+        for p, f in items:
+            size = self.file_sizes[f]
+            if used + size > self.cache_capacity:
+                continue
+            if self.cache_capacity == math.inf and share >= 0.999 * total:
+                break
+            chosen.append(f)
+            used += size
+            share += p
+        base = {f: self.file_sizes[f] for f in reversed(chosen)}
+        for a in agents:
+            if a.off:
+                continue
+            a.cache = base.copy()
+            a.cache_used = used
+            if self.track_holders:
+                for f in chosen:
+                    self.holders.setdefault(f, set()).add(a.index)
+        return len(chosen)
 
     def forget(self, agent: Agent) -> None:
         """An agent switched off (scale-in): its cache is gone with the machine."""

@@ -69,6 +69,28 @@ def is_positive_metric(name: str) -> bool:
     return name.startswith(POSITIVE_PREFIXES) or (name.startswith(("bin.", "class.")) and ".wait_" in name)
 
 
+FRACTIONS = ("utilisation.", "source_utilisation", "source_saturated", "link_utilisation", "cache_hit_ratio",
+             "p_wait", "steady.settled", "steady.warmup_short", "steady.trending")
+
+
+def is_fraction_metric(name: str) -> bool:
+    """Shares of time or capacity, which lie in [0, 1] (rpc_load may exceed 1: it is not one)."""
+    return name.startswith(FRACTIONS)
+
+
+def clip_interval(ci: dict, low: float = 0.0, high: float = 1.0) -> dict:
+    """The interval cut to the metric's own range [low, high] (method gets '-clipped' when cut)."""
+    lo, hi = ci.get("low"), ci.get("high")
+    if lo is None or lo != lo:
+        return ci
+    if lo >= low and hi <= high:
+        return ci
+    out = dict(ci, low=max(lo, low), high=min(hi, high))
+    out["half_width"] = (out["high"] - out["low"]) / 2
+    out["method"] = ci.get("method", "t") + "-clipped"
+    return out
+
+
 def disagree(ci: dict) -> bool:
     """Replication values worth showing: positive values whose largest is over twice the smallest,
     or (three or more replications) an interval wider than the mean itself."""

@@ -136,6 +136,9 @@ def run_grid(scenario: Scenario, combos: list[dict], *, replications: int | None
         except ScenarioError as exc:
             shown = " ".join(f"{k}={v}" for k, v in combo.items())
             raise ScenarioError(exc.key, exc.value, f"{exc.message} (from --vary {shown})") from None
+    from simulator import sanity
+    for p in points:
+        sanity.refuse_if_too_big(p)
     values = combos
     n = replications or scenario.run.replications
     tasks = [(p, r, None, False) for p in points for r in range(n)]

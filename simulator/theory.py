@@ -136,3 +136,59 @@ def table(checks: list[Check]) -> str:
         lines.append(f"{c.name:<18} {c.layout:<14} {c.quantity:<20} {c.theory:>10.4g} {c.mean:>10.4g} {ci:>23} "
                      f"{100 * c.rel_error:>6.2f}%  {'yes' if c.ok else 'NO'}")
     return "\n".join(lines)
+
+
+def single_server(lam: float, runtime: dict, *, arrivals: str = "poisson", jobs: int = 20000, replications: int = 5,
+                  seed: int = 1) -> Scenario:
+    """One agent with one slot, polling, staging and latency off: M/G/1 or D/M/1 and the like."""
+    return Scenario.from_dict({
+        "agents": [{"count": 1, "slots": 1}],
+        "workload": {"arrivals": arrivals, "rate": lam, "runtime": runtime},
+        "clients": {"poll_interval": 0},
+        "run": {"jobs": jobs, "warmup_jobs": jobs // 10, "replications": replications, "seed": seed},
+    })
+
+
+# M/G/1 cases: (name, lambda, runtime, mean, cs^2)
+MG1_CASES = (
+    ("M/G/1 gamma k=2", 0.7, {"dist": "gamma", "shape": 2.0, "mean": 1.0}, 1.0, 0.5),
+    ("M/G/1 lognormal", 0.6, {"dist": "lognormal", "mean": 1.0, "sigma": 1.0}, 1.0, math.e - 1),
+)
+
+
+def mg1_checks(*, jobs: int = 20000, replications: int = 5, seed: int = 1, workers: int = 1) -> list[Check]:
+    """Pollaczek-Khinchine: Wq = rho E[S] (1 + cs^2) / (2 (1 - rho))."""
+    out = []
+    for name, lam, rt, mean, scv in MG1_CASES:
+        res = run(single_server(lam, rt, jobs=jobs, replications=replications, seed=seed), workers=workers)
+        out.append(_check(name, "one_agent", "Wq (P-K)", analytic.pollaczek_khinchine(lam, mean, scv), res, "wait_mean"))
+    return out
+
+
+def gim1_checks(*, jobs: int = 20000, replications: int = 5, seed: int = 1, workers: int = 1) -> list[Check]:
+    """GI/M/1 with deterministic arrivals (D/M/1): sigma = exp(-mu (1 - sigma) / lambda);
+    Wq = sigma / (mu (1 - sigma)) and P(wait) = sigma."""
+    out = []
+    for lam in (0.7, 0.9):
+        mu = 1.0
+        sigma = analytic.gim1_sigma(lambda s, lam=lam: math.exp(-s / lam), mu)
+        res = run(single_server(lam, {"dist": "exponential", "mean": 1 / mu}, arrivals="deterministic", jobs=jobs,
+                                replications=replications, seed=seed), workers=workers)
+        name = f"D/M/1 rho={lam:g}"
+        out.append(_check(name, "one_agent", "Wq (GI/M/1)", sigma / (mu * (1 - sigma)), res, "wait_mean"))
+        out.append(_check(name, "one_agent", "P(wait) = sigma", sigma, res, "p_wait"))
+    return out
+
+
+def unstable_plan_check(seed: int = 1) -> Check:
+    """A plan whose only value has offered load 1 (4 one-slot agents, 2 jobs/s of 2 s) must answer
+    'unstable' without simulating it; 1 in the table means it did."""
+    from simulator.sweep import parse_target, plan
+    sc = Scenario.from_dict({
+        "agents": [{"count": 1, "slots": 1}],
+        "workload": {"rate": 2.0, "runtime": {"dist": "exponential", "mean": 2.0}},
+        "clients": {"poll_interval": 0}, "run": {"duration": 600, "seed": seed, "replications": 2},
+    })
+    result = plan(sc, "agents.count", parse_target("p95_wait<=1000s"), low=4, high=4)
+    ok = result.value is None and result.points[4].status == "unstable" and result.points[4].results is None
+    return Check("plan at rho=1", "one_agent", "answers unstable", 1.0, float(ok), float(ok), float(ok))

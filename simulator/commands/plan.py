@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from simulator.commands._common import UsageError
+from simulator import sanity
 from simulator.commands import _common
 from simulator.commands.sweep import executor_for
 from simulator.commands.run import format_ci
@@ -100,6 +101,8 @@ def _resolution(args) -> tuple:
 
 def run(args) -> int:
     sc = _common.load(args)
+    for warning in sanity.warnings(sc):
+        print(f"warning: {warning}")
     try:
         target = parse_target(args.target)
     except SweepError as exc:
@@ -143,7 +146,7 @@ def show(result, args) -> None:
     metrics = {v: (m, ok) for v, m, ok in result.evaluated}
     for v in rows:
         pt = result.points.get(v)
-        if v not in metrics or (pt is not None and pt.status == "unstable"):
+        if v not in metrics or (pt is not None and pt.status == "unstable") or metrics[v][0]["mean"] != metrics[v][0]["mean"]:
             print(f"  {args.vary}={v:g}: {result.verdicts[v]}")
             continue
         m, ok = metrics[v]
@@ -193,7 +196,7 @@ def _plot(result, folder: str, minimise: str | None = None) -> None:
     rows = [{"value": v, "values": {result.key: v}, "metrics": {result.target.metric: output._clean(m)},
              "meets": ok, "verdict": result.verdicts[v], "cost": result.costs.get(v),
              "status": result.points[v].status if v in result.points else ("meets" if ok else "fails")}
-            for v, m, ok in result.evaluated]
+            for v, m, ok in result.evaluated if m["mean"] == m["mean"]]     # unstable values: not plotted
     (out / "plan.json").write_text(json.dumps({"key": result.key, "target": str(result.target), "answer": result.value,
                                                "reason": result.reason, "notes": result.notes, "points": rows},
                                               indent=2) + "\n", encoding="utf-8")

@@ -7,6 +7,7 @@ from simulator import bottleneck, output
 from simulator.stats import disagree
 from simulator.api import Results, run_replication
 from simulator.commands._common import UsageError
+from simulator import sanity
 from simulator.commands import _common
 from simulator.workload import expected_span
 
@@ -40,6 +41,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     sc = _common.load(args)
+    for warning in sanity.warnings(sc):
+        print(f"warning: {warning}")
     out = Path(args.out)
     jobs_dir = None if args.no_jobs_csv else out
     workers = _common.workers(args)
@@ -79,22 +82,35 @@ def _fixed(args, sc, jobs_dir, workers) -> list:
         return run_all(sc, out=jobs_dir, workers=workers, progress=update).replications
 
 
-SHOWN = ("wait_mean", "wait_p95", "turnaround_mean", "throughput", "polls_per_job", "cache_hit_ratio",
-         "agent_hours", "cost")
+SHOWN = ("wait_mean", "wait_p95", "wait_p95_worst_bin", "turnaround_mean", "throughput", "polls_per_job",
+         "cache_hit_ratio", "agent_hours", "cost", "agent_hours_per_day", "cost_per_day", "cost_per_job")
 
 
 def report_lines(results: Results) -> list[str]:
-    """The headline metrics with their intervals (and the replication values when they disagree),
-    the resources' utilisation, the wait split and the verdict."""
+    """The offered load of each resource (analytic), the headline metrics with their intervals (and
+    the replication values when they disagree), the resources' measured utilisation, the wait split,
+    the verdict, and what the figures rest on (steady state, replications that split)."""
+    from simulator import diagnose, stability
     m = results.metrics
-    lines = []
+    a = stability.analyse(results.scenario)
+    lines = [f"  offered load (analytic): {a.verdict()}"] + a.lines()
     for name in SHOWN:
         v = m.get(name)
         if v is not None and v["mean"] == v["mean"]:
-            lines.append(f"  {name:<18} {format_ci(v)}")
+            lines.append(f"  {name:<19} {format_ci(v)}")
+    worst = diagnose.worst_bin_line(results)
+    if worst:
+        lines.append(f"  {worst}")
     flat = bottleneck.means(m)
     lines += bottleneck.table(flat)
-    lines.append(f"  verdict: {bottleneck.verdict(flat).text}")
+    split = diagnose.split_line(results)
+    on = " (on the means over replications; they disagree: next line)" if split else ""
+    lines.append(f"  verdict{on}: {bottleneck.verdict(flat).text}")
+    for extra in (split, diagnose.same_run_line(results)):
+        if extra:
+            lines.append(f"  {extra}")
+    lines += [f"  warning: {w}" for w in diagnose.steady_lines(results, a) if not w.startswith("steady state:")]
+    lines += [f"  {w}" for w in diagnose.steady_lines(results, a) if w.startswith("steady state:")]
     return lines
 
 
@@ -102,6 +118,8 @@ def format_ci(v: dict) -> str:
     text = f"{v['mean']:.4g}"
     if v["half_width"] == v["half_width"]:
         text += f" [{v['low']:.4g}, {v['high']:.4g}]"
-        if disagree(v):
+        if v.get("method") == "batch-means":
+            text += f" (batch means, {v.get('batches')} batches of one run)"
+        elif disagree(v):
             text += "  replications disagree: " + ", ".join(f"{x:.4g}" for x in v["values"])
     return text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from simulator import output
 from simulator.commands._common import UsageError
+from simulator import sanity
 from simulator.commands import _common
 from simulator import bottleneck
 from simulator.commands.run import format_ci
@@ -60,6 +61,8 @@ def executor_for(address):
 
 def run(args) -> int:
     sc = _common.load(args)
+    for warning in sanity.warnings(sc):
+        print(f"warning: {warning}")
     try:
         varies = [parse_vary(v) for v in args.vary]
         keys = [k for k, _ in varies]

@@ -6,7 +6,8 @@ from simulator.commands._common import positive_int
 
 NAME = "validate"
 ORDER = 40
-HELP = "run the analytic checks (Erlang C, M/M/1 state probabilities, Little's law) and print a table"
+HELP = ("run the analytic checks (Erlang C, M/M/1 state probabilities, M/G/1 Pollaczek-Khinchine, GI/M/1, "
+        "Little's law, a plan at offered load 1) and print a table")
 EPILOG = """\
 examples:
   agent-sim validate                 # about a minute on one core
@@ -15,8 +16,10 @@ examples:
 Erlang C assumes ONE shared FIFO queue: it is reproduced by one agent with c slots (one_agent)
 and by c one-slot agents fed from the client's queue when a slot frees (central_queue,
 clients.dispatch = "when_free"). Dispatch on arrival to c one-slot agents (per_agent) is NOT
-M/M/c; it is shown for contrast and not judged. A row is ok when theory lies in the simulation's
-95 % CI or within 5 %. Exit status 1 if any judged row is not ok.
+M/M/c; it is shown for contrast and not judged. M/G/1 (gamma and lognormal runtimes) against
+Pollaczek-Khinchine, D/M/1 (a GI/M/1 queue) against its root sigma, and a plan whose only value
+has offered load 1, which must answer "unstable" without simulating it. A row is ok when theory
+lies in the simulation's 95 % CI or within 5 %. Exit status 1 if any judged row is not ok.
 
 Time-varying load (--no-time-varying skips it): M(t)/M/infinity over a sinusoidal day, the mean
 number of jobs in RUN at eight instants against m(t) = integral of rate(u) P(runtime > t - u) du
@@ -49,6 +52,9 @@ def run(args) -> int:
             checks.append(theory.little_check(res, case[0], layout))
             (shown if layout == "per_agent" else judged).extend(checks)
     judged += theory.mm1_checks(jobs=args.jobs, replications=args.replications, seed=args.seed)
+    judged += theory.mg1_checks(jobs=args.jobs, replications=args.replications, seed=args.seed, workers=args.workers)
+    judged += theory.gim1_checks(jobs=args.jobs, replications=args.replications, seed=args.seed, workers=args.workers)
+    judged.append(theory.unstable_plan_check(seed=args.seed))
     if not args.no_time_varying:
         from simulator import theory_tv
         judged += theory_tv.mtginf_checks(seed=args.seed, workers=args.workers)
