@@ -1,6 +1,8 @@
 """The simulator against exact queueing theory: Erlang C, M/M/1 state probabilities, Little's law."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from simulator import analytic, theory
@@ -64,16 +66,37 @@ def test_little_law_holds_on_every_layout(layout, check_little):
     check_little(run(sc), tolerance=0.02)
 
 
+SEEDS = range(1, 7)
+
+
+def allowed_misses(n: int, p: float = 0.05, alarm: float = 0.002) -> int:
+    """The most checks out of n that may miss while every 95 % interval is right: the smallest k
+    with P(Binomial(n, p) > k) < alarm (misses rescued by the 5 % rule only make it safer)."""
+    tail, k = 1.0, -1
+    while tail >= alarm:
+        k += 1
+        tail -= math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+    return k
+
+
 @pytest.mark.slow
-def test_erlang_c_many_seeds_coverage():
-    """Across 6 seeds, the 95 % CI (or 5 %) criterion holds for nearly every check."""
+@pytest.mark.parametrize("case", analytic.ERLANG_CASES, ids=[c[0] for c in analytic.ERLANG_CASES])
+def test_erlang_c_many_seeds_coverage(case):
+    """Across 6 seeds (100,000 jobs x 10 replications each), the 95 % CI (or 5 %) criterion holds
+    for all but a binomially likely few of the 18 checks. One test per case, its runs on two
+    worker processes: each stays well under the 300 s limit on 2 cores (the four cases in one
+    test took about 600 s of CPU)."""
     rows = []
-    for seed in range(1, 7):
-        for case in analytic.ERLANG_CASES:
-            checks, _ = theory.erlang_checks(case, "one_agent", jobs=100_000, replications=10, seed=seed)
-            rows += checks
-    ok = sum(c.ok for c in rows)
-    assert ok >= 0.9 * len(rows), theory.table([c for c in rows if not c.ok])
+    for seed in SEEDS:
+        checks, _ = theory.erlang_checks(case, "one_agent", jobs=100_000, replications=10, seed=seed, workers=2)
+        rows += checks
+    misses = [c for c in rows if not c.ok]
+    assert len(misses) <= allowed_misses(len(rows)), theory.table(misses)
+
+
+def test_allowed_misses_is_the_binomial_quantile():
+    assert allowed_misses(18) == 4          # P(X > 4) = 0.0015 < 0.002 <= P(X > 3) = 0.011
+    assert allowed_misses(72) == 10 and allowed_misses(1) == 1
 
 
 def test_state_timer_tracer_sees_every_job():
