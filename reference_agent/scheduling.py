@@ -90,7 +90,6 @@ class Scheduler:
         """Launch the job's process paused, journal RUN with its pid, then let it go."""
         try:
             launch = self.hooks.launch(job)
-            self.supervisor.contain(job, launch)  # into its cgroup before it runs anything
         except JobCannotStart as exc:  # the job's own defect (e.g. no entry file): DONE (failed)
             self.fail_start(job, exc)
             return
@@ -98,20 +97,26 @@ class Scheduler:
             self.requeue(job, exc)
             return
         try:
-            with self.tables.lock:
-                self.transitions.apply(job, Event.START, pid=launch.pid, proc_start=launch.identity,
-                                       started=time.time())
-        except StorageError as exc:  # RUN not journalled (disk full): it waits, first in line
+            self.supervisor.contain(job, launch)  # into its cgroup before it runs anything
+            # The reaper's thread exists before the job may run: a thread refused after `go`
+            # (a process limit) would leave a running job that nobody reports DONE.
+            watcher = self.supervisor.prepare(job, launch)
+        except Exception as exc:  # noqa: BLE001 - the agent's: the paused launcher ends unrun, it waits
             launch.abort()
             self.requeue(job, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - not journalled as RUN: it must never run; it waits
+        try:
+            with self.tables.lock:
+                self.transitions.apply(job, Event.START, pid=launch.pid, proc_start=launch.identity,
+                                       started=time.time())
+        except Exception as exc:  # noqa: BLE001 - RUN not journalled (disk full...): never runs; it waits
+            watcher.cancel()
             launch.abort()
             self.requeue(job, exc)
             return
         self.backoff.succeeded()
         launch.go()
-        self.supervisor.watch(job, launch=launch)
+        watcher.release()
 
     def requeue(self, job: Job, exc: BaseException) -> None:
         """The agent could not start the job (its RUN not journalled, EMFILE, EROFS, fork refused):

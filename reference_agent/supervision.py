@@ -77,6 +77,16 @@ class JobSupervisor:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
+    def prepare(self, job: WatchedJob, launch: Launch) -> "PendingWatch":
+        """The reaper of a launched, paused job, its thread started now (RuntimeError when no
+        thread can be started) and waiting for `release()` (or `cancel()`: it ends unreported)."""
+        pending = PendingWatch(self, job, launch)
+        thread = threading.Thread(target=pending.run, name=f"reaper-{job.job[:8]}", daemon=True)
+        thread.start()
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        return pending
+
     def join(self, timeout: float) -> None:
         with self._lock:
             threads = list(self._threads)
@@ -139,3 +149,24 @@ class JobSupervisor:
             os.close(pidfd)
         self.containment.release(job.job)
         self.on_end(job, returncode, read_status(job.status_file))
+
+
+class PendingWatch:
+    """A reaper thread started before its job may run (JobSupervisor.prepare)."""
+
+    def __init__(self, supervisor: JobSupervisor, job: WatchedJob, launch: Launch):
+        self.supervisor, self.job, self.launch = supervisor, job, launch
+        self._go = threading.Event()
+        self._cancelled = False
+
+    def run(self) -> None:
+        self._go.wait()
+        if not self._cancelled:
+            self.supervisor._reap(self.job, self.launch, None)
+
+    def release(self) -> None:
+        self._go.set()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._go.set()
