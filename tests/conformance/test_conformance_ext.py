@@ -101,3 +101,4 @@ def test_profile_ext_requires_the_extension(tmp_path):
 def test_profile_v1_leaves_the_extension_out(tmp_path):
     code, data = _fake_run(tmp_path, "--agent-profile=v1", extensions=("outcome", "cancel", "watch"))
     assert code == 0 and {v["outcome"] for v in data["ext"]["requirements"].values()} == {"NOT SELECTED"}
+    assert "not selected" not in data["reason"], data["reason"]   # no gap of the v1 verdict
