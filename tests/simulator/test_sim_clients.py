@@ -198,3 +198,17 @@ def test_replications_of_a_mixed_scenario_are_deterministic():
     sc = sc.with_value("run.replications", 2)
     a, b = run(sc, keep_records=True), run(copy.deepcopy(sc), keep_records=True, workers=2)
     assert repr(a.records) == repr(b.records) and repr(a.metrics) == repr(b.metrics)   # NaN != NaN
+
+
+def test_the_watch_example_scaled_down_answers_as_documented():
+    """examples/watch.toml at 1/100 of its size: polling with today's backoff costs about
+    runtime / 1.5 s polls a job and a notice delay near half the 1.5 s cap; watching one latency."""
+    from pathlib import Path
+    sc = Scenario.from_toml(Path(__file__).resolve().parents[2] / "examples" / "watch.toml")
+    sc = sc.with_values({"agents.count": 10, "workload.rate": 0.417, "run.duration": "2h", "run.warmup": "1h"})
+    poll = Simulation(sc, 0).run()
+    watch = Simulation(sc.with_value("clients.wait", "watch"), 0).run()
+    assert poll["polls_per_job"] == pytest.approx(2400 / 1.5, rel=0.1)
+    assert 0.6 < poll["notice_mean"] < 0.9 and poll["notice_max"] <= 1.5 + 1e-9
+    assert watch["notice_max"] == pytest.approx(0.004353) and watch["polls_sent"] == 0
+    assert poll["rpc_cpu.poll"] / watch["rpc_cpu"] > 300

@@ -119,7 +119,7 @@ def test_bad_toml_file_and_missing_file(tmp_path):
         Scenario.from_toml(tmp_path / "absent.toml")
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "cluster.toml", "trace.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "cluster.toml", "trace.toml", "day.toml", "watch.toml"])
 def test_example_scenarios_validate(name):
     sc = Scenario.from_toml(ROOT / "examples" / name)
     assert sc.total_slots > 0
