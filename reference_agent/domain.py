@@ -31,6 +31,7 @@ from reference_agent.processes import Launch, Limits, clean_env, kill_group
 from reference_agent.recovery import Recovery
 from reference_agent.retention import Retention, RetentionPolicy
 from reference_agent.launchretry import JobCannotStart
+from reference_agent.launchretry import JobCannotStart
 from reference_agent.scheduling import START_RETRY_SECONDS, Scheduler
 from reference_agent.stagein import STAGE_CHUNK, STAGE_CHUNK_SECONDS, StageIn
 from reference_agent.staging import ContentStore, checked_name, make_source
