@@ -31,7 +31,6 @@ from reference_agent.processes import Launch, Limits, clean_env, kill_group
 from reference_agent.recovery import Recovery
 from reference_agent.retention import Retention, RetentionPolicy
 from reference_agent.launchretry import JobCannotStart
-from reference_agent.launchretry import JobCannotStart
 from reference_agent.scheduling import START_RETRY_SECONDS, Scheduler
 from reference_agent.stagein import STAGE_CHUNK, STAGE_CHUNK_SECONDS, StageIn
 from reference_agent.staging import ContentStore, checked_name, make_source
@@ -83,8 +82,12 @@ class AgentCore(AgentHooks, CoreServices):
         self._tables = JobTables()
         self._call = threading.local()        # the RPC being served by this thread (see `serving`)
         # Composition, not a mixin: the supervisor watches processes and reports ends to the scheduler.
-        self.containment = choose_containment(root, config.limit_processes, config.limit_memory,
-                                              config.use_cgroups, self.telemetry.log)
+        try:  # StateError: under a pids limit, too few tasks left for jobs (cgroups.limit_jobs)
+            self.containment = choose_containment(root, config.limit_processes, config.limit_memory,
+                                                  config.use_cgroups, self.telemetry.log)
+        except BaseException:
+            self.state_lock.release()
+            raise
         self.supervisor = JobSupervisor(
             SupervisionLimits(config.job_timeout, config.kill_grace, config.limit_processes),
             on_end=self._on_exit, log=self.telemetry.log, containment=self.containment)
