@@ -64,3 +64,36 @@ def test_the_connection_cap_leaves_descriptors_for_jobs():
     assert connection_cap(4096, 2, 8, open_files=1024) == 1024 - fd_reserve(2, 8)
     assert connection_cap(100, 2, 8, open_files=1_000_000) == 100
     assert connection_cap(100, 2, 8, open_files=10) == 1
+
+
+def test_serve_runs_on_the_c_allocator_in_the_same_process(tmp_path):
+    """`serve` re-executes itself once with PYTHONMALLOC=malloc (memory after a flood of calls
+    goes back to the system); the pid stays the one its launcher started."""
+    from protos import launcher
+
+    (tmp_path / "source").mkdir()
+    agent = launcher.reference_agent(tmp_path / "source", tmp_path / "state", 1, ["--no-path-pythons", "--quiet"],
+                                     cwd=tmp_path, startup_timeout=60)
+    agent.start()
+    try:
+        environ = open(f"/proc/{agent.pid}/environ", "rb").read().split(b"\0")
+        assert b"PYTHONMALLOC=malloc" in environ
+        cmdline = open(f"/proc/{agent.pid}/cmdline", "rb").read().split(b"\0")
+        assert b"serve" in cmdline and b"reference_agent" in cmdline
+    finally:
+        agent.stop(10)
+
+
+def test_an_allocator_set_by_the_operator_is_kept(tmp_path):
+    from protos import launcher
+
+    (tmp_path / "source").mkdir()
+    agent = launcher.reference_agent(tmp_path / "source", tmp_path / "state", 1, ["--no-path-pythons", "--quiet"],
+                                     cwd=tmp_path, startup_timeout=60,
+                                     env={**__import__("os").environ, "PYTHONMALLOC": "pymalloc"})
+    agent.start()
+    try:
+        environ = open(f"/proc/{agent.pid}/environ", "rb").read().split(b"\0")
+        assert b"PYTHONMALLOC=pymalloc" in environ
+    finally:
+        agent.stop(10)
