@@ -15,7 +15,7 @@ def test_sim_bench_tiny_run():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("sim_bench: full model ")
-    assert re.search(r"ratio \d+\.\d\d \(target >= 0\.5\); 2,000 jobs over 1,000 agents in", lines[-1])
+    assert re.search(r"ratio \d+\.\d\d \(target >= 0\.8\); 2,000 jobs over 1,000 agents in", lines[-1])
     assert sum(1 for line in lines if "jobs/CPU-s" in line) == 3
 
 
