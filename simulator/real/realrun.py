@@ -118,93 +118,17 @@ class Driver:
         if not self.entries:
             self.prepare()
         channels = [grpc.insecure_channel(a) for a in self.addresses]
-        clients = [AgentClient(c, timeout=60) for c in channels]
         for ch in channels:        # connect before the clock starts
             grpc.channel_ready_future(ch).result(timeout=30)
-        jobs = [RealJob(p.index, -1) for p in self.plan]
-        load = [0] * len(self.addresses)
-        heap: list = []
-        cond = threading.Condition()
-        state = {"left": len(self.plan), "seq": 0}
-        errors: list[str] = []
-        t0 = time.time() + self.lead
-
-        def push(due: float, kind: str, i: int, k: int = 0) -> None:
-            with cond:
-                state["seq"] += 1
-                heapq.heappush(heap, (due, state["seq"], kind, i, k))
-                cond.notify()
-
-        def finish(i: int, error: str = "") -> None:
-            with cond:
-                if error:
-                    jobs[i].error = error
-                    errors.append(f"job {i}: {error}")
-                if jobs[i].agent >= 0:
-                    load[jobs[i].agent] -= 1
-                state["left"] -= 1
-                cond.notify()
-
-        def submit(i: int) -> None:
-            p, r = self.plan[i], jobs[i]
-            client = clients[r.agent]
-            files = [self.entries[i]] + [self.file_ids[f] for f in p.files]
-            r.job = str(uuid.uuid4())
-            try:
-                r.submit = time.time() - t0
-                staged = client.stage_in(r.job, files)
-                if set(staged) != set(files):
-                    raise RuntimeError(f"StageInFiles staged {len(staged)} of {len(set(files))} files")
-                first = client.run(r.job, files, python_version=p.python or None)
-                r.run_submit = time.time() - t0
-                r.first_state = first.name
-            except Exception as exc:  # noqa: BLE001 - any failure ends this job, never the run
-                finish(i, str(exc) if isinstance(exc, (AgentCallError, RuntimeError)) else repr(exc))
-                return
-            push(t0 + r.run_submit + poll_offset(self.schedule, 1), "poll", i, 1)
-
-        def poll(i: int, k: int) -> None:
-            r = jobs[i]
-            try:
-                st = clients[r.agent].status(r.job)
-            except Exception as exc:  # noqa: BLE001
-                finish(i, str(exc) if isinstance(exc, AgentCallError) else repr(exc))
-                return
-            if st is JobState.DONE:
-                r.done_seen, r.polls = time.time() - t0, k
-                finish(i)
-            else:
-                push(t0 + r.run_submit + poll_offset(self.schedule, k + 1), "poll", i, k + 1)
-
-        for p in self.plan:
-            heapq.heappush(heap, (t0 + p.submit, -p.index - 1, "submit", p.index, 0))
-        late: list[float] = []
-        deadline = t0 + (self.plan[-1].submit if self.plan else 0) + self.timeout
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="replay-client") as pool:
-            while True:
-                with cond:
-                    while True:
-                        if state["left"] == 0 or time.time() > deadline:
-                            item = None
-                            break
-                        if heap and heap[0][0] <= time.time():
-                            item = heapq.heappop(heap)
-                            break
-                        cond.wait(min(0.05, max(0.0, heap[0][0] - time.time())) if heap else 0.05)
-                    if item is None:
-                        break
-                    due, _, kind, i, k = item
-                    late.append(time.time() - due)
-                    if kind == "submit":
-                        jobs[i].scheduled = due - t0
-                        jobs[i].agent = self._choose(self.plan[i], load)
-                        load[jobs[i].agent] += 1
-                pool.submit(submit, i) if kind == "submit" else pool.submit(poll, i, k)
-            unfinished = state["left"]
-        for ch in channels:
-            ch.close()
-        self._read_witness(jobs, t0)
-        return RealResult(jobs, t0, sum(late) / len(late) if late else 0.0, max(late, default=0.0), errors, unfinished)
+        run = _Run(self, [AgentClient(c, timeout=60) for c in channels], time.time() + self.lead)
+        try:
+            unfinished, late = run.dispatch()
+        finally:
+            for ch in channels:
+                ch.close()
+        self._read_witness(run.jobs, run.t0)
+        return RealResult(run.jobs, run.t0, sum(late) / len(late) if late else 0.0, max(late, default=0.0),
+                          run.errors, unfinished)
 
     def _choose(self, p: PlannedJob, load: list[int]) -> int:
         if self.policy == "planned":
@@ -218,3 +142,93 @@ class Driver:
                     setattr(r, name, float((self.witness / f"{r.index}.{suffix}").read_text()) - t0)
                 except (OSError, ValueError):
                     pass
+
+
+class _Run:
+    """One replay in progress: the due calls in a heap, a pool of client threads making them."""
+
+    def __init__(self, replay: "Driver", clients: list, t0: float):
+        self.replay, self.plan, self.clients, self.t0 = replay, replay.plan, clients, t0
+        self.jobs = [RealJob(p.index, -1) for p in self.plan]
+        self.load = [0] * len(replay.addresses)
+        self.heap: list = []
+        self.cond = threading.Condition()
+        self.left, self.seq = len(self.plan), 0
+        self.errors: list[str] = []
+
+    def push(self, due: float, kind: str, i: int, k: int = 0) -> None:
+        with self.cond:
+            self.seq += 1
+            heapq.heappush(self.heap, (due, self.seq, kind, i, k))
+            self.cond.notify()
+
+    def finish(self, i: int, error: str = "") -> None:
+        with self.cond:
+            if error:
+                self.jobs[i].error = error
+                self.errors.append(f"job {i}: {error}")
+            if self.jobs[i].agent >= 0:
+                self.load[self.jobs[i].agent] -= 1
+            self.left -= 1
+            self.cond.notify()
+
+    def submit(self, i: int) -> None:
+        p, r = self.plan[i], self.jobs[i]
+        client = self.clients[r.agent]
+        files = [self.replay.entries[i]] + [self.replay.file_ids[f] for f in p.files]
+        r.job = str(uuid.uuid4())
+        try:
+            r.submit = time.time() - self.t0
+            staged = client.stage_in(r.job, files)
+            if set(staged) != set(files):
+                raise RuntimeError(f"StageInFiles staged {len(staged)} of {len(set(files))} files")
+            first = client.run(r.job, files, python_version=p.python or None)
+            r.run_submit = time.time() - self.t0
+            r.first_state = first.name
+        except Exception as exc:  # noqa: BLE001 - any failure ends this job, never the run
+            self.finish(i, str(exc) if isinstance(exc, (AgentCallError, RuntimeError)) else repr(exc))
+            return
+        self.push(self.t0 + r.run_submit + poll_offset(self.replay.schedule, 1), "poll", i, 1)
+
+    def poll(self, i: int, k: int) -> None:
+        r = self.jobs[i]
+        try:
+            st = self.clients[r.agent].status(r.job)
+        except Exception as exc:  # noqa: BLE001
+            self.finish(i, str(exc) if isinstance(exc, AgentCallError) else repr(exc))
+            return
+        if st is JobState.DONE:
+            r.done_seen, r.polls = time.time() - self.t0, k
+            self.finish(i)
+        else:
+            self.push(self.t0 + r.run_submit + poll_offset(self.replay.schedule, k + 1), "poll", i, k + 1)
+
+    def _next_due(self, deadline: float):
+        """The next call whose time has come, or None when all jobs ended or the deadline passed."""
+        with self.cond:
+            while True:
+                if self.left == 0 or time.time() > deadline:
+                    return None
+                if self.heap and self.heap[0][0] <= time.time():
+                    item = heapq.heappop(self.heap)
+                    if item[2] == "submit":
+                        i = item[3]
+                        self.jobs[i].scheduled = item[0] - self.t0
+                        self.jobs[i].agent = self.replay._choose(self.plan[i], self.load)
+                        self.load[self.jobs[i].agent] += 1
+                    return item
+                self.cond.wait(min(0.05, max(0.0, self.heap[0][0] - time.time())) if self.heap else 0.05)
+
+    def dispatch(self) -> tuple[int, list[float]]:
+        """Make every call at its time; returns the jobs left unfinished and each call's lateness."""
+        for p in self.plan:
+            heapq.heappush(self.heap, (self.t0 + p.submit, -p.index - 1, "submit", p.index, 0))
+        late: list[float] = []
+        deadline = self.t0 + (self.plan[-1].submit if self.plan else 0) + self.replay.timeout
+        with ThreadPoolExecutor(max_workers=self.replay.workers, thread_name_prefix="replay-client") as pool:
+            while (item := self._next_due(deadline)) is not None:
+                due, _, kind, i, k = item
+                late.append(time.time() - due)
+                pool.submit(self.submit, i) if kind == "submit" else pool.submit(self.poll, i, k)
+            unfinished = self.left
+        return unfinished, late
