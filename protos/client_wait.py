@@ -160,6 +160,8 @@ def _watch(ctx: _Wait, *, insist: bool) -> bool:
                     attempt = 0
                 if outcome is not None and outcome.done:
                     ctx.timeline.outcome = outcome
+                if state is JobState.DONE:
+                    return True   # all a waiter needs: never hang on a stream the agent fails to end
             checker.closed(grpc.StatusCode.OK)
             return True
         except WatchViolation as exc:
