@@ -21,7 +21,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from reference_agent import tls
-from reference_agent import tls
 from reference_agent.auth import TokenAuthInterceptor, load_tokens
 from reference_agent.calls import (FLOOD, JANITOR_PERIOD, CallCounts, WorkPool, release_memory,
                                    with_request_deadline, work_threads_for_machine)
@@ -96,7 +95,6 @@ class AgentServer:
 
     def start(self) -> str:
         host, port = parse_listen(self.config.listen)
-        self._credentials()  # a bad TLS file is named now, before anything starts (issue 18.7)
         self.open_files = raise_open_files_limit()
         self.max_connections = connection_cap(self.config.max_connections, self.config.slots, self.work.threads)
         credentials = self._credentials()
