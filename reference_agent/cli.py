@@ -91,6 +91,28 @@ def _core_class(text: str):
     return cls
 
 
+def _add_operator_commands(sub) -> None:
+    """`jobs`, `job` and `gc`: the operator's view of a state directory."""
+    for name, helptext in (("jobs", "table of the journal's jobs"), ("job", "one job in detail")):
+        p = sub.add_parser(name, help=helptext, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "job":
+            p.add_argument("uuid", help="the job's UUID (any case)")
+            p.add_argument("--tail", type=int, default=65536, metavar="BYTES",
+                           help="show at most this many last bytes of stdout and stderr (0: none)")
+        p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    gc = sub.add_parser("gc", help="apply a retention policy once (also while the agent runs)", epilog=EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Remove DONE jobs' directories and cache entries by age and total size. "
+                                    "Journal rows stay. While an agent runs on the directory, only DONE jobs' "
+                                    "directories are removed (the cache is the agent's: see serve --retain-*).")
+    gc.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
+    gc.add_argument("--max-age", type=_duration, metavar="DURATION", help="remove what is older (e.g. 30d)")
+    gc.add_argument("--max-bytes", type=_size, metavar="SIZE", help="keep jobs/ and cache/ under SIZE")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    gc.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reference-agent", description=__doc__.strip("`"),
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,24 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(serve)
     serve.add_argument("--core", metavar="MODULE:CLASS", type=_core_class,
                        help="serve a subclass of reference_agent.domain.AgentCore (e.g. a broken agent)")
-    for name, helptext in (("jobs", "table of the journal's jobs"), ("job", "one job in detail")):
-        p = sub.add_parser(name, help=helptext, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-        if name == "job":
-            p.add_argument("uuid", help="the job's UUID (any case)")
-            p.add_argument("--tail", type=int, default=65536, metavar="BYTES",
-                           help="show at most this many last bytes of stdout and stderr (0: none)")
-        p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-    gc = sub.add_parser("gc", help="apply a retention policy once (also while the agent runs)", epilog=EPILOG,
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Remove DONE jobs' directories and cache entries by age and total size. "
-                                    "Journal rows stay. While an agent runs on the directory, only DONE jobs' "
-                                    "directories are removed (the cache is the agent's: see serve --retain-*).")
-    gc.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the agent's state directory")
-    gc.add_argument("--max-age", type=_duration, metavar="DURATION", help="remove what is older (e.g. 30d)")
-    gc.add_argument("--max-bytes", type=_size, metavar="SIZE", help="keep jobs/ and cache/ under SIZE")
-    gc.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
-    gc.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_operator_commands(sub)
     return parser
 
 
