@@ -8,7 +8,7 @@ from typing import Callable
 from simulator import bottleneck, sanity, stability
 from simulator.api import Results, _worker
 from simulator.search import (MAX_DURATION, Point, decide, first_pass, replication_split, run_length, scenario_at,
-                              steady_problem)
+                              steady_problem, unknown_metric)
 
 
 class Planner:
@@ -91,7 +91,6 @@ class Planner:
 
     def _status(self, res: Results) -> str:
         if self.target.metric not in res.metrics:
-            from simulator.sweep import unknown_metric
             raise unknown_metric("--target", self.target.metric, res.metrics)
         return decide(self.target, res.metrics[self.target.metric], self.criterion)
 

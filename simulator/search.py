@@ -30,6 +30,20 @@ from simulator import analytic, bottleneck, stability
 from simulator.api import Results
 from simulator.checks import ScenarioError
 
+
+class SweepError(ValueError):
+    """A malformed --vary or --target value (the message names it)."""
+
+
+def unknown_metric(flag: str, name: str, known) -> SweepError:
+    """An unknown metric name, with the closest known names."""
+    import difflib
+    names = sorted(k for k in known if not k.startswith(("bin.", "class.")))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return SweepError(f"{flag}: unknown metric {name!r}{hint}; known: {', '.join(names)}")
+
+
 MAX_DURATION = 4 * 3600.0   # a point's run is extended for its relaxation time up to this
 WARM_TAUS, WINDOW_TAUS = 2.0, 4.0
 
@@ -160,7 +174,6 @@ def scenario_at(scenario, key: str, value):
 def check_metric(scenario, flag: str, name: str) -> None:
     """Refuse an unknown metric name before any search (a few simulated seconds name them all)."""
     from simulator.api import run_replication
-    from simulator.sweep import unknown_metric
     run = scenario.run
     if run.duration is not None:
         small = {"run.duration": min(run.duration, 10.0), "run.warmup": 0, "run.warmup_jobs": 0}

@@ -13,12 +13,9 @@ from simulator import bottleneck
 from simulator.api import Results, _worker
 from simulator.checks import ScenarioError
 from simulator.scenario import Scenario
+from simulator.search import SweepError, unknown_metric  # noqa: F401  (re-exported)
 
 _RANGE_RE = re.compile(r"([^=]+)=(-?[0-9.eE+-]+)\.\.(-?[0-9.eE+-]+)(?::([0-9.eE+-]+))?")
-
-
-class SweepError(ValueError):
-    """A malformed --vary or --target value (the message names it)."""
 
 
 def _num(text: str, what: str) -> int | float:
@@ -97,15 +94,6 @@ def parse_target(text: str) -> Target:
     except units.UnitError:
         raise SweepError(f"--target {text!r}: {raw!r} is not a number or a duration like 30s") from None
     return Target(name, op, value)
-
-
-def unknown_metric(flag: str, name: str, known) -> SweepError:
-    """An unknown metric name, with the closest known names."""
-    import difflib
-    names = sorted(k for k in known if not k.startswith(("bin.", "class.")))
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    return SweepError(f"{flag}: unknown metric {name!r}{hint}; known: {', '.join(names)}")
 
 
 def run_points(scenario: Scenario, key: str, values: list, *, replications: int | None = None, workers: int = 1,
