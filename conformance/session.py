@@ -380,15 +380,14 @@ def _junit(config):
     return config.stash.get(xml_key, None)
 
 
-def registry() -> dict:
-    """Import every suite module and return the test registry (test -> Coverage)."""
+def registry(package: str = "conformance.suite") -> dict:
+    """Import every test module of a suite package (v1's by default, or "conformance.suite_ext") and
+    return its tests' registry entries (test -> Coverage)."""
     import importlib
     import pkgutil
 
-    import conformance.suite as suite
-
-    for mod in pkgutil.iter_modules(suite.__path__):
-        if mod.name.startswith("test_"):
-            importlib.import_module(f"conformance.suite.{mod.name}")
-    return REGISTRY
-
+    suite = importlib.import_module(package)
+    names = {mod.name for mod in pkgutil.iter_modules(suite.__path__) if mod.name.startswith("test_")}
+    for name in sorted(names):
+        importlib.import_module(f"{package}.{name}")
+    return {key: cov for key, cov in REGISTRY.items() if key.split("::")[0] in names}

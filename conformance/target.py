@@ -92,6 +92,7 @@ class Target:
     max_request_bytes: int | None = None
     stalled: bool = False   # a job was left unstarted past its deadline (see Env._progress)
     extensions: frozenset | None = None   # what GetCapabilities lists; None: no AgentExtensions service
+    cancelled_running: bool = False       # a RUN job was cancelled in this run (its slot must be free)
     _channel: grpc.Channel | None = None
 
     # --- connection -------------------------------------------------------------------------------

@@ -18,17 +18,10 @@ EXT_AGENTS = sorted(n for n, c in CATALOGUE.items() if set(c.violates) & set(EXT
 
 
 def _ext_tests(ids) -> list[str]:
-    """The ext suite's tests that check any of `ids` (read from their markers)."""
-    import importlib
-    import pkgutil
+    """The ext suite's tests that check any of `ids` (from their markers)."""
+    from conformance.session import registry
 
-    import conformance.suite_ext as suite_ext
-    from conformance.violations import REGISTRY
-
-    for mod in pkgutil.iter_modules(suite_ext.__path__):
-        if mod.name.startswith("test_"):
-            importlib.import_module(f"conformance.suite_ext.{mod.name}")
-    return sorted({k.split("::")[1] for k, cov in REGISTRY.items() if k.startswith("test_ext_") and set(cov.ids) & set(ids)})
+    return sorted({k.split("::")[1] for k, cov in registry("conformance.suite_ext").items() if set(cov.ids) & set(ids)})
 
 
 def _ext(run) -> dict[str, str]:
