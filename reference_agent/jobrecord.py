@@ -196,7 +196,7 @@ class JobRow(make_dataclass("JobRowColumns", dataclass_fields(JOB_COLUMNS), kw_o
                 values[column.name] = column.check(column.name, values[column.name])
         if (values["reason"] is None) != (values["state"] != JobState.DONE):
             raise BadRow(f"state {JobState(values['state']).name} with reason {_cut(values['reason'])}")
-        if not values["files"]:
+        if not values["files"] and values["state"] != JobState.DONE:  # DONE: it never starts again
             raise BadRow("files is empty: a submitted job has at least its entry point")
         if values["submitted"] is None:
             raise BadRow("submitted None is not a time in seconds")
