@@ -221,9 +221,11 @@ def x_label(key: str) -> str:
     return key
 
 
-def plan_plot(rows: list[dict], key: str, target, out: Path, answer=None, cost: str | None = None) -> Path:
+def plan_plot(rows: list[dict], key: str, target, out: Path, answer=None, cost: str | None = None,
+              unstable=None) -> Path:
     """The plan: the target metric against the value (95 % intervals, replications as dots), the
-    target as a line, the answer marked; with `cost`, the cost of each value on a second axis."""
+    target as a line, the answer marked, the unstable values (up to `unstable`) shaded; with
+    `cost`, the cost of each value on a second axis."""
     path = out / f"plan-{target.metric}.png"
     fig = plt.figure(figsize=(7, 4.2))
     ax = fig.gca()
@@ -241,6 +243,10 @@ def plan_plot(rows: list[dict], key: str, target, out: Path, answer=None, cost: 
     ax.axhline(target.value, color="red", linestyle="--", label=f"target {target}")
     if answer is not None:
         ax.axvline(_x(key, answer), color="green", linestyle=":", label=f"answer {key} = {answer:g}")
+    if unstable is not None:
+        lo = min([_x(key, unstable)] + xs)
+        ax.axvspan(lo - 0.5 if lo == _x(key, unstable) else lo, _x(key, unstable), color="grey", alpha=0.25,
+                   label=f"unstable (offered load >= capacity): {key} <= {unstable:g}")
     _log_if_wide(ax, ms + [target.value])
     ax.set_xlabel(x_label(key))
     unit = unit_of(target.metric)

@@ -200,4 +200,6 @@ def _plot(result, folder: str, minimise: str | None = None) -> None:
     (out / "plan.json").write_text(json.dumps({"key": result.key, "target": str(result.target), "answer": result.value,
                                                "reason": result.reason, "notes": result.notes, "points": rows},
                                               indent=2) + "\n", encoding="utf-8")
-    plots.plan_plot(rows, result.key, result.target, out, answer=result.value, cost=minimise)
+    unstable = [v for v, p in result.points.items() if p.status == "unstable"]
+    plots.plan_plot(rows, result.key, result.target, out, answer=result.value, cost=minimise,
+                    unstable=max(unstable) if unstable else None)

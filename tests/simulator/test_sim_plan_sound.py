@@ -367,6 +367,16 @@ def test_relaxation_time_and_the_run_length_of_a_point():
     assert longer.run.duration > 3600 and notes[0].startswith("run extended to ")
 
 
+def test_validate_rows_pollaczek_khinchine_gim1_and_a_plan_at_load_one():
+    from simulator import theory
+    rows = theory.mg1_checks(jobs=5000, replications=3) + theory.gim1_checks(jobs=5000, replications=3)
+    rows.append(theory.unstable_plan_check())
+    assert all(r.ok for r in rows), theory.table(rows)
+    assert analytic.pollaczek_khinchine(0.5, 1.0, 1.0) == pytest.approx(analytic.mmc_wait(0.5, 1.0, 1))
+    sigma = analytic.gim1_sigma(lambda x: 0.8 / (0.8 + x), 1.0)    # Poisson arrivals: M/M/1, sigma = rho
+    assert sigma == pytest.approx(0.8)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_flagship_plan_answers_a_stable_fleet(seed, capsys):
