@@ -167,6 +167,7 @@ BAD_UUIDS = ["", "../x", "../../etc/passwd", "/etc/passwd", "x" * 36, "0" * 32,
 def test_id_1_malformed_uuids_everywhere(agent, bad):
     """AGT-ID-1 / AGT-ERR-3: malformed job or file UUIDs get INVALID_ARGUMENT, nothing on disk."""
     good_file = agent.put(b"print(1)\n")
+    agent.core.interpreters.available()   # the background probes have written their cache
     before = sorted(p.name for p in agent.state.rglob("*"))
     assert code_of(agent.client.stage_in, bad, [good_file]) == "INVALID_ARGUMENT"
     assert code_of(agent.client.stage_in, new_id(), [good_file, bad]) == "INVALID_ARGUMENT"
