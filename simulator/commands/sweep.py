@@ -7,7 +7,7 @@ from pathlib import Path
 
 from simulator import output
 from simulator.commands._common import UsageError
-from simulator import sanity
+from simulator import sanity, stability
 from simulator.commands import _common
 from simulator import bottleneck
 from simulator.commands.run import format_ci
@@ -117,4 +117,11 @@ def run(args) -> int:
             meets = "  meets" if target.met_by(bound if bound == bound else m["mean"]) else ""
         print(f"  {where}: {shown_metric} {format_ci(m)}{meets}")
         print(f"      {bottleneck.verdict(bottleneck.means(res.metrics)).text}")
+        split = bottleneck.split_text(res.replications)
+        if split:
+            print(f"      {split}")
+        unstable = stability.analyse(res.scenario).unstable
+        if unstable:
+            print(f"      unstable: {unstable[0].label} offered {100 * unstable[0].rho:.0f} % of capacity: "
+                  "no steady state, the wait grows with run.duration")
     return 0

@@ -185,6 +185,31 @@ def test_a_cold_start_that_overloads_the_source_is_said_and_warm_caches_start_fi
     assert all(set(ag.cache) == set(range(20)) and ag.cache_used == pytest.approx(200e6) for ag in sim.agents)
 
 
+def test_run_warm_cache_starts_every_cache_filled():
+    data = {
+        "agents": [{"name": "w", "count": 4, "slots": 2}],
+        "network": {"source_bandwidth": "1GB/s", "link_bandwidth": "1GB/s", "cache_capacity": "500MB"},
+        "workload": {"rate": 4.0, "runtime": {"dist": "exponential", "mean": 1.0},
+                     "files": {"count": 1, "catalog": 100, "size": "10MB"}},
+        "clients": {"poll_interval": 0},
+        "run": {"duration": 60, "seed": 1},
+    }
+    cold = run(Scenario.from_dict(data)).mean("cache_hit_ratio")
+    data["run"]["warm_cache"] = True
+    warm = run(Scenario.from_dict(data)).mean("cache_hit_ratio")
+    assert warm > cold + 0.2, (cold, warm)
+
+
+def test_sweep_points_say_unstable(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text('[[agents]]\ncount = 1\n[workload]\nrate = 2.0\nruntime = 2.0\n[clients]\npoll_interval = 0\n'
+                    '[run]\nduration = 100\n')
+    assert main(["sweep", str(path), "--vary", "agents.count=4..5", "--out", str(tmp_path / "o"), "--quiet",
+                 "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("unstable: the slots of group group0 offered 100 % of capacity") == 1
+
+
 # --- 4. missing answers ------------------------------------------------------------------------------------
 def test_cost_per_day_and_per_job_leave_the_drain_out():
     data = _scenario(drain=True)
