@@ -76,7 +76,8 @@ def first_pass(analysis: stability.Analysis, target, slots_per_unit: float | Non
     name = target.metric
     if sl is None or analysis.mean_runtime <= 0 or analysis.rate <= 0:
         return None
-    if not (name.startswith(("wait_p", "queue_wait_p")) or name in ("wait_mean", "queue_wait_mean", "p_wait")):
+    import re
+    if not (re.fullmatch(r"(queue_)?wait_p\d+", name) or name in ("wait_mean", "queue_wait_mean", "p_wait")):
         return None
     c = int(math.floor(sl.capacity + 1e-9))
     lam, mu = analysis.rate, 1.0 / analysis.mean_runtime * (sl.capacity / c if c else 1.0)

@@ -203,3 +203,6 @@ def _plot(result, folder: str, minimise: str | None = None) -> None:
     unstable = [v for v, p in result.points.items() if p.status == "unstable"]
     plots.plan_plot(rows, result.key, result.target, out, answer=result.value, cost=minimise,
                     unstable=max(unstable) if unstable else None)
+    answer = result.points.get(result.value)
+    if answer is not None and answer.results is not None:   # the answer's hours, with the target drawn
+        plots.hourly(answer.results, out, target=result.target)

@@ -264,6 +264,16 @@ replications = 2
     assert "agents.count=1: unstable" in capsys.readouterr().out
 
 
+def test_plan_on_the_worst_bin_draws_the_answer_by_hour_with_the_target(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text('[[agents]]\ncount = 1\n[workload]\nrate = 2.0\nruntime = { dist = "exponential", mean = 1.0 }\n'
+                    '[clients]\npoll_interval = 0\n[run]\nduration = 300\nbin = 60\nseed = 1\nreplications = 2\n')
+    assert main(["plan", str(path), "--target", "wait_p95_worst_bin<=100s", "--vary", "agents.count", "--range",
+                 "1..8", "--quiet", "--workers", "1", "--plot", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "hourly-wait_p95.png").stat().st_size > 1000
+    assert "agents.count=2: unstable" in capsys.readouterr().out
+
+
 def test_agent_load_plot_only_with_rpc_costs(tmp_path):
     from simulator import output
     data = _scenario()
