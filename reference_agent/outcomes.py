@@ -14,9 +14,9 @@ def end_of(reason: DoneReason | None, exit_status: int | None, cancelled: bool
     """(end, exit_status, signal) of a job from its journal record.
 
     A cancel recorded before the end makes it CANCELLED, however the process then ended (one
-    outcome, AGT-EXT-6). A negative status is the launcher's own death by that signal (the job's
-    whole group was signalled); a status 0-255 is what the launcher reported, which for an
-    interpreter killed by signal N alone is the shell's 128+N (EXITED: as a shell reports it).
+    outcome, AGT-EXT-6). A negative status -N is a death by signal N: the interpreter's, as the
+    launcher's waiter saw it in waitpid (processes.WAITER), or the launcher's own (the job's whole
+    group was signalled); a status 0-255 is the interpreter's exit status.
     No status at all (lost while the agent was down, could not start or be tracked): INTERRUPTED."""
     if reason is None:
         return None, None, None

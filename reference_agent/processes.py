@@ -20,14 +20,60 @@ except ImportError:  # pragma: no cover - not on Linux
 # the journal holds its pid, so an agent crash before that never leaves an unrecorded run),
 # runs the interpreter on the entry file, and writes the exit status to a file, so that an
 # agent restarted after a crash still learns how an adopted job ended.
+# The interpreter is started by WAITER, a few lines run by the same interpreter (-E -s -S: no
+# environment, site or user packages of the job's), which forks, execs "$0" "$1" exactly as a
+# shell would, and writes how it ended: its exit status (0-255), or minus the signal that killed
+# it (a shell's $? would say 128+N for both a signal and an exit(128+N); AGT-EXT-3 tells them
+# apart). It exits as a shell would (the status, or 128+N), for a launcher without a status file.
+# A fork refused for a moment (EAGAIN: a pids limit reached by others) is retried with backoff
+# for up to two minutes, as bash does: the job is RUN by then and must not fail for the agent's
+# lack of a task.
+WAITER = (
+    "import os, signal, sys\n"
+    "interp, entry, target = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+    "fd = int(target) if target.isdigit() else None\n"
+    "pause, waited = 0.05, 0.0\n"
+    "while True:\n"
+    "    try:\n"
+    "        pid = os.fork()\n"
+    "        break\n"
+    "    except OSError as e:\n"
+    "        if e.errno != 11 or waited > 120:\n"
+    "            raise\n"
+    "        import time\n"
+    "        time.sleep(pause)\n"
+    "        waited, pause = waited + pause, min(pause * 2, 2.0)\n"
+    "if pid == 0:\n"
+    "    try:\n"
+    "        for name in ('SIGPIPE', 'SIGXFSZ', 'SIGINT'):\n"
+    "            if hasattr(signal, name):\n"
+    "                signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
+    "        if fd is not None:\n"
+    "            os.close(fd)\n"
+    "        os.execv(interp, [interp, entry])\n"
+    "    except BaseException:\n"
+    "        os._exit(127)\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "while True:\n"
+    "    try:\n"
+    "        w = os.waitpid(pid, 0)[1]\n"
+    "        break\n"
+    "    except OSError as e:\n"
+    "        if e.errno != 4:\n"
+    "            raise\n"
+    "s = -os.WTERMSIG(w) if os.WIFSIGNALED(w) else os.WEXITSTATUS(w)\n"
+    "try:\n"
+    "    out = fd if fd is not None else os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)\n"
+    "    os.write(out, (str(s) + '\\n').encode())\n"
+    "except OSError:\n"
+    "    pass\n"
+    "os._exit(s if s >= 0 else 128 - s)\n"
+)
 LAUNCHER = (
     'IFS= read -r go || exit 125\n'
     'exec 0</dev/null\n'
     '[ "$go" = go ] || exit 125\n'
-    '"$0" "$1"\n'
-    's=$?\n'
-    'echo "$s" > "$2"\n'
-    'exit "$s"\n'
+    'exec "$0" -E -s -S -c "$3" "$0" "$1" "$2"\n'
 )
 # With --job-user the launcher runs as that user, which cannot reach the 0700 state directory:
 # the agent opens the exit-status file and hands the launcher its descriptor (number in $2),
@@ -41,10 +87,7 @@ LAUNCHER_FD = (
     'IFS= read -r go || exit 125\n'
     'exec 0</dev/null\n'
     '[ "$go" = go ] || exit 125\n'
-    '( {limits}eval \'exec "$0" "$1"\' "$2>&-" )\n'
-    's=$?\n'
-    'echo "$s" >&"$2"\n'
-    'exit "$s"\n'
+    '( {limits}exec "$0" -E -s -S -c "$3" "$0" "$1" "$2" )\n'
 )
 # With --job-user each job also gets mount and pid namespaces of its own (unshare, util-linux):
 # its /proc shows only its own processes (no other job's command line, so no other job's file
@@ -153,12 +196,12 @@ class Launch:
         status_fd = None
         try:
             if user is None:
-                argv, as_user = ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file)], {}
+                argv, as_user = ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file), WAITER], {}
             else:
                 status_fd = os.open(status_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 script = LAUNCHER_FD.replace("{limits}", limits.as_shell())  # the interpreter's, not the shell's
                 argv = [SETPRIV, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--",
-                        JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd)]
+                        JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd), WAITER]
                 if private_namespaces():
                     argv = [UNSHARE, *UNSHARE_ARGS, "/bin/sh", "-c", PRIVATE_MOUNTS, "sh", *argv]
                 as_user = dict(pass_fds=(status_fd,))

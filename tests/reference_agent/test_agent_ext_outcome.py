@@ -58,6 +58,18 @@ def test_a_job_whose_group_is_signalled_is_signalled(agent):
     assert (outcome.end, outcome.signal, outcome.exit_status) == (EndKind.SIGNALLED, 15, None)
 
 
+@pytest.mark.parametrize("code, expected", [
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", (EndKind.SIGNALLED, 9, None)),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n", (EndKind.SIGNALLED, 15, None)),
+    ("import sys\nsys.exit(137)\n", (EndKind.EXITED, None, 137)),
+])
+def test_an_interpreter_killed_by_a_signal_is_told_from_one_that_exits_128_plus_n(agent, code, expected):
+    """AGT-EXT-3: SIGNALLED with the signal when the interpreter alone dies of it (a shell's $?
+    would say 128+N), EXITED 137 when it exits with 137."""
+    outcome = done(agent, agent.submit(code))
+    assert (outcome.end, outcome.signal, outcome.exit_status) == expected
+
+
 def test_outcomes_before_done_have_no_end(make_agent, tmp_path):
     """AGT-EXT-3/4: WAIT has no start, RUN has a start and the output so far, neither has an end;
     each agrees with v1 at that moment."""

@@ -120,15 +120,18 @@ def test_fork_refused_at_a_pids_limit_leaves_the_job_waiting(tmp_path):
         log = tmp_path / "agent0.log"
         try:
             with AgentClient.connect(address, timeout=10) as client:
+                started = tmp_path / "holder-started"
                 holder, hold = new_id(), _put(tmp_path / "source0", f"""
                     import os, time
+                    open({str(started)!r}, "w").close()
                     end = time.monotonic() + 60
                     while not os.path.exists({str(release)!r}) and time.monotonic() < end:
                         time.sleep(0.02)
                     """)
                 client.stage(holder, [hold])
                 client.submit(holder, [hold])
-                wait_for(lambda: client.status(holder) == JobState.RUN, what="the holder running")
+                wait_for(lambda: client.status(holder) == JobState.RUN, what="the holder RUN")
+                wait_for(started.exists, what="the holder's interpreter running")  # RUN comes a little before
                 job, entry = new_id(), _put(tmp_path / "source0", "print('ran after EAGAIN')")
                 client.stage(job, [entry])
                 assert client.run(job, [entry]) == JobState.WAIT  # behind the holder
