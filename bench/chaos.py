@@ -109,7 +109,8 @@ class Chaos:
         return lost, notes
 
 
-def main(argv=None) -> int:
+def _arguments(argv):
+    """The parsed options and fault kinds; usage errors exit 2 naming the option."""
     parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", "--events", dest="kills", type=positive(int), default=20,
@@ -139,21 +140,34 @@ def main(argv=None) -> int:
         parser.error(f"--interval {low} {high}: MIN is more than MAX")
     if args.processes > args.streams:
         parser.error(f"--processes {args.processes} is more than --streams {args.streams}")
+    return args, kinds
+
+
+def _small_disk(work: Path, kinds, args):
+    """A tmpfs state directory when disk kinds are asked for: (disk or None, kinds, why skipped)."""
+    if not DISK_KINDS & set(kinds):
+        return None, kinds, ""
+    disk = SmallDisk(work / "state", args.disk_size)
+    why = disk.try_mount()
+    if not why:
+        return disk, kinds, ""
+    kinds = tuple(k for k in kinds if k not in DISK_KINDS) or ("kill",)
+    skipped = f"disk kinds skipped: cannot mount a tmpfs ({why})"
+    print(f"chaos: {skipped}", file=sys.stderr)
+    if args.quick:
+        args.kills = len(kinds)
+    return None, kinds, skipped
+
+
+def main(argv=None) -> int:
+    args, kinds = _arguments(argv)
+    low, high = args.interval
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="agent-chaos-"))
     source, witness = work / "source", work / "witness"
     source.mkdir()
     script = prepare(source, witness)
-    disk, skipped = None, ""
-    if DISK_KINDS & set(kinds):
-        disk = SmallDisk(work / "state", args.disk_size)
-        why = disk.try_mount()
-        if why:
-            disk, kinds = None, tuple(k for k in kinds if k not in DISK_KINDS) or ("kill",)
-            skipped = f"disk kinds skipped: cannot mount a tmpfs ({why})"
-            print(f"chaos: {skipped}", file=sys.stderr)
-            if args.quick:
-                args.kills = len(kinds)
+    disk, kinds, skipped = _small_disk(work, kinds, args)
     metrics_port = _free_port()
     agent = AgentProcess(source, work / "state", work / "agent.log", args.slots,
                          [*args.agent_arg, "--metrics-port", str(metrics_port)])
@@ -224,13 +238,19 @@ def main(argv=None) -> int:
         f"max {figures['restart_s_max']} s; parked jobs {figures['parked']}; load average {figures['load_average']}; "
         f"machine: {figures['machine']}" + (f"; {skipped}" if skipped else "") + (f"; kept {work}" if args.keep else ""),
         args.json,
-        lambda f: (f"chaos: {f['kills']} faults ({','.join(kinds)}) under {args.streams} streams: "
-                   f"{len(f['violations'])} kinds of violation ({sum(f['violations'].values())} in all), "
-                   f"{f['unexpected']} unexpected statuses ({f['unknown_statuses']} UNKNOWN), {f['outage']} outage "
-                   f"RPCs retried; jobs {f['submitted']} submitted, {f['done']} DONE, {f['lost']} lost, "
-                   f"{f['run_twice']} run twice, {f['slots_lost']} slots lost; "
-                   f"{f['jobs_per_s']} jobs started/s = x{f['throughput_ratio']} the no-fault baseline; "
-                   f"agent RSS {f['rss_start_mb']} -> {f['rss_end_mb']} MB: {f['verdict']}"))
+        _summary(kinds, args.streams))
+
+
+def _summary(kinds, streams: int):
+    """The one summary line of a run, from its figures."""
+    return lambda f: (f"chaos: {f['kills']} faults ({','.join(kinds)}) under {streams} streams: "
+                      f"{len(f['violations'])} kinds of violation ({sum(f['violations'].values())} in all), "
+                      f"{f['unexpected']} unexpected statuses ({f['unknown_statuses']} UNKNOWN), {f['outage']} outage "
+                      f"RPCs retried; jobs {f['submitted']} submitted, {f['done']} DONE, {f['lost']} lost, "
+                      f"{f['run_twice']} run twice, {f['slots_lost']} slots lost; "
+                      f"{f['jobs_per_s']} jobs started/s = x{f['throughput_ratio']} the no-fault baseline; "
+                      f"agent RSS {f['rss_start_mb']} -> {f['rss_end_mb']} MB: {f['verdict']}")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
