@@ -124,11 +124,12 @@ class Target:
             self._channel.close()
             self._channel = None
 
-    def call(self, method: str, payload: bytes, timeout: float | None = None) -> tuple[grpc.StatusCode, str, bytes]:
+    def call(self, method: str, payload: bytes, timeout: float | None = None,
+             wait_for_ready: bool = False) -> tuple[grpc.StatusCode, str, bytes]:
         """Send raw request bytes; return (status code, details, raw response bytes)."""
         stub = self.channel().unary_unary(method, request_serializer=None, response_deserializer=None)
         try:
-            response = stub(payload, timeout=timeout or self.timing.call)
+            response = stub(payload, timeout=timeout or self.timing.call, wait_for_ready=wait_for_ready or None)
             return grpc.StatusCode.OK, "", response
         except grpc.RpcError as exc:
             return exc.code(), exc.details() or "", b""
@@ -138,18 +139,18 @@ class Target:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            try:
-                grpc.channel_ready_future(self.channel()).result(timeout=max(0.1, deadline - time.monotonic()))
-            except grpc.FutureTimeoutError:
+            # StageInFiles with no files for a never-seen job: OK and no state change (AGT-STAGE-1). Not a
+            # RunJob without files: an agent that wrongly accepts one (AGT-RUN-2) would get a job with no
+            # entry point from the probe itself, and may then fail every restart for a defect shown elsewhere.
+            # wait_for_ready, not channel_ready_future: that one leaves a polling thread that raises
+            # "Channel closed!" once the channel is closed.
+            code, details, _ = self.call(wire.STAGE_METHOD, wire.stage_request(str(uuid.uuid4()), []),
+                                         timeout=max(0.1, deadline - time.monotonic()), wait_for_ready=True)
+            if code is grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() >= deadline - 0.05:
                 last = describe_port(self.address)   # refused, an HTTP/1 or TLS server, silence...
                 if self.tls is not None and last.startswith("a TLS server"):
                     last = "a TLS server answers but no TLS channel could be made: check --tls-ca, --tls-cert, --tls-key"
-                continue
-            # StageInFiles with no files for a never-seen job: OK and no state change (AGT-STAGE-1). Not a
-            # RunJob without files: an agent that wrongly accepts one (AGT-RUN-2) would get a job with no
-            # entry point from the probe itself, and may then fail every restart for a defect shown elsewhere
-            code, details, _ = self.call(wire.STAGE_METHOD, wire.stage_request(str(uuid.uuid4()), []),
-                                         timeout=max(0.5, deadline - time.monotonic()))
+                break
             if code not in TRANSPORT_CODES:
                 return
             last = f"{code.name}: {details}"

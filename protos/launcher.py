@@ -140,11 +140,16 @@ class AgentProcess:
                 self._found.set()
 
     def wait_ready(self, deadline: float) -> None:
+        # A call that waits for the connection, to a method no agent has: any answer (UNIMPLEMENTED,
+        # UNAUTHENTICATED...) means it accepts gRPC connections. Not channel_ready_future, whose
+        # polling thread raises "Channel closed!" after the channel is closed.
         with grpc.insecure_channel(self.address) as channel:
+            ping = channel.unary_unary("/AgentLauncher/Ready", request_serializer=None, response_deserializer=None)
             try:
-                grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
-            except grpc.FutureTimeoutError:
-                raise LaunchError(f"agent at {self.address} does not accept connections") from None
+                ping(b"", timeout=max(0.1, deadline - time.monotonic()), wait_for_ready=True)
+            except grpc.RpcError as exc:
+                if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise LaunchError(f"agent at {self.address} does not accept connections") from None
 
     def kill(self, hard: bool = True) -> None:
         """SIGKILL (hard) or SIGTERM the agent process only: its jobs may live on, as after a crash."""
