@@ -16,13 +16,12 @@ try:
 except ImportError:  # pragma: no cover - not on Linux
     resource = None  # type: ignore[assignment]
 
-# The job's process is this tiny shell: it waits for the agent's "go" on stdin (sent only after
-# the journal holds its pid, so an agent crash before that never leaves an unrecorded run),
-# runs the interpreter on the entry file, and writes the exit status to a file, so that an
-# agent restarted after a crash still learns how an adopted job ended.
-# The interpreter is started by WAITER, a few lines run by the same interpreter (-E -s -S: no
-# environment, site or user packages of the job's), which forks, execs "$0" "$1" exactly as a
-# shell would, and writes how it ended: its exit status (0-255), or minus the signal that killed
+# The job's process is WAITER, a few lines run by the job's own interpreter (-E -s -S: no
+# environment, site or user packages of the job's): it waits for the agent's "go" on stdin (sent
+# only after the journal holds its pid, so an agent crash before that never leaves an unrecorded
+# run), forks, execs the interpreter on the entry file exactly as a shell would, and writes how
+# the job ended to a file, so that an agent restarted after a crash still learns how an adopted
+# job ended: its exit status (0-255), or minus the signal that killed
 # it (a shell's $? would say 128+N for both a signal and an exit(128+N); AGT-EXT-3 tells them
 # apart). It exits as a shell would (the status, or 128+N), for a launcher without a status file.
 # A fork refused for a moment (EAGAIN: a pids limit reached by others) is retried with backoff
@@ -32,6 +31,17 @@ WAITER = (
     "import os, signal, sys\n"
     "interp, entry, target = sys.argv[1], sys.argv[2], sys.argv[3]\n"
     "fd = int(target) if target.isdigit() else None\n"
+    "go = b''\n"
+    "while not go.endswith(b'\\n') and len(go) < 3:\n"
+    "    piece = os.read(0, 3 - len(go))\n"
+    "    if not piece:\n"
+    "        break\n"
+    "    go += piece\n"
+    "if go != b'go\\n':\n"
+    "    os._exit(125)\n"
+    "null = os.open(os.devnull, os.O_RDONLY)\n"
+    "os.dup2(null, 0)\n"
+    "os.close(null)\n"
     "pause, waited = 0.05, 0.0\n"
     "while True:\n"
     "    try:\n"
@@ -69,12 +79,13 @@ WAITER = (
     "    pass\n"
     "os._exit(s if s >= 0 else 128 - s)\n"
 )
-LAUNCHER = (
-    'IFS= read -r go || exit 125\n'
-    'exec 0</dev/null\n'
-    '[ "$go" = go ] || exit 125\n'
-    'exec "$0" -E -s -S -c "$3" "$0" "$1" "$2"\n'
-)
+# The waiter starts at once and waits for the agent's "go" on stdin itself (sent only after the
+# journal holds its pid, so an agent crash before that never leaves an unrecorded run): its own
+# start overlaps the journal's write, and nothing but fork and exec is left after "go".
+# Through sh: an interpreter gone since it was chosen is the shell's exit 127, the job's end
+# (DONE, failed), not a launch the agent could retry.
+LAUNCHER = 'exec "$0" -E -s -S -c "$3" "$0" "$1" "$2"\n'
+
 # With --job-user the launcher runs as that user, which cannot reach the 0700 state directory:
 # the agent opens the exit-status file and hands the launcher its descriptor (number in $2),
 # closed for the interpreter, so the job can neither reach nor forge it. Run by bash: dash
@@ -83,12 +94,8 @@ JOB_USER_SHELL = "/bin/bash"
 # The switch of user is done by setpriv (util-linux), not by Popen(user=...): CPython may vfork,
 # and a setuid in a vfork child of a multithreaded process crashed the child now and then.
 SETPRIV = "/usr/bin/setpriv"
-LAUNCHER_FD = (
-    'IFS= read -r go || exit 125\n'
-    'exec 0</dev/null\n'
-    '[ "$go" = go ] || exit 125\n'
-    '( {limits}exec "$0" -E -s -S -c "$3" "$0" "$1" "$2" )\n'
-)
+LAUNCHER_FD = '{limits}exec "$0" -E -s -S -c "$3" "$0" "$1" "$2"\n'
+
 # With --job-user each job also gets mount and pid namespaces of its own (unshare, util-linux):
 # its /proc shows only its own processes (no other job's command line, so no other job's file
 # UUIDs), and /tmp and /dev/shm are tmpfs of its own, charged to its memory cgroup and gone when
