@@ -197,6 +197,28 @@ class AgentCore(AgentHooks, CoreServices):
                 return self.status_query(job, req)
             return self.submit(req)
 
+    def status_if_free(self, req: RunRequest) -> JobState | None:
+        """What `run_job(req)` answers when it is a status query that needs no wait, else None.
+
+        Called on the server's event loop (reference_agent.servicer, the reference agent only):
+        it never waits for the tables' lock (a journal commit may hold it) and never submits.
+        None (the work thread answers, with its errors): the lock is held, the job is unknown
+        (a submission), or the repeat differs from the submission (AGT-RUN-8's error)."""
+        lock = self._tables.lock
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            job = self._tables.jobs.get(req.job)
+            if job is None:
+                return None
+            try:
+                self.check_repeat(job, req)
+            except errors.ProtocolError:
+                return None
+            return job.state
+        finally:
+            lock.release()
+
     def status_query(self, job: Job, req: RunRequest) -> JobState:
         self.check_repeat(job, req)
         return self.report_state(job)

@@ -201,8 +201,11 @@ class AgentServer:
 
     def agent_handler(self, servicer: AgentServicer, handler_class: type[RawAgentHandler] = RawAgentHandler):
         """The Agent service's handler over `servicer`, on this server's work pool and deadline."""
+        # Polls answered on the event loop: the reference agent's own hooks only (a broken agent's may block)
+        inline = (type(self.core) is AgentCore and type(servicer) is AgentServicer
+                  and handler_class is RawAgentHandler)
         return handler_class(servicer, self.telemetry, log=self.config.log_rpcs, work=self.work,
-                             request_timeout=self.config.request_timeout, counts=self.counts)
+                             request_timeout=self.config.request_timeout, counts=self.counts, inline_polls=inline)
 
     def reflection_service(self, names) -> ServiceRegistration:
         reflector = (LoggedReflectionServicer(names, self.telemetry) if self.config.log_rpcs

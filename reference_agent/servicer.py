@@ -29,6 +29,8 @@ HEALTH_WATCH = f"/{_HEALTH.full_name}/{_HEALTH.methods_by_name['Watch'].name}"
 REFLECTION_INFO = f"/{_REFLECTION.full_name}/{_REFLECTION.methods_by_name['ServerReflectionInfo'].name}"
 # Seconds a call may take to send its request message after its headers (a half-open call is ended)
 DEFAULT_REQUEST_TIMEOUT = 10.0
+# Largest RunJob request answered on the event loop (parsing a larger one would hold the loop)
+INLINE_BYTES = 16 * 1024
 
 
 @contextmanager
@@ -57,6 +59,19 @@ class AgentServicer(AgentService_pb2_grpc.AgentServicer):
         with protocol_errors(context):
             state = self.core.run_job(self.core.parse_run_request(request))
         return RunJob_pb2.RunJobResponse(code=int(state))
+
+    def status_now(self, data: bytes) -> tuple[bytes, str] | None:
+        """RunJob's answer (response bytes, job id) to `data` when it is a status query the core
+        answers without waiting (AgentCore.status_if_free), else None: the call then goes to a
+        work thread as any other. Runs on the event loop, so a poll costs no thread hand-off."""
+        try:
+            req = self.core.parse_run_request(RunJob_pb2.RunJobRequest.FromString(data))
+        except (DecodeError, ProtocolError):
+            return None
+        state = self.core.status_if_free(req)
+        if state is None:
+            return None
+        return RunJob_pb2.RunJobResponse(code=int(state)).SerializeToString(), req.job
 
 
 def _waiting(context) -> bool:
@@ -90,11 +105,17 @@ class RawAgentHandler(grpc.GenericRpcHandler):
     Each method is served on the asyncio server as a request-streaming handler (the wire is the
     same as unary): it reads the one request message with a deadline (`request_timeout`), then
     parses, serves and serializes on a thread of `work` (a bounded WorkPool: RESOURCE_EXHAUSTED
-    when full). `bytes_call` is the synchronous part, a hook for broken agents."""
+    when full). `bytes_call` is the synchronous part, a hook for broken agents.
+
+    `inline_polls`: a RunJob status query of a known job (at most INLINE_BYTES) is answered on
+    the event loop when the core can answer it without waiting (AgentServicer.status_now); the
+    reference agent only (AgentServer.agent_handler): a broken agent's hooks may block."""
 
     def __init__(self, servicer: AgentServicer, telemetry, log: bool = True, work: WorkPool | None = None,
-                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT, counts: CallCounts | None = None):
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT, counts: CallCounts | None = None,
+                 inline_polls: bool = False):
         self.telemetry = telemetry
+        self.status_now = servicer.status_now if inline_polls else None
         self.counts = counts if counts is not None else CallCounts()
         self.log = log
         self.work = work if work is not None else WorkPool(work_threads_for_machine(os.cpu_count()), 256)
@@ -128,13 +149,20 @@ class RawAgentHandler(grpc.GenericRpcHandler):
 
     def _serve(self, name: str, call):
         telemetry, log, work, timeout, counts = self.telemetry, self.log, self.work, self.request_timeout, self.counts
+        status_now = self.status_now if name == "RunJob" else None
 
         async def handle(_requests, context):
             start = time.perf_counter()
-            code, size, calling = "UNKNOWN", None, None
+            code, size, calling, job = "UNKNOWN", None, None, None
             try:
                 data = await first_message(context, timeout, counts)
-                size, calling = len(data), CallContext(context, deadline_of(context))
+                size = len(data)
+                if status_now is not None and size <= INLINE_BYTES:
+                    answered = status_now(data)
+                    if answered is not None:
+                        code, job = "OK", answered[1]
+                        return answered[0]
+                calling = CallContext(context, deadline_of(context))
                 try:
                     response = await work.run(call, data, calling)
                 except Aborted as exc:
@@ -156,7 +184,7 @@ class RawAgentHandler(grpc.GenericRpcHandler):
                 raise
             finally:
                 telemetry.rpc(name, code, time.perf_counter() - start, log=log,
-                              job=calling.job if calling is not None else None, bytes=size)
+                              job=calling.job if calling is not None else job, bytes=size)
 
         return handle
 

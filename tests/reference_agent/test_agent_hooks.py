@@ -15,8 +15,9 @@ from reference_agent.job import Job
 from reference_agent.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[2]
-# Public members of AgentCore that are neither hooks nor services: the lifecycle.
-LIFECYCLE = {"start", "close", "serving"}
+# Public members of AgentCore that are neither hooks nor services: the lifecycle, and what the
+# server calls (status_if_free: polls answered on the event loop, reference agent only).
+LIFECYCLE = {"start", "close", "serving", "status_if_free"}
 
 
 def _doc_table(heading: str) -> list[str]:
