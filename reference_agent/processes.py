@@ -31,6 +31,9 @@ WAITER = (
     "import os, signal, sys\n"
     "interp, entry, target = sys.argv[1], sys.argv[2], sys.argv[3]\n"
     "fd = int(target) if target.isdigit() else None\n"
+    "ready = int(sys.argv[4])\n"
+    "os.write(ready, b'r')\n"
+    "os.close(ready)\n"
     "go = b''\n"
     "while not go.endswith(b'\\n') and len(go) < 3:\n"
     "    piece = os.read(0, 3 - len(go))\n"
@@ -82,9 +85,13 @@ WAITER = (
 # The waiter starts at once and waits for the agent's "go" on stdin itself (sent only after the
 # journal holds its pid, so an agent crash before that never leaves an unrecorded run): its own
 # start overlaps the journal's write, and nothing but fork and exec is left after "go".
-# Through sh: an interpreter gone since it was chosen is the shell's exit 127, the job's end
-# (DONE, failed), not a launch the agent could retry.
-LAUNCHER = 'exec "$0" -E -s -S -c "$3" "$0" "$1" "$2"\n'
+# Through sh: an interpreter gone since it was chosen is the shell's exit 127 (126: not
+# executable), the job's end (DONE, failed), not a launch the agent could retry.
+# The waiter first writes "r" on the ready pipe (descriptor number in $4): the agent journals RUN
+# only then (Launch.wait_ready), so a launcher that dies before its interpreter runs (a fork
+# child aborted at a process limit, a failed namespace mount) is the agent's failed start: the
+# job stays WAIT and is retried (AGT-STATE-2: RUN means started).
+LAUNCHER = 'exec "$0" -E -s -S -c "$3" "$0" "$1" "$2" "$4"\n'
 
 # With --job-user the launcher runs as that user, which cannot reach the 0700 state directory:
 # the agent opens the exit-status file and hands the launcher its descriptor (number in $2),
@@ -94,7 +101,7 @@ JOB_USER_SHELL = "/bin/bash"
 # The switch of user is done by setpriv (util-linux), not by Popen(user=...): CPython may vfork,
 # and a setuid in a vfork child of a multithreaded process crashed the child now and then.
 SETPRIV = "/usr/bin/setpriv"
-LAUNCHER_FD = '{limits}exec "$0" -E -s -S -c "$3" "$0" "$1" "$2"\n'
+LAUNCHER_FD = '{limits}exec "$0" -E -s -S -c "$3" "$0" "$1" "$2" "$4"\n'
 
 # With --job-user each job also gets mount and pid namespaces of its own (unshare, util-linux):
 # its /proc shows only its own processes (no other job's command line, so no other job's file
@@ -112,6 +119,22 @@ PRIVATE_MOUNTS = (
     'exec "$@"\n'
 )
 NOT_LAUNCHED = 125  # the launcher exits with this when the agent never said go
+INTERPRETER_NOT_RUN = (126, 127)  # the shell's exit when the interpreter is not executable / gone
+READY_TIMEOUT = 120.0  # seconds a launcher's interpreter may take to start (a loaded machine)
+
+
+class LauncherLost(Exception):
+    """The launcher ended before its interpreter ran the waiter: nothing of the job ran."""
+
+    def __init__(self, returncode: int | None):
+        how = (f"signal {-returncode} ({signal.Signals(-returncode).name})" if returncode is not None and returncode < 0
+               and -returncode in signal.valid_signals() else f"exit {returncode}")
+        super().__init__(f"the launcher ended before its interpreter started ({how})")
+        self.returncode = returncode
+
+
+class LauncherStalled(Exception):
+    """The launcher's interpreter did not start within its time (the launcher is killed)."""
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 JOB_UMASK = 0o077  # what a job creates (its outputs, the exit-status file) is private too
 
@@ -200,27 +223,31 @@ class Launch:
         self.status_file = status_file
         status_file.unlink(missing_ok=True)
         read_fd, self._go_fd = os.pipe()
+        self._ready_fd, ready_w = os.pipe()
         status_fd = None
         try:
             if user is None:
-                argv, as_user = ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file), WAITER], {}
+                argv = ["/bin/sh", "-c", LAUNCHER, interpreter, entry, str(status_file), WAITER, str(ready_w)]
+                passed: tuple[int, ...] = (ready_w,)
             else:
                 status_fd = os.open(status_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 script = LAUNCHER_FD.replace("{limits}", limits.as_shell())  # the interpreter's, not the shell's
                 argv = [SETPRIV, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--",
-                        JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd), WAITER]
+                        JOB_USER_SHELL, "-c", script, interpreter, entry, str(status_fd), WAITER, str(ready_w)]
                 if private_namespaces():
                     argv = [UNSHARE, *UNSHARE_ARGS, "/bin/sh", "-c", PRIVATE_MOUNTS, "sh", *argv]
-                as_user = dict(pass_fds=(status_fd,))
+                passed = (status_fd, ready_w)
             with _private_output(stdout) as out, _private_output(stderr) as err:
                 self.proc = subprocess.Popen(
                     argv, cwd=str(workdir), env=env, stdin=read_fd, stdout=out, stderr=err,
-                    start_new_session=True, close_fds=True, umask=JOB_UMASK, **as_user)
+                    start_new_session=True, close_fds=True, umask=JOB_UMASK, pass_fds=passed)
         except BaseException:
             os.close(self._go_fd)
+            os.close(self._ready_fd)
             raise
         finally:
             os.close(read_fd)
+            os.close(ready_w)
             if status_fd is not None:
                 os.close(status_fd)
         self.pid = self.proc.pid
@@ -233,6 +260,30 @@ class Launch:
             self.abort()  # the launcher exits without running anything
             raise
 
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Return once the job's interpreter runs the waiter (paused, before "go"). LauncherLost:
+        the launcher ended before that (nothing of the job ran); LauncherStalled: not within
+        `timeout` seconds (the launcher is killed). Either way the caller aborts the launch."""
+        fd, self._ready_fd = self._ready_fd, None
+        if fd is None:
+            return
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(max(0, int(timeout * 1000))):
+                kill_group(self.pid)
+                raise LauncherStalled(f"the launcher's interpreter did not start within {timeout:g} s")
+            if os.read(fd, 1) == b"r":
+                return
+        finally:
+            os.close(fd)
+        try:  # end of file: every process that held the pipe ended (or closed it) before the waiter ran
+            returncode = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            kill_group(self.pid)
+            returncode = self.proc.wait()
+        raise LauncherLost(returncode)
+
     def go(self) -> None:
         try:
             os.write(self._go_fd, b"go\n")
@@ -240,13 +291,14 @@ class Launch:
             pass
         finally:
             os.close(self._go_fd)
+            self._go_fd = None
 
     def abort(self) -> None:
         """Never run: close the pipe, the launcher exits with NOT_LAUNCHED."""
-        try:
-            os.close(self._go_fd)
-        except OSError:
-            pass
+        for fd in (self._go_fd, self._ready_fd):
+            if fd is not None:
+                os.close(fd)
+        self._go_fd = self._ready_fd = None
         self.proc.wait()
         if getattr(self, "pidfd", None) is not None:
             os.close(self.pidfd)

@@ -10,6 +10,7 @@ from reference_agent.hooks import AgentHooks
 from reference_agent.job import Job
 from reference_agent.journal import StorageError
 from reference_agent.launchretry import JobCannotStart, StartBackoff, cause
+from reference_agent.processes import INTERPRETER_NOT_RUN, LauncherLost
 from reference_agent.supervision import JobSupervisor, exit_event
 from reference_agent.tables import JobTables
 from reference_agent.telemetry import Telemetry
@@ -104,6 +105,17 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - the agent's: the paused launcher ends unrun, it waits
             launch.abort()
             self.requeue(job, exc)
+            return
+        try:  # RUN only once the job's interpreter runs, paused (AGT-STATE-2: RUN means started)
+            launch.wait_ready()
+        except Exception as exc:  # noqa: BLE001 - died or stalled before anything of the job ran
+            watcher.cancel()
+            launch.abort()
+            if isinstance(exc, LauncherLost) and exc.returncode in INTERPRETER_NOT_RUN:
+                self.fail_start(job, JobCannotStart(f"its interpreter {job.interpreter} could not be run "
+                                                    f"(the shell's exit {exc.returncode})"))
+            else:  # a fork child aborted at a process limit, a mount refused...: the agent's, it waits
+                self.requeue(job, exc)
             return
         try:
             with self.tables.lock:
