@@ -28,6 +28,8 @@ def cause(exc: BaseException) -> str:
     number = getattr(exc, "errno", None)
     if isinstance(number, int) and number in errno.errorcode:
         return errno.errorcode[number]
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return "EAGAIN"  # CPython's words for pthread_create refused, at a pids limit: EAGAIN
     cause_of = getattr(exc, "cause", None)  # a StorageError carries the OS's error
     if isinstance(cause_of, BaseException) and cause_of is not exc:
         return cause(cause_of)

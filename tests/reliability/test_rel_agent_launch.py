@@ -108,8 +108,6 @@ def test_read_only_jobs_directory_leaves_the_job_waiting(tmp_path):
         agent.stop()
 
 
-@pytest.mark.slow  # 1 run in 7 under -n 2: a launcher forked while grpc is refused threads may abort (SIGABRT)
-# in grpc's fork handler before exec, and that job is then charged (DONE, killed); known, see RELIABILITY.md
 def test_fork_refused_at_a_pids_limit_leaves_the_job_waiting(tmp_path):
     """The limit is set while a holder job keeps the slot; when the holder ends, the agent's
     cgroup is over its limit: no task can be made. The next job is not charged for it: it
@@ -154,7 +152,9 @@ def test_fork_refused_at_a_pids_limit_leaves_the_job_waiting(tmp_path):
                 # calls on the old connection (a grpc matter, reported; the reserve of 18.3 is
                 # what keeps the agent away from this limit).
                 wait_for(lambda: _journal_row(tmp_path, job) == (2, "succeeded"), within=30, what="the job DONE")
-                assert {e["cause"] for e in _deferred(log, job)} <= {"EAGAIN"}
+                # fork, a thread or the launcher's exec refused (EAGAIN), or a launcher that died
+                # before its interpreter ran (LauncherLost: SIGABRT in a fork handler): all the agent's
+                assert {e["cause"] for e in _deferred(log, job)} <= {"EAGAIN", "LauncherLost"}
                 assert (tmp_path / "state0" / "jobs" / job / "stdout").read_text() == "ran after EAGAIN\n"
                 assert _journal_row(tmp_path, holder) == (2, "succeeded")
             assert agent.alive()

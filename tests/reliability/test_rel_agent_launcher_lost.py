@@ -87,7 +87,9 @@ def test_an_interpreter_gone_since_it_was_chosen_ends_the_job_failed_not_retried
     agent = InProcessAgent.start(tmp_path, pythons=(str(python),), include_running=False, slots=1,
                                  telemetry=Telemetry(stream=None))
     try:
-        os.chmod(python, 0o644)  # chosen at submission, not executable at the start
+        probed, _ = _run(agent, "pass\n")  # the interpreter is probed (in the background) and runs
+        assert agent.wait_done(probed, deadline=30).final is JobState.DONE and agent.row(probed).reason == "succeeded"
+        os.chmod(python, 0o644)  # known to the agent, not executable at the next start
         job, _ = _run(agent, "print('never')\n")
         assert agent.wait_done(job, deadline=30).final is JobState.DONE
         row = agent.row(job)
@@ -96,3 +98,17 @@ def test_an_interpreter_gone_since_it_was_chosen_ends_the_job_failed_not_retried
         assert (tmp_path / "state0" / "jobs" / job / "stdout").read_text() == ""
     finally:
         agent.close()
+
+
+@pytest.mark.parametrize("exc,label", [
+    (OSError(24, "Too many open files"), "EMFILE"),
+    (OSError(11, "Resource temporarily unavailable"), "EAGAIN"),
+    (RuntimeError("can't start new thread"), "EAGAIN"),  # pthread_create refused at a pids limit
+    (RuntimeError("something else"), "RuntimeError"),
+])
+def test_start_fault_labels_name_the_os_cause(exc, label):
+    from reference_agent.launchretry import cause
+    from reference_agent.processes import LauncherLost
+
+    assert cause(exc) == label
+    assert cause(LauncherLost(-6)) == "LauncherLost" and "SIGABRT" in str(LauncherLost(-6))
