@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" tests
 
 slow: $(STAMP)
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -m slow --durations=12 tests
 
 soak: $(STAMP)
 	$(PY) bench/soak.py

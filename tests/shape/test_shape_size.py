@@ -5,13 +5,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DIRS = ("protos", "reference_agent", "fakes", "conformance", "simulator", "scripts", "bench")
+DIRS = ("protos", "reference_agent", "fakes", "conformance", "simulator", "scripts", "bench", "tests")
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
 
 def sources() -> list[Path]:
-    """The hand-written Python of the packages, scripts and benchmarks (generated *_pb2* code aside)."""
+    """The hand-written Python of the packages, scripts, benchmarks and tests (generated *_pb2* code aside)."""
     return sorted(p for d in DIRS for p in (ROOT / d).rglob("*.py") if "_pb2" not in p.name)
 
 
