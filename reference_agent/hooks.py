@@ -105,8 +105,11 @@ class AgentHooks:
         raise NotImplementedError
 
     def start_job(self, job: Job) -> None:
-        """On the scheduler's (or the submitting) thread, the job holding a slot: launch it, journal
-        RUN with its pid, then let it go; a launch that fails ends it DONE (failed)."""
+        """On the scheduler's (or the submitting) thread, the job holding a slot: launch it, wait
+        until its interpreter runs (paused), journal RUN with its pid, then let it go. A start the
+        agent could not make (the launch refused, the launcher lost before its interpreter ran, RUN
+        not journalled) puts it back at the head of the queue, WAIT; only the job's own defects
+        (no entry file, an interpreter the shell cannot run) end it DONE (failed)."""
         raise NotImplementedError
 
     # --- extensions: outcome, cancel, watch (PROTOCOL-EXT; docs/AGENT.md "Extensions") -------------
