@@ -66,9 +66,9 @@ class AgentServicer(AgentService_pb2_grpc.AgentServicer):
         work thread as any other. Runs on the event loop, so a poll costs no thread hand-off."""
         try:
             req = self.core.parse_run_request(RunJob_pb2.RunJobRequest.FromString(data))
-        except (DecodeError, ProtocolError):
+            state = self.core.status_if_free(req)
+        except Exception:  # noqa: BLE001 - bad bytes, a bad field...: the work thread answers with its error
             return None
-        state = self.core.status_if_free(req)
         if state is None:
             return None
         return RunJob_pb2.RunJobResponse(code=int(state)).SerializeToString(), req.job
