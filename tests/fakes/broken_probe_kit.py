@@ -73,6 +73,13 @@ def done(agent, job, timeout=15.0):
     return agent.client.wait_until_done(job, poll_interval=0.02, deadline=timeout)
 
 
+def output_of(agent, job: str, path: Path) -> str:
+    """What the job wrote to `path`, once it is DONE (the file must appear within 5 s)."""
+    done(agent, job)
+    assert wait_for(path.exists, 5), f"{path} never written"
+    return path.read_text()
+
+
 def raw_status(agent, method: str, payload: bytes) -> grpc.StatusCode:
     try:
         agent.channel.unary_unary(full_method_name(method))(payload, timeout=10)

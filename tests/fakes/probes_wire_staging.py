@@ -6,7 +6,7 @@ import uuid
 
 import grpc
 
-from broken_probe_kit import W, appender, done, probe, raw_status, submit, wait_for  # noqa: F401
+from broken_probe_kit import W, appender, done, output_of, probe, raw_status, submit, wait_for  # noqa: F401
 from fakes import broken
 from fakes.agent import full_method_name
 from protos import Common_pb2, RunJob_pb2, StageInFile_pb2  # noqa: F401
@@ -119,10 +119,9 @@ def probe_links_source(agent, tmp):
     agent.client.stage_in(job, [f])
     agent.put(appender(marker, "changed"), f)                     # the source changes afterwards
     agent.client.run(job, [f])
-    done(agent, job)
-    assert wait_for(marker.exists, 5)
-    if marker.read_text() != "staged":
-        return f"job ran the source's later bytes: {marker.read_text()!r}"
+    marker_text = output_of(agent, job, marker)
+    if marker_text != "staged":
+        return f"job ran the source's later bytes: {marker_text!r}"
 
 
 @probe(broken.StageChangesSubmittedJob)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import probes_wire_staging  # noqa: F401  (its probes register themselves)
-from broken_probe_kit import PROBES, V1_AGENTS, D, R, W, appender, done, probe, submit, wait_for  # noqa: F401
+from broken_probe_kit import PROBES, V1_AGENTS, D, R, W, appender, done, output_of, probe, submit, wait_for  # noqa: F401
 from fakes import broken
 from fakes.broken import CATALOGUE
 from protos.states import JobState
@@ -43,10 +43,9 @@ def probe_runs_last_file(agent, tmp):
     job, first, last = new(), agent.put(appender(marker, "first")), agent.put(appender(marker, "last"))
     agent.client.stage_in(job, [first, last])
     agent.client.run(job, [first, last])
-    done(agent, job)
-    assert wait_for(marker.exists, 5)
-    if marker.read_text() != "first":
-        return f"the job ran {marker.read_text()!r}"
+    marker_text = output_of(agent, job, marker)
+    if marker_text != "first":
+        return f"the job ran {marker_text!r}"
 
 
 @probe(broken.IgnoresPythonVersion)
@@ -218,7 +217,7 @@ def probe_forgets_slots_after_restart(agent, tmp, restart):    # agent has 1 slo
     first, _, _ = submit(agent, appender(slow, sleep=4.0))
     assert wait_for(lambda: agent.client.status(first) is R, 5)
     second, _, _ = submit(agent, appender(quick))
-    again = restart(agent)
+    restart(agent)  # the restarted agent adopts the slow job
     if wait_for(quick.exists, 1.5) and not slow.exists():
         return "after the restart a WAIT job started while the adopted job held the only slot"
 
@@ -234,10 +233,9 @@ def probe_truncates_large_files(agent, tmp):
     entry = agent.put(_reader(out, data.lower()))
     agent.client.stage_in(job, [entry, data])
     agent.client.run(job, [entry])
-    done(agent, job)
-    assert wait_for(out.exists, 5)
-    if out.read_text() != f"{hashlib.sha256(big).hexdigest()} {len(big)}":
-        return f"the job saw {out.read_text().split()[-1]} bytes of a {len(big)}-byte input"
+    out_text = output_of(agent, job, out)
+    if out_text != f"{hashlib.sha256(big).hexdigest()} {len(big)}":
+        return f"the job saw {out_text.split()[-1]} bytes of a {len(big)}-byte input"
 
 
 @probe(broken.RestagesFromSourceAfterRestart, restart="keep jobs")
@@ -251,9 +249,8 @@ def probe_restages_after_restart(agent, tmp, restart):
     agent.put(b"bytes put later", data)
     again = restart(agent)
     again.client.run(job, [entry])
-    done(again, job)
-    assert wait_for(out.exists, 5)
-    if out.read_text().split()[0] != hashlib.sha256(b"bytes at staging time").hexdigest():
+    out_text = output_of(again, job, out)
+    if out_text.split()[0] != hashlib.sha256(b"bytes at staging time").hexdigest():
         return "after the restart the job saw the source's later bytes, not those of staging time"
 
 
@@ -279,9 +276,8 @@ def probe_trusts_cache_after_job_writes(agent, tmp):
     reader = agent.put(_reader(out, shared.lower()))
     agent.client.stage_in(later, [reader, shared])
     agent.client.run(later, [reader])
-    done(agent, later)
-    assert wait_for(out.exists, 5)
-    if out.read_text().split()[0] != hashlib.sha256(b"the source's bytes").hexdigest():
+    out_text = output_of(agent, later, out)
+    if out_text.split()[0] != hashlib.sha256(b"the source's bytes").hexdigest():
         return "a later job got the bytes that an earlier job wrote into its copy"
 
 

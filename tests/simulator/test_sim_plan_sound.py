@@ -162,16 +162,21 @@ def test_replications_that_split_are_reported_per_replication_not_averaged():
     assert "the file source" in replication_split(parse_target("wait_p95<=30"), res)
 
 
-def test_a_cold_start_that_overloads_the_source_is_said_and_warm_caches_start_filled():
-    data = {
+def _cached_files(source: str, capacity: str, **run_keys) -> dict:
+    """4 agents of 2 slots, one 10 MB file per job out of a catalogue of 100, the given source
+    bandwidth and cache capacity (the scenarios of the two cache tests below)."""
+    return {
         "agents": [{"name": "w", "count": 4, "slots": 2}],
-        "network": {"source_bandwidth": "30MB/s", "link_bandwidth": "1GB/s", "cache_capacity": "200MB"},
+        "network": {"source_bandwidth": source, "link_bandwidth": "1GB/s", "cache_capacity": capacity},
         "workload": {"rate": 4.0, "runtime": {"dist": "exponential", "mean": 1.0},
                      "files": {"count": 1, "catalog": 100, "size": "10MB"}},
         "clients": {"poll_interval": 0},
-        "run": {"duration": 200, "warmup": 10, "seed": 1},
+        "run": {"seed": 1, **run_keys},
     }
-    sc = Scenario.from_dict(data)
+
+
+def test_a_cold_start_that_overloads_the_source_is_said_and_warm_caches_start_filled():
+    sc = Scenario.from_dict(_cached_files("30MB/s", "200MB", duration=200, warmup=10))
     a = stability.analyse(sc)
     assert a.cold_bytes == pytest.approx(40e6) and a.steady_bytes < 30e6 and a.fill_time > 10
     assert any("a cold start asks" in n for n in a.notes)
@@ -186,14 +191,7 @@ def test_a_cold_start_that_overloads_the_source_is_said_and_warm_caches_start_fi
 
 
 def test_run_warm_cache_starts_every_cache_filled():
-    data = {
-        "agents": [{"name": "w", "count": 4, "slots": 2}],
-        "network": {"source_bandwidth": "1GB/s", "link_bandwidth": "1GB/s", "cache_capacity": "500MB"},
-        "workload": {"rate": 4.0, "runtime": {"dist": "exponential", "mean": 1.0},
-                     "files": {"count": 1, "catalog": 100, "size": "10MB"}},
-        "clients": {"poll_interval": 0},
-        "run": {"duration": 60, "seed": 1},
-    }
+    data = _cached_files("1GB/s", "500MB", duration=60)
     cold = run(Scenario.from_dict(data)).mean("cache_hit_ratio")
     data["run"]["warm_cache"] = True
     warm = run(Scenario.from_dict(data)).mean("cache_hit_ratio")
